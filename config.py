@@ -1,0 +1,151 @@
+"""Settings: embedded defaults, then the environment (and `.env`), then a test override.
+
+Every setting is parsed and checked here, so a bad value stops start-up with a
+message that names the variable instead of failing later in a request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting has a value zaphook cannot use."""
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _optional_secret(value: str) -> Optional[str]:
+    value = value.strip()
+    if not value:
+        return None
+    if value.lower() in ("change-me", "changeme"):
+        raise ValueError("is still the placeholder 'change-me' from .env.example: set a real value or leave it empty")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+    return parse
+
+
+def _positive_number(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _host(value: str) -> str:
+    value = value.strip()
+    if not value or any(char.isspace() or char in "/?#" for char in value):
+        raise ValueError(f"must be an IP address or host name, got {value!r}")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def _database_url(value: str) -> str:
+    value = value.strip()
+    if value and not value.startswith(("sqlite://", "postgres://", "postgresql://", "postgresql+pool://")):
+        raise ValueError("must start with sqlite:/// or postgresql://")
+    return value
+
+
+def _public_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+# name: (default, parser). Defaults are strings, parsed like environment values.
+SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "HOST": ("127.0.0.1", _host),
+    "PORT": ("5000", _int_between(1, 65535)),
+    "DATA_DIR": ("./data", _text),
+    "DATABASE_URL": ("", _database_url),
+    "WEBHOOK_TOKEN": ("", _optional_secret),
+    "ADMIN_TOKEN": ("", _optional_secret),
+    "META_APP_SECRET": ("", _optional_secret),
+    "META_VERIFY_TOKEN": ("", _optional_secret),
+    "MAX_BODY_MB": ("64", _positive_number),
+    "LOG_LEVEL": ("INFO", _log_level),
+    "ALLOW_UNKNOWN_INSTANCES": ("true", _bool),
+    "PUBLIC_URL": ("", _public_url),
+    "THREADS": ("8", _int_between(1, 256)),
+}
+
+# Settings whose values never appear in logs or API answers.
+SECRET_SETTINGS = ("WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")
+
+
+def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> dict:
+    """Return the parsed settings.
+
+    With ``override`` (tests), the environment is not read: what the override
+    does not name keeps its embedded default. Without it, values come from
+    ``environ`` (default: ``os.environ`` after loading ``.env``).
+    """
+    if override is None:
+        if environ is None:
+            from dotenv import load_dotenv
+
+            load_dotenv(override=False)
+            environ = os.environ
+        source: Mapping[str, Any] = environ
+    else:
+        source = override
+
+    settings: dict[str, Any] = {}
+    for name, (default, parse) in SETTINGS.items():
+        raw = source.get(name)
+        if raw is None:
+            raw = default
+        if isinstance(raw, str) or parse is _bool:
+            try:
+                settings[name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} {exc}") from None
+        else:
+            settings[name] = raw  # already typed by a test override
+    settings["DATA_DIR"] = str(Path(settings["DATA_DIR"]).expanduser().resolve())
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = "sqlite:///" + str(Path(settings["DATA_DIR"]) / "zaphook.db")
+    # Anything else in a test override (e.g. TESTING) is passed through as is.
+    if override is not None:
+        for name, value in override.items():
+            settings.setdefault(name, value)
+    return settings

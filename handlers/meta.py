@@ -1,0 +1,226 @@
+"""Meta WhatsApp Cloud API webhooks.
+
+``{object: "whatsapp_business_account", entry: [{id, changes: [{field,
+value}]}]}``; one request may batch several entries, changes, messages and
+statuses, all returned as events of one result. The instance is the business
+phone number (``value.metadata.phone_number_id``). Messages are always
+incoming: our own sends only come back as ``statuses``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from . import proto
+from .base import (
+    MEDIA_TYPES, MediaDescriptor, Normalised, PayloadError, RouteHint,
+    StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
+    normalize_status, parse_timestamp, to_bool, to_float,
+)
+
+NAME = "meta"
+OBJECT = "whatsapp_business_account"
+FIELD_MESSAGES = "messages"
+
+
+def detect(payload: dict, hint: RouteHint) -> bool:
+    if payload.get("object") == OBJECT:
+        return True
+    return any(isinstance(entry, dict) and "changes" in entry
+               for entry in as_list(payload.get("entry")))
+
+
+def parse(payload: dict, hint: RouteHint) -> Normalised:
+    events: list = []
+    instance_id = None
+    ignored_fields = []
+    for change in _changes(payload):
+        field = first_text(change.get("field"))
+        value = as_dict(change.get("value"))
+        instance_id = instance_id or first_text(
+            as_dict(value.get("metadata")).get("phone_number_id"))
+        if field != FIELD_MESSAGES:
+            ignored_fields.append(str(field))
+            continue
+        names = _contact_names(value)
+        events += [_message_event(m, names) for m in as_list(value.get("messages"))
+                   if isinstance(m, dict)]
+        events += [s for s in map(_status_event, as_list(value.get("statuses"))) if s]
+    # Fields other than "messages" (account updates, template reviews...) carry
+    # no phone number id and are ignored, so only events need an instance.
+    if events and instance_id is None:
+        raise PayloadError("missing instance id")
+    reason = None
+    if not events:
+        reason = f"field not handled: {', '.join(ignored_fields)}" if ignored_fields \
+            else "no messages or statuses"
+    event_name = FIELD_MESSAGES if events or not ignored_fields else ignored_fields[0]
+    return build_result(NAME, instance_id, events, event_name, ignored_reason=reason)
+
+
+def _changes(payload: dict) -> list:
+    return [change for entry in as_list(payload.get("entry"))
+            for change in as_list(as_dict(entry).get("changes")) if isinstance(change, dict)]
+
+
+def _contact_names(value: dict) -> dict:
+    """wa_id -> profile name, from ``value.contacts``."""
+    names = {}
+    for contact in as_list(value.get("contacts")):
+        contact = as_dict(contact)
+        wa_id = first_text(contact.get("wa_id"))
+        if wa_id:
+            names[wa_id] = first_text(as_dict(contact.get("profile")).get("name"))
+    return names
+
+
+def _message_event(message: dict, names: dict):
+    sender = first_text(message.get("from"))
+    sender_id = normalize_jid(sender)
+    group = first_text(message.get("group_id"))
+    chat_id = normalize_jid(group, is_group=True) if group else sender_id
+    context = as_dict(message.get("context"))
+    content = _content(message)
+    content.quoted_message_id = first_text(context.get("id"))
+    content.forwarded = to_bool(context.get("forwarded")) \
+        or to_bool(context.get("frequently_forwarded"))
+    [event] = proto.message_events(
+        content,
+        message_id=first_text(message.get("id")),
+        chat_id=chat_id,
+        from_me=False,
+        event_name=FIELD_MESSAGES,
+        timestamp=parse_timestamp(message.get("timestamp")),
+        is_group=bool(group),
+        sender_id=sender_id,
+        sender_name=names.get(sender),
+    )
+    return event
+
+
+def _content(message: dict) -> proto.MessageContent:
+    raw_type = first_text(message.get("type")) or "unknown"
+    node = as_dict(message.get(raw_type))
+    if raw_type in MEDIA_TYPES:
+        content = _media(raw_type, node)
+    elif raw_type == "contacts":
+        content = _contacts(as_list(message.get("contacts")))
+    else:
+        parser = _PARSERS.get(raw_type, _other)
+        content = parser(node)
+        if content.type == "unknown" and raw_type != "unknown":
+            content.type = raw_type  # order, system, unsupported... keep their names
+    content.raw_type = raw_type
+    return content
+
+
+def _media(media_type: str, node: dict) -> proto.MessageContent:
+    caption = first_text(node.get("caption"))
+    media = MediaDescriptor(
+        media_type=media_type,
+        media_id=first_text(node.get("id")),
+        mimetype=first_text(node.get("mime_type")),
+        file_sha256=first_text(node.get("sha256")),
+        caption=caption,
+        file_name=first_text(node.get("filename")),
+        is_voice=to_bool(node.get("voice")),
+        is_animated=to_bool(node.get("animated")),
+    )
+    return proto.MessageContent(type=media_type, caption=caption, media=media)
+
+
+def _text(node: dict) -> proto.MessageContent:
+    return proto.MessageContent(type="text", text=first_text(node.get("body")))
+
+
+def _location(node: dict) -> proto.MessageContent:
+    return proto.MessageContent(
+        type="location",
+        latitude=to_float(node.get("latitude")),
+        longitude=to_float(node.get("longitude")),
+        location_name=first_text(node.get("name"), node.get("address")),
+    )
+
+
+def _reaction(node: dict) -> proto.MessageContent:
+    emoji = node.get("emoji")
+    return proto.MessageContent(
+        type="reaction",
+        reaction_to=first_text(node.get("message_id")),
+        reaction_emoji=emoji if isinstance(emoji, str) else "",  # no emoji: removed
+    )
+
+
+def _interactive(node: dict) -> proto.MessageContent:
+    reply = as_dict(node.get("button_reply")) or as_dict(node.get("list_reply"))
+    return proto.MessageContent(type="interactive", text=first_text(reply.get("title")),
+                                interactive_id=first_text(reply.get("id")))
+
+
+def _button(node: dict) -> proto.MessageContent:
+    # A tap on a template's quick-reply button.
+    return proto.MessageContent(type="interactive", text=first_text(node.get("text")),
+                                interactive_id=first_text(node.get("payload")))
+
+
+def _other(node: dict) -> proto.MessageContent:
+    # order.text, system.body; "unsupported" has neither.
+    return proto.MessageContent(text=first_text(node.get("text"), node.get("body")))
+
+
+def _contacts(cards: list) -> proto.MessageContent:
+    cards = [_contact_card(as_dict(card)) for card in cards]
+    return proto.MessageContent(type="contact", contacts=cards)
+
+
+def _contact_card(card: dict) -> dict:
+    """{"name", "vcard"} as in a WhatsApp contact message, with a vCard built from Meta's fields."""
+    name = first_text(as_dict(card.get("name")).get("formatted_name"))
+    lines = ["BEGIN:VCARD", "VERSION:3.0", f"FN:{name or ''}"]
+    for phone in as_list(card.get("phones")):
+        phone = as_dict(phone)
+        number = first_text(phone.get("phone"), phone.get("wa_id"))
+        if number:
+            wa_id = first_text(phone.get("wa_id"))
+            lines.append(f"TEL;waid={wa_id}:{number}" if wa_id else f"TEL:{number}")
+    lines.append("END:VCARD")
+    return {"name": name, "vcard": "\n".join(lines)}
+
+
+_PARSERS: dict[str, Callable[[dict], proto.MessageContent]] = {
+    "text": _text,
+    "location": _location,
+    "reaction": _reaction,
+    "interactive": _interactive,
+    "button": _button,
+}
+
+
+def _status_event(status: Any) -> Optional[StatusEvent]:
+    status = as_dict(status)
+    message_id = first_text(status.get("id"))
+    value = normalize_status(status.get("status"))
+    if message_id is None or value is None:
+        return None
+    return StatusEvent(
+        message_id=message_id,
+        status=value,
+        timestamp=parse_timestamp(status.get("timestamp")),
+        chat_id=normalize_jid(status.get("recipient_id"),
+                              is_group=status.get("recipient_type") == "group"),
+        error=_error_text(as_list(status.get("errors"))),
+    )
+
+
+def _error_text(errors: list) -> Optional[str]:
+    """"code: title – details" from the first error."""
+    error = as_dict(errors[0]) if errors else {}
+    if not error:
+        return None
+    code = first_text(error.get("code"))
+    title = first_text(error.get("title"), error.get("message"))
+    details = first_text(as_dict(error.get("error_data")).get("details"))
+    text = ": ".join(part for part in (code, title) if part)
+    if details and details != title:
+        text = f"{text} – {details}" if text else details
+    return text or None

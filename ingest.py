@@ -1,0 +1,522 @@
+"""The webhook pipeline: authenticate, store the raw request, then normalise it.
+
+The raw request is a row before anything else is made of it, in the same
+transaction as its effects: either both are committed and the provider gets
+200, or neither is and the provider retries. If normalising fails, the row
+stays with outcome ``failed`` and the error, and can be replayed after a fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import handlers
+from handlers.base import (
+    ConnectionEvent,
+    ContactEvent,
+    DeleteEvent,
+    EditEvent,
+    MessageEvent,
+    Normalised,
+    PayloadError,
+    PresenceEvent,
+    QrCodeEvent,
+    RouteHint,
+    StatusEvent,
+)
+from models import (
+    Chat,
+    Contact,
+    MediaFile,
+    Message,
+    MessageStatusChange,
+    Presence,
+    WebhookEvent,
+    Instance,
+    clean,
+    db,
+    is_integrity_error,
+    row_lock,
+    utcnow,
+    write_transaction,
+)
+from security import REDACTED, check_meta_signature, check_webhook_token, redact
+from storage.inline import BLOB_KEY, blob_path, extract_inline_media
+
+log = logging.getLogger(__name__)
+
+# JSON deeper than this is refused: no provider nests more than ~15 levels and
+# recursive code further on must not hit Python's recursion limit.
+MAX_JSON_DEPTH = 100
+# What is kept of a request that failed authentication (it is not trusted data).
+UNTRUSTED_BODY_BYTES = 4096
+# Request headers never stored: our own credentials, not the provider's data.
+DROPPED_HEADERS = frozenset({"authorization", "x-webhook-token", "cookie", "proxy-authorization"})
+MAX_HEADER_TEXT = 8192
+
+
+@dataclass
+class IncomingRequest:
+    """What the view read from one HTTP request."""
+
+    body: bytes
+    path: str
+    hint: RouteHint
+    headers: Mapping[str, str]
+    query: Mapping[str, str] = field(default_factory=dict)
+    remote_addr: Optional[str] = None
+    request_id: str = "-"
+    method: str = "POST"
+    content_type: Optional[str] = None
+    content_length: Optional[int] = None
+
+
+@dataclass
+class Answer:
+    """What to send back, plus what the request log line reports."""
+
+    status: int
+    body: dict
+    event_id: Optional[int] = None
+    provider: Optional[str] = None
+    kind: Optional[str] = None
+    outcome: Optional[str] = None
+
+
+class Pipeline:
+    """One per app: the settings the pipeline needs and its instance cache."""
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.data_dir = Path(settings["DATA_DIR"])
+        self.webhook_token = settings.get("WEBHOOK_TOKEN")
+        self.meta_app_secret = settings.get("META_APP_SECRET")
+        self.allow_unknown_instances = settings.get("ALLOW_UNKNOWN_INSTANCES", True)
+        self.secrets = [settings.get(name) for name in ("WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")]
+
+    # --- receiving ----------------------------------------------------------
+
+    def receive(self, request: IncomingRequest) -> Answer:
+        """Authenticate, store and normalise one webhook request."""
+        signed = bool(self.meta_app_secret and request.headers.get("X-Hub-Signature-256"))
+        if signed:
+            failure = check_meta_signature(self.meta_app_secret, request.headers.get("X-Hub-Signature-256"), request.body)
+        else:
+            failure = check_webhook_token(self.webhook_token, request.headers, request.query)
+        if failure:
+            return self.reject(request, failure.status, failure.error, trusted=False)
+
+        payload, error = parse_json(request.body)
+        if error:
+            return self.reject(request, 400, error)
+        if self.meta_app_secret and not signed and handlers.meta.detect(payload, request.hint):
+            return self.reject(request, 401, "missing X-Hub-Signature-256 (META_APP_SECRET is set)")
+
+        blobs = extract_inline_media(payload, self.data_dir)
+        body_text = json.dumps(payload, ensure_ascii=False) if blobs else None
+        normalised, failure_text = normalise(payload, request.hint)
+
+        instance = None
+        if normalised and normalised.instance_id:
+            instance = self.instance_for(normalised.provider, normalised.instance_id)
+            if instance is None:
+                return self.reject(request, 403, f"unknown instance {normalised.instance_id!r} "
+                                   "(ALLOW_UNKNOWN_INSTANCES is off)", normalised=normalised)
+        return self.store_and_apply(request, normalised, failure_text, instance, body_text)
+
+    def instance_for(self, provider: str, external_id: str) -> Optional[Instance]:
+        if self.allow_unknown_instances:
+            return Instance.find_or_create(provider, external_id)
+        return Instance.find(provider, external_id)
+
+    def store_and_apply(self, request: IncomingRequest, normalised: Optional[Normalised],
+                        failure_text: Optional[str], instance: Optional[Instance],
+                        body_text: Optional[str]) -> Answer:
+        key = dedupe_key(normalised, request.body) if failure_text is None else None
+        row = self.event_row(request, normalised, instance, body_text)
+        with write_transaction():
+            event = None
+            if key is not None:
+                try:
+                    with db.atomic():
+                        event = WebhookEvent.create(dedupe_key=key, **row)
+                except Exception as exc:  # noqa: BLE001 - only the unique key is expected
+                    if not is_integrity_error(exc):
+                        raise
+                    original = WebhookEvent.get_or_none(WebhookEvent.dedupe_key == key)
+                    event = WebhookEvent.create(
+                        outcome="duplicate", duplicate_of=original, processed_at=utcnow(), **row)
+                    return self.answer(event, "duplicate")
+            else:
+                event = WebhookEvent.create(**row)
+            outcome, error = self.apply_safely(normalised, failure_text, instance, event)
+            WebhookEvent.update(outcome=outcome, error=error, processed_at=utcnow()) \
+                .where(WebhookEvent.id == event.id).execute()
+            event.outcome, event.error = outcome, error
+        return self.answer(event, outcome)
+
+    def apply_safely(self, normalised: Optional[Normalised], failure_text: Optional[str],
+                     instance: Optional[Instance], event: WebhookEvent) -> tuple[str, Optional[str]]:
+        """Apply the events in a savepoint: a failure keeps the raw row, outcome failed."""
+        if failure_text is not None:
+            return "failed", failure_text
+        if normalised.ignored_reason or not normalised.events:
+            return "ignored", normalised.ignored_reason or "no events in payload"
+        try:
+            with db.atomic():
+                apply_events(normalised, instance, event, self.data_dir)
+        except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
+            log.exception("event %s could not be applied", event.id)
+            return "failed", f"{type(exc).__name__}: {exc}"
+        return "processed", None
+
+    def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
+                  instance: Optional[Instance], body_text: Optional[str] = None,
+                  trusted: bool = True) -> dict:
+        body, encoding = encode_body(request.body, body_text, trusted)
+        return dict(
+            request_id=request.request_id,
+            received_at=utcnow(),
+            method=request.method,
+            route=clean(request.path, 255),
+            remote_addr=request.remote_addr,
+            headers=headers_json(request.headers),
+            content_type=clean(request.content_type, 255),
+            body=body,
+            body_encoding=encoding,
+            body_size=len(request.body) if request.body else (request.content_length or 0),
+            provider=normalised.provider if normalised else None,
+            kind=normalised.kind if normalised else None,
+            event_name=clean(normalised.event_name, 255) if normalised else None,
+            instance=instance,
+            message_id=clean(first_message_id(normalised), 255),
+        )
+
+    def reject(self, request: IncomingRequest, status: int, error: str, trusted: bool = True,
+               normalised: Optional[Normalised] = None) -> Answer:
+        """Record a refused request (what was received is kept) and say why."""
+        row = self.event_row(request, normalised, None, trusted=trusted)
+        with write_transaction():
+            event = WebhookEvent.create(outcome="rejected", error=error, http_status=status,
+                                        processed_at=utcnow(), **row)
+        return Answer(status, {"error": error, "detail": {"event_id": event.id}}, event.id,
+                      row["provider"], row["kind"], "rejected")
+
+    def reject_oversized(self, request: IncomingRequest, limit_mb: float) -> Answer:
+        return self.reject(request, 413, f"body larger than MAX_BODY_MB ({limit_mb:g} MB)")
+
+    @staticmethod
+    def answer(event: WebhookEvent, outcome: str) -> Answer:
+        body = {"ok": True, "event_id": event.id, "outcome": outcome,
+                "provider": event.provider, "kind": event.kind}
+        if outcome == "duplicate" and event.duplicate_of_id:
+            body["duplicate_of"] = event.duplicate_of_id
+        if event.error and outcome in ("failed", "ignored"):
+            body["detail"] = event.error
+        return Answer(200, body, event.id, event.provider, event.kind, outcome)
+
+    # --- replay and dry run ---------------------------------------------------
+
+    def replay(self, event: WebhookEvent) -> Answer:
+        """Run a stored request through normalising again (e.g. after a fix)."""
+        if event.body_encoding == "untrusted":
+            return Answer(409, {"error": "this request failed authentication: it is kept for inspection, not replayed",
+                                "detail": {"event_id": event.id}})
+        payload, error = parse_json(event.body_bytes())
+        if error:
+            return Answer(422, {"error": f"stored body cannot be replayed: {error}", "detail": {"event_id": event.id}})
+        hint = RouteHint(*route_hint_of(event.route))
+        normalised, failure_text = normalise(payload, hint)
+        instance = None
+        if normalised and normalised.instance_id:
+            instance = self.instance_for(normalised.provider, normalised.instance_id)
+            if instance is None:
+                return Answer(403, {"error": f"unknown instance {normalised.instance_id!r}",
+                                    "detail": {"event_id": event.id}})
+        with write_transaction():
+            outcome, error = self.apply_safely(normalised, failure_text, instance, event)
+            if event.outcome == "duplicate" and outcome == "processed":
+                outcome = "duplicate"
+            WebhookEvent.update(
+                outcome=outcome, error=error, processed_at=utcnow(), instance=instance,
+                provider=normalised.provider if normalised else event.provider,
+                kind=normalised.kind if normalised else event.kind,
+                message_id=clean(first_message_id(normalised), 255) or event.message_id,
+                replay_count=WebhookEvent.replay_count + 1,
+            ).where(WebhookEvent.id == event.id).execute()
+        event = WebhookEvent.get_by_id(event.id)
+        answer = self.answer(event, outcome)
+        answer.body["replayed"] = True
+        return answer
+
+    def dry_run(self, body: bytes, hint: RouteHint) -> Answer:
+        """What zaphook would make of a payload, writing nothing."""
+        payload, error = parse_json(body)
+        if error:
+            return Answer(400, {"error": error, "detail": None})
+        normalised, failure_text = normalise(payload, hint)
+        if failure_text is not None:
+            return Answer(200, {"ok": False, "would_store": True, "outcome": "failed", "error": failure_text})
+        events = [describe_event(item, self.secrets) for item in normalised.events]
+        media = [event["media"] for event in events if event.get("media")]
+        key = dedupe_key(normalised, body)
+        duplicate = key is not None and WebhookEvent.select().where(WebhookEvent.dedupe_key == key).exists()
+        known = None
+        if normalised.instance_id:
+            known = Instance.find(normalised.provider, normalised.instance_id) is not None
+        outcome = "duplicate" if duplicate else (
+            "ignored" if normalised.ignored_reason or not normalised.events else "processed")
+        return Answer(200, {
+            "ok": True,
+            "would_store": True,
+            "outcome": outcome,
+            "provider": normalised.provider,
+            "kind": normalised.kind,
+            "event_name": normalised.event_name,
+            "instance_id": normalised.instance_id,
+            "instance_known": known,
+            "ignored_reason": normalised.ignored_reason,
+            "events": events,
+            "media_to_fetch": media,
+        })
+
+
+# --- pure helpers -------------------------------------------------------------
+
+def parse_json(body: bytes) -> tuple[Any, Optional[str]]:
+    """The JSON object in a body, or an error text for a 400 answer."""
+    if not body or not body.strip():
+        return None, "empty body: expected a JSON object"
+    try:
+        text = body.decode("utf-8-sig")  # JSON on the wire is UTF-8 (RFC 8259)
+    except UnicodeDecodeError:
+        return None, "body is not valid UTF-8 JSON"
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as exc:
+        return None, f"body is not JSON: {exc}"
+    if not isinstance(payload, dict):
+        return None, f"expected a JSON object, got a JSON {json_type(payload)}"
+    if json_depth(payload) > MAX_JSON_DEPTH:
+        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+    return payload, None
+
+
+def json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def json_depth(value: Any) -> int:
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def normalise(payload: dict, hint: RouteHint) -> tuple[Optional[Normalised], Optional[str]]:
+    """Run the provider handlers; a failure is text for the event row, never an exception."""
+    try:
+        return handlers.normalise(payload, hint), None
+    except PayloadError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a handler bug must not lose the event
+        log.exception("a handler failed on a %s payload", hint.route)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def dedupe_key(normalised: Optional[Normalised], body: bytes) -> Optional[str]:
+    """A key that is the same for every copy of one provider event.
+
+    Messages, statuses, edits and deletes have ids: their key is built from
+    them, so a retry with a different envelope (a new date_time) is still a
+    duplicate. Unknown payloads use the body's hash. Presence, connection and
+    contact events have no id and may legitimately repeat: no key.
+    """
+    if normalised is None:
+        return None
+    if normalised.ignored_reason or not normalised.events:
+        return "body:" + hashlib.sha256(body).hexdigest()
+    keys = [event.dedupe_key for event in normalised.events]
+    if any(key is None for key in keys):
+        return None
+    joined = "\n".join([normalised.provider, normalised.instance_id or "", *keys])
+    return "ev:" + hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+def first_message_id(normalised: Optional[Normalised]) -> Optional[str]:
+    for event in normalised.events if normalised else ():
+        message_id = getattr(event, "message_id", None)
+        if message_id:
+            return message_id
+    return None
+
+
+def encode_body(body: bytes, body_text: Optional[str], trusted: bool) -> tuple[Optional[str], str]:
+    """The body as text for the database (base64 when it is not clean UTF-8)."""
+    if body_text is not None:
+        return clean(body_text), "utf-8"
+    if not trusted:
+        return base64.b64encode(body[:UNTRUSTED_BODY_BYTES]).decode("ascii"), "untrusted"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+    if "\x00" in text:
+        return base64.b64encode(body).decode("ascii"), "base64"
+    return text, "utf-8"
+
+
+def headers_json(headers: Mapping[str, str]) -> str:
+    kept = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        kept[lower] = REDACTED if lower in DROPPED_HEADERS else clean(value, 1024)
+    text = json.dumps(kept, ensure_ascii=False)
+    return text if len(text) <= MAX_HEADER_TEXT else json.dumps({"note": "headers too large to keep"})
+
+
+def route_hint_of(path: str) -> tuple[str, Optional[str]]:
+    """Rebuild the RouteHint of a stored request from its path."""
+    from views.webhooks import hint_for_path
+
+    hint = hint_for_path(path)
+    return hint.route, hint.event
+
+
+def describe_event(event: Any, secrets: list) -> dict:
+    """A normalised event as redacted JSON, for the dry run."""
+    data = asdict(event) if is_dataclass(event) else dict(event)
+    data = {"event": type(event).__name__, **data}
+    return redact(json_ready(data), secrets)
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat() + "Z"
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
+
+
+# --- applying normalised events to the model ---------------------------------
+
+def apply_events(normalised: Normalised, instance: Optional[Instance], event: WebhookEvent,
+                 data_dir: Path) -> None:
+    """Write what the events say into the model, inside the caller's transaction."""
+    if instance is None:
+        raise PayloadError("missing instance id")
+    latest = None
+    for item in normalised.events:
+        at = getattr(item, "timestamp", None) or event.received_at
+        latest = at if latest is None or at > latest else latest
+        if isinstance(item, MessageEvent):
+            record_message(instance, normalised.provider, item, at, event, data_dir)
+        elif isinstance(item, StatusEvent):
+            record_status(instance, item, at, event)
+        elif isinstance(item, ConnectionEvent):
+            instance.record_connection(item.state, at, item.reason, item.own_id)
+        elif isinstance(item, QrCodeEvent):
+            instance.record_connection("connecting", at, "waiting for the QR code to be scanned")
+        elif isinstance(item, PresenceEvent):
+            Presence.record(instance, item.chat_id, item.participant_id, item.state, at)
+        elif isinstance(item, ContactEvent):
+            Contact.record(instance, item.contact_id, item.name, item.profile_picture_url)
+        elif isinstance(item, EditEvent):
+            Message.update(text=clean(item.text), edited_at=at).where(
+                (Message.instance == instance) & (Message.provider_message_id == item.message_id)).execute()
+        elif isinstance(item, DeleteEvent):
+            Message.update(deleted_at=at).where(
+                (Message.instance == instance) & (Message.provider_message_id == item.message_id)
+                & Message.deleted_at.is_null()).execute()
+    if latest is not None:
+        instance.touch(latest)
+
+
+def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
+                   event: WebhookEvent, data_dir: Path) -> None:
+    row_lock(f"message:{instance.id}:{item.message_id}")
+    chat = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
+    if item.sender_id and not item.from_me:
+        Contact.record(instance, item.sender_id, item.sender_name)
+    status = item.status or ("sent" if item.from_me else "delivered")
+    values = dict(
+        provider=provider,
+        provider_message_id=item.message_id,
+        direction="out" if item.from_me else "in",
+        from_me=item.from_me,
+        sender_jid=item.sender_id,
+        sender_name=clean(item.sender_name, 255),
+        type=clean(item.type, 255),
+        raw_type=clean(item.raw_type, 255),
+        text=item.text,
+        caption=item.caption,
+        timestamp=item.timestamp,
+        quoted_message_id=clean(item.quoted_message_id, 255),
+        forwarded=item.forwarded,
+        reaction_to=clean(item.reaction_to, 255),
+        reaction_emoji=clean(item.reaction_emoji, 255),
+        latitude=item.latitude,
+        longitude=item.longitude,
+        location_name=clean(item.location_name, 255),
+        contacts=json.dumps(item.contacts, ensure_ascii=False) if item.contacts else None,
+        interactive_id=clean(item.interactive_id, 255),
+        is_voice=bool(item.media and item.media.is_voice),
+        edited_at=at if item.edited else None,
+        event=event,
+        status="pending",
+    )
+    message, _created = Message.record(instance, chat, values)
+    message.apply_status(status, at)
+    MessageStatusChange.record(instance, item.message_id, status, at, message, event)
+    for waiting in MessageStatusChange.waiting_for(instance, item.message_id):
+        message.apply_status(waiting.status, waiting.timestamp, waiting.error)
+        MessageStatusChange.update(message=message).where(MessageStatusChange.id == waiting.id).execute()
+    if item.media is not None:
+        MediaFile.record(message, instance, media_values(item.media, data_dir))
+
+
+def record_status(instance: Instance, item: StatusEvent, at: datetime, event: WebhookEvent) -> None:
+    row_lock(f"message:{instance.id}:{item.message_id}")
+    message = Message.find(instance, item.message_id)
+    MessageStatusChange.record(instance, item.message_id, item.status, at, message, event, item.error)
+    if message is not None:
+        message.apply_status(item.status, at, item.error)
+
+
+def media_values(media, data_dir: Path) -> dict:
+    values = {
+        key: getattr(media, key) for key in (
+            "media_type", "mimetype", "file_name", "file_length", "media_key", "direct_path", "url",
+            "file_sha256", "file_enc_sha256", "caption", "width", "height", "seconds", "is_voice",
+            "is_animated", "media_id",
+        )
+    }
+    for key in ("mimetype", "file_name", "media_key", "file_sha256", "file_enc_sha256", "media_id"):
+        values[key] = clean(values[key], 255)
+    if media.inline_blob:
+        path = blob_path(data_dir, media.inline_blob)
+        if path is not None:
+            values["inline_path"] = str(path.relative_to(data_dir.resolve()))
+            values["inline_size"] = media.inline_blob.get("size")
+            values["inline_sha256"] = media.inline_blob.get("sha256")
+    return values
+
+
+__all__ = ["Pipeline", "IncomingRequest", "Answer", "parse_json", "dedupe_key", "BLOB_KEY"]

@@ -1,0 +1,638 @@
+"""The data model: what zaphook knows about clients, instances, chats and messages.
+
+One database object (a proxy) is bound per app by :func:`open_database`. State
+changes that must happen once, even when copies of a webhook arrive on several
+threads at the same moment, are single conditional SQL statements.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional
+
+from peewee import (
+    SQL,
+    AutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    DoubleField,
+    ForeignKeyField,
+    IntegerField,
+    IntegrityError,
+    Model,
+    PostgresqlDatabase,
+    SqliteDatabase,
+    TextField,
+    fn,
+)
+from playhouse.db_url import connect as connect_url
+
+from handlers.base import STATUS_FAILED, STATUS_ORDER, status_rank
+
+db = DatabaseProxy()
+
+DEFAULT_CLIENT = "default"
+
+OUTCOMES = ("stored", "processed", "duplicate", "ignored", "rejected", "failed")
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC datetime every column holds."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def iso(value: Optional[datetime]) -> Optional[str]:
+    """ISO 8601 UTC text for API answers."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands back text for computed columns
+        value = datetime.fromisoformat(value)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000).isoformat(timespec="milliseconds") + "Z"
+
+
+def clean(value: Any, limit: Optional[int] = None) -> Any:
+    """Text safe for every backend: PostgreSQL refuses NUL characters in text."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if limit is not None and len(value) > limit:
+            value = value[:limit]
+    return value
+
+
+def open_database(url: str):
+    """Create the database for a URL and bind the models to it.
+
+    SQLite gets WAL, a busy timeout and IMMEDIATE transactions: a transaction
+    takes the write lock when it starts, so concurrent webhooks queue for it
+    instead of failing with "database is locked" when a read turns into a write.
+    """
+    if url.startswith("sqlite:///"):
+        database = SqliteDatabase(
+            url[len("sqlite:///"):],
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 30000,
+                "cache_size": -16000,
+            },
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+        )
+    else:
+        database = connect_url(url)
+    db.initialize(database)
+    return database
+
+
+_sqlite_writer = threading.RLock()
+
+
+@contextmanager
+def write_transaction():
+    """A transaction that writes, queued behind the other writers of this process.
+
+    SQLite has one write lock per file; threads that wait for it inside SQLite
+    are put to sleep by its busy handler for growing intervals (up to 100 ms),
+    which wrecks latency under concurrent webhooks. Queueing them on a Python
+    lock first hands the database over the moment it is free. (Other processes
+    still wait through busy_timeout.) PostgreSQL needs no such queue.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        with _sqlite_writer, db.atomic():
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
+def create_schema() -> None:
+    db.create_tables(MODELS, safe=True)
+    Client.insert(name=DEFAULT_CLIENT, created_at=utcnow()).on_conflict_ignore().execute()
+
+
+def row_lock(key: str) -> None:
+    """Serialise the transactions that touch one key until the current one ends.
+
+    On SQLite every write transaction already holds the one write lock. On
+    PostgreSQL (READ COMMITTED) a message and a status for it arriving at the
+    same moment could each miss the other; a transaction-scoped advisory lock
+    on the message key makes one wait for the other.
+    """
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Client(BaseModel):
+    """The customer who owns instances."""
+
+    name = CharField(unique=True)
+    created_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def default(cls) -> "Client":
+        return cls.get(cls.name == DEFAULT_CLIENT)
+
+
+class Instance(BaseModel):
+    """One WhatsApp number connected through one provider."""
+
+    client = ForeignKeyField(Client, backref="instances")
+    provider = CharField()
+    external_id = CharField()  # the provider's instance id or name
+    name = CharField(null=True)
+    own_jid = CharField(null=True)
+    connection_state = CharField(default="unknown")
+    state_reason = CharField(null=True)
+    state_changed_at = DateTimeField(null=True)
+    connected_at = DateTimeField(null=True)
+    disconnected_at = DateTimeField(null=True)
+    last_event_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("provider", "external_id"), True),)
+
+    @classmethod
+    def find(cls, provider: str, external_id: str) -> Optional["Instance"]:
+        return cls.get_or_none((cls.provider == provider) & (cls.external_id == external_id))
+
+    @classmethod
+    def find_or_create(cls, provider: str, external_id: str) -> "Instance":
+        """The instance, created under the default client the first time it is seen."""
+        instance = cls.find(provider, external_id)
+        if instance is None:
+            with write_transaction():
+                cls.insert(
+                    client=Client.default(), provider=provider, external_id=clean(external_id, 255),
+                    created_at=utcnow(),
+                ).on_conflict_ignore().execute()
+            instance = cls.find(provider, external_id)
+        return instance
+
+    def touch(self, at: datetime) -> None:
+        """Move last_event_at forward (never back: events arrive out of order)."""
+        Instance.update(last_event_at=at).where(
+            (Instance.id == self.id) & (Instance.last_event_at.is_null() | (Instance.last_event_at < at))
+        ).execute()
+
+    def record_connection(self, state: str, at: datetime, reason: Optional[str] = None,
+                          own_jid: Optional[str] = None) -> bool:
+        """Set the connection state unless a newer state change is already known."""
+        values: dict = {
+            Instance.connection_state: state,
+            Instance.state_changed_at: at,
+            Instance.state_reason: clean(reason, 255),
+        }
+        if state == "connected":
+            values[Instance.connected_at] = at
+        elif state == "disconnected":
+            values[Instance.disconnected_at] = at
+        if own_jid:
+            values[Instance.own_jid] = own_jid
+        changed = Instance.update(values).where(
+            (Instance.id == self.id)
+            & (Instance.state_changed_at.is_null() | (Instance.state_changed_at <= at))
+        ).execute()
+        return bool(changed)
+
+
+class WebhookEvent(BaseModel):
+    """One HTTP request as it was received, before anything was made of it."""
+
+    request_id = CharField()
+    received_at = DateTimeField(default=utcnow, index=True)
+    method = CharField(default="POST")
+    route = CharField()
+    remote_addr = CharField(null=True)
+    headers = TextField(default="{}")  # JSON of the headers worth keeping
+    content_type = CharField(null=True)
+    body = TextField(null=True)
+    body_encoding = CharField(default="utf-8")  # utf-8 | base64 | untrusted (first 4 KiB, base64)
+    body_size = IntegerField(default=0)
+    provider = CharField(null=True, index=True)
+    kind = CharField(null=True, index=True)
+    event_name = CharField(null=True)
+    outcome = CharField(default="stored", index=True)
+    error = TextField(null=True)
+    http_status = IntegerField(default=200)
+    instance = ForeignKeyField(Instance, null=True, backref="events", on_delete="SET NULL")
+    message_id = CharField(null=True, index=True)  # the first provider message id in it
+    dedupe_key = CharField(null=True, unique=True)
+    duplicate_of = ForeignKeyField("self", null=True, on_delete="SET NULL")
+    processed_at = DateTimeField(null=True)
+    replay_count = IntegerField(default=0)
+
+    @property
+    def headers_dict(self) -> dict:
+        try:
+            return json.loads(self.headers or "{}")
+        except ValueError:
+            return {}
+
+    def body_bytes(self) -> bytes:
+        import base64
+
+        if self.body is None:
+            return b""
+        if self.body_encoding in ("base64", "untrusted"):
+            return base64.b64decode(self.body)
+        return self.body.encode("utf-8")
+
+
+class Chat(BaseModel):
+    """A conversation of an instance: one person or one group."""
+
+    instance = ForeignKeyField(Instance, backref="chats", on_delete="CASCADE")
+    jid = CharField()
+    name = CharField(null=True)
+    is_group = BooleanField(default=False)
+    last_message_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("instance", "jid"), True),)
+
+    @classmethod
+    def record(cls, instance: Instance, jid: str, name: Optional[str], is_group: bool,
+               at: Optional[datetime]) -> "Chat":
+        cls.insert(instance=instance, jid=jid, name=clean(name, 255), is_group=is_group,
+                   last_message_at=at, created_at=utcnow()).on_conflict_ignore().execute()
+        chat = cls.get((cls.instance == instance) & (cls.jid == jid))
+        updates: dict = {}
+        if name and chat.name != name:
+            updates[cls.name] = clean(name, 255)
+        if at and (chat.last_message_at is None or chat.last_message_at < at):
+            updates[cls.last_message_at] = at
+        if updates:
+            cls.update(updates).where(cls.id == chat.id).execute()
+            for field, value in updates.items():
+                setattr(chat, field.name, value)
+        return chat
+
+
+class Contact(BaseModel):
+    """A person an instance has talked to, with the name they go by."""
+
+    instance = ForeignKeyField(Instance, backref="contacts", on_delete="CASCADE")
+    jid = CharField()
+    name = CharField(null=True)
+    phone = CharField(null=True)
+    profile_picture_url = TextField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("instance", "jid"), True),)
+
+    @classmethod
+    def record(cls, instance: Instance, jid: str, name: Optional[str] = None,
+               profile_picture_url: Optional[str] = None) -> None:
+        phone = jid.split("@", 1)[0] if jid.endswith("@s.whatsapp.net") else None
+        now = utcnow()
+        update: dict = {cls.updated_at: now}
+        if name:
+            update[cls.name] = clean(name, 255)
+        if profile_picture_url:
+            update[cls.profile_picture_url] = clean(profile_picture_url)
+        cls.insert(
+            instance=instance, jid=jid, name=clean(name, 255), phone=phone,
+            profile_picture_url=clean(profile_picture_url), updated_at=now,
+        ).on_conflict(conflict_target=[cls.instance, cls.jid], update=update).execute()
+
+
+class Message(BaseModel):
+    """A message sent or received on an instance; unique per instance and provider id."""
+
+    instance = ForeignKeyField(Instance, backref="messages", on_delete="CASCADE")
+    chat = ForeignKeyField(Chat, backref="messages", on_delete="CASCADE")
+    provider = CharField()
+    provider_message_id = CharField()
+    direction = CharField()  # in | out
+    from_me = BooleanField()
+    sender_jid = CharField(null=True)
+    sender_name = CharField(null=True)
+    type = CharField()
+    raw_type = CharField(null=True)
+    text = TextField(null=True)
+    caption = TextField(null=True)
+    timestamp = DateTimeField(null=True, index=True)
+    status = CharField(default="pending")
+    sent_at = DateTimeField(null=True)
+    delivered_at = DateTimeField(null=True)
+    read_at = DateTimeField(null=True)
+    played_at = DateTimeField(null=True)
+    failed_at = DateTimeField(null=True)
+    error = TextField(null=True)
+    quoted_message_id = CharField(null=True)
+    forwarded = BooleanField(default=False)
+    reaction_to = CharField(null=True)
+    reaction_emoji = CharField(null=True)
+    latitude = DoubleField(null=True)
+    longitude = DoubleField(null=True)
+    location_name = CharField(null=True)
+    contacts = TextField(null=True)  # JSON list of shared contact cards
+    interactive_id = CharField(null=True)
+    is_voice = BooleanField(default=False)
+    edited_at = DateTimeField(null=True)
+    deleted_at = DateTimeField(null=True)
+    event = ForeignKeyField(WebhookEvent, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("instance", "provider_message_id"), True),)
+
+    @classmethod
+    def find(cls, instance: Instance, provider_message_id: str) -> Optional["Message"]:
+        return cls.get_or_none(
+            (cls.instance == instance) & (cls.provider_message_id == provider_message_id)
+        )
+
+    @classmethod
+    def record(cls, instance: Instance, chat: Chat, values: dict) -> tuple["Message", bool]:
+        """Insert the message once; a second copy only fills fields still empty.
+
+        Returns the message and whether this call created it.
+        """
+        provider_message_id = values["provider_message_id"]
+        row = {key: clean(value) for key, value in values.items()}
+        created = cls.insert(instance=instance, chat=chat, created_at=utcnow(), **row) \
+            .on_conflict_ignore().as_rowcount().execute()
+        message = cls.find(instance, provider_message_id)
+        if not created:
+            fill = {
+                getattr(cls, key): value for key, value in row.items()
+                if value not in (None, "", False) and getattr(message, key) in (None, "")
+                and key not in ("status",)
+            }
+            if fill:
+                cls.update(fill).where(cls.id == message.id).execute()
+                for field, value in fill.items():
+                    setattr(message, field.name, value)
+        return message, bool(created)
+
+    def apply_status(self, status: str, at: datetime, error: Optional[str] = None) -> bool:
+        """Move the status forward with a conditional UPDATE; never backwards.
+
+        pending < sent < delivered < read < played. A late status only fills
+        its own time if that is empty. "failed" applies only to a message not
+        yet delivered, and a later delivered or read wins over it. Returns
+        whether the status moved.
+        """
+        cls = Message
+        rank = status_rank(status)
+        if status == STATUS_FAILED:
+            allowed_from = ["pending", "sent"]
+        else:
+            allowed_from = [s for s in STATUS_ORDER if status_rank(s) < rank]
+            if rank >= status_rank("delivered"):
+                allowed_from.append(STATUS_FAILED)
+        time_field = getattr(cls, f"{status}_at", None)
+        values: dict = {cls.status: status}
+        if time_field is not None:
+            values[time_field] = fn.COALESCE(time_field, at)
+        if status == STATUS_FAILED:
+            values[cls.error] = clean(error)
+        moved = cls.update(values).where((cls.id == self.id) & cls.status.in_(allowed_from)).execute()
+        if not moved and time_field is not None:
+            cls.update({time_field: at}).where((cls.id == self.id) & time_field.is_null()).execute()
+        return bool(moved)
+
+
+class MessageStatusChange(BaseModel):
+    """Every status a message went through, with the event that said so.
+
+    A status can arrive before its message (providers do not keep order); it
+    is kept with ``message`` empty and applied when the message arrives.
+    """
+
+    instance = ForeignKeyField(Instance, on_delete="CASCADE")
+    provider_message_id = CharField()
+    message = ForeignKeyField(Message, null=True, backref="status_changes", on_delete="CASCADE")
+    status = CharField()
+    timestamp = DateTimeField()
+    error = TextField(null=True)
+    event = ForeignKeyField(WebhookEvent, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("instance", "provider_message_id", "status"), True),)
+
+    @classmethod
+    def record(cls, instance: Instance, provider_message_id: str, status: str, at: datetime,
+               message: Optional[Message], event: Optional[WebhookEvent], error: Optional[str] = None) -> bool:
+        """Keep the status in the history; False when the same status was already known."""
+        return bool(cls.insert(
+            instance=instance, provider_message_id=provider_message_id, message=message,
+            status=status, timestamp=at, error=clean(error), event=event, created_at=utcnow(),
+        ).on_conflict_ignore().as_rowcount().execute())
+
+    @classmethod
+    def waiting_for(cls, instance: Instance, provider_message_id: str) -> list["MessageStatusChange"]:
+        return list(cls.select().where(
+            (cls.instance == instance) & (cls.provider_message_id == provider_message_id)
+            & cls.message.is_null()
+        ))
+
+
+class Presence(BaseModel):
+    """The latest presence of a person in a chat: typing, recording, online, offline."""
+
+    instance = ForeignKeyField(Instance, on_delete="CASCADE")
+    chat_jid = CharField()
+    participant_jid = CharField(default="")
+    state = CharField()
+    updated_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("instance", "chat_jid", "participant_jid"), True),)
+
+    @classmethod
+    def record(cls, instance: Instance, chat_jid: str, participant_jid: Optional[str], state: str,
+               at: datetime) -> None:
+        """Upsert the presence unless a newer one is already stored."""
+        cls.insert(
+            instance=instance, chat_jid=chat_jid, participant_jid=participant_jid or "",
+            state=state, updated_at=at,
+        ).on_conflict(
+            conflict_target=[cls.instance, cls.chat_jid, cls.participant_jid],
+            update={cls.state: SQL("excluded.state"), cls.updated_at: SQL("excluded.updated_at")},
+            where=(cls.updated_at <= SQL("excluded.updated_at")),
+        ).execute()
+
+
+class MediaFile(BaseModel):
+    """An attachment of a message, with every descriptor needed to fetch it later."""
+
+    message = ForeignKeyField(Message, unique=True, backref="media_files", on_delete="CASCADE")
+    instance = ForeignKeyField(Instance, on_delete="CASCADE")
+    media_type = CharField()
+    state = CharField(default="pending", index=True)  # pending | downloading | done | failed | expired
+    mimetype = CharField(null=True)
+    file_name = CharField(null=True)
+    file_length = BigIntegerField(null=True)
+    media_key = CharField(null=True)  # secret: redacted in every answer
+    direct_path = TextField(null=True)
+    url = TextField(null=True)
+    file_sha256 = CharField(null=True)
+    file_enc_sha256 = CharField(null=True)
+    caption = TextField(null=True)
+    width = IntegerField(null=True)
+    height = IntegerField(null=True)
+    seconds = IntegerField(null=True)
+    is_voice = BooleanField(default=False)
+    is_animated = BooleanField(default=False)
+    media_id = CharField(null=True)  # Meta's media id
+    inline_path = TextField(null=True)  # a base64 body written to a file under DATA_DIR
+    inline_size = BigIntegerField(null=True)
+    inline_sha256 = CharField(null=True)
+    local_path = TextField(null=True)
+    stored_sha256 = CharField(null=True)
+    stored_size = BigIntegerField(null=True)
+    attempts = IntegerField(default=0)
+    error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def record(cls, message: Message, instance: Instance, values: dict) -> None:
+        now = utcnow()
+        cls.insert(message=message, instance=instance, created_at=now, updated_at=now,
+                   **{key: clean(value) for key, value in values.items()}) \
+            .on_conflict_ignore().execute()
+
+
+MODELS: Iterable[type[BaseModel]] = (
+    Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
+)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    return isinstance(exc, IntegrityError)
+
+
+# --- what the JSON API shows ----------------------------------------------------
+
+def instance_json(instance: Instance) -> dict:
+    return {
+        "id": instance.id,
+        "provider": instance.provider,
+        "instance_id": instance.external_id,
+        "client": instance.client.name,
+        "name": instance.name,
+        "own_jid": instance.own_jid,
+        "connection_state": instance.connection_state,
+        "state_reason": instance.state_reason,
+        "state_changed_at": iso(instance.state_changed_at),
+        "connected_at": iso(instance.connected_at),
+        "disconnected_at": iso(instance.disconnected_at),
+        "last_event_at": iso(instance.last_event_at),
+        "created_at": iso(instance.created_at),
+    }
+
+
+def event_json(event: WebhookEvent) -> dict:
+    return {
+        "id": event.id,
+        "request_id": event.request_id,
+        "received_at": iso(event.received_at),
+        "route": event.route,
+        "provider": event.provider,
+        "kind": event.kind,
+        "event_name": event.event_name,
+        "outcome": event.outcome,
+        "http_status": event.http_status,
+        "instance_id": event.instance.external_id if event.instance_id else None,
+        "message_id": event.message_id,
+        "error": event.error,
+        "body_size": event.body_size,
+        "duplicate_of": event.duplicate_of_id,
+        "replay_count": event.replay_count,
+    }
+
+
+def chat_json(chat: Chat) -> dict:
+    return {
+        "id": chat.id,
+        "instance_id": chat.instance.external_id,
+        "chat_id": chat.jid,
+        "name": chat.name,
+        "is_group": chat.is_group,
+        "last_message_at": iso(chat.last_message_at),
+    }
+
+
+def media_json(media: Optional[MediaFile]) -> Optional[dict]:
+    if media is None:
+        return None
+    return {
+        "id": media.id,
+        "state": media.state,
+        "media_type": media.media_type,
+        "mimetype": media.mimetype,
+        "file_name": media.file_name,
+        "file_length": media.file_length,
+        "error": media.error,
+    }
+
+
+def message_json(message: Message, media: Optional[MediaFile] = None) -> dict:
+    return {
+        "id": message.id,
+        "instance_id": message.instance.external_id,
+        "provider": message.provider,
+        "provider_message_id": message.provider_message_id,
+        "chat_id": message.chat.jid,
+        "sender_id": message.sender_jid,
+        "sender_name": message.sender_name,
+        "from_me": message.from_me,
+        "direction": message.direction,
+        "type": message.type,
+        "raw_type": message.raw_type,
+        "text": message.text,
+        "caption": message.caption,
+        "timestamp": iso(message.timestamp),
+        "status": message.status,
+        "sent_at": iso(message.sent_at),
+        "delivered_at": iso(message.delivered_at),
+        "read_at": iso(message.read_at),
+        "played_at": iso(message.played_at),
+        "failed_at": iso(message.failed_at),
+        "error": message.error,
+        "quoted_message_id": message.quoted_message_id,
+        "forwarded": message.forwarded,
+        "reaction_to": message.reaction_to,
+        "reaction_emoji": message.reaction_emoji,
+        "location": (
+            {"latitude": message.latitude, "longitude": message.longitude, "name": message.location_name}
+            if message.latitude is not None else None
+        ),
+        "contacts": json.loads(message.contacts) if message.contacts else None,
+        "interactive_id": message.interactive_id,
+        "is_voice": message.is_voice,
+        "edited_at": iso(message.edited_at),
+        "deleted_at": iso(message.deleted_at),
+        "media": media_json(media),
+    }
+
+
+def status_change_json(change: MessageStatusChange) -> dict:
+    return {
+        "status": change.status,
+        "timestamp": iso(change.timestamp),
+        "error": change.error,
+        "event_id": change.event_id,
+        "recorded_at": iso(change.created_at),
+    }

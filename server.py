@@ -1,0 +1,197 @@
+"""zaphook: one local process that receives every WhatsApp provider's webhooks.
+
+``create_app(config=None)`` builds the Flask app; ``python server.py`` serves
+it with waitress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from config import SECRET_SETTINGS, ConfigError, load_settings
+from security import RedactingFilter, bearer_token, is_direct_local, same_secret
+
+VERSION = "0.1.0"
+
+log = logging.getLogger("zaphook")
+access_log = logging.getLogger("zaphook.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PUBLIC_ENDPOINTS = {"health"}
+
+
+def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """Build the app: defaults, then the environment and .env, or a test override."""
+    settings = load_settings(config)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config["VERSION"] = VERSION
+    app.config["STARTED_AT"] = time.time()
+    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_MB"] * 1024 * 1024)
+    app.json.sort_keys = False
+
+    Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    _install_secret_filter([settings.get(name) for name in SECRET_SETTINGS])
+
+    import models
+    from ingest import Pipeline
+    from views import api, webhooks
+
+    app.extensions["zaphook.database"] = models.open_database(settings["DATABASE_URL"])
+    with models.db.connection_context():
+        models.create_schema()
+    app.extensions["zaphook.pipeline"] = Pipeline(settings)
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS)
+    _register_error_handlers(app)
+    app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
+    return app
+
+
+def _register_request_hooks(app: Flask, tunnel_endpoints: set[str]) -> None:
+    import models
+
+    @app.before_request
+    def start_request():
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:12]
+        g.started = time.perf_counter()
+        g.log_fields = {}
+        if not _may_reach(request.endpoint, tunnel_endpoints, app.config.get("ADMIN_TOKEN")):
+            # Through the tunnel only the webhooks exist: answer as if nothing else did.
+            return jsonify(error="not found", detail=None), 404
+        models.db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def close_database(_exc):
+        if not models.db.is_closed():
+            models.db.close()
+
+    @app.after_request
+    def log_request(response):
+        fields = getattr(g, "log_fields", None) or {}
+        elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
+        response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+        access_log.info(
+            "rid=%s %s %s provider=%s kind=%s outcome=%s status=%s ms=%.1f",
+            getattr(g, "request_id", "-"), request.method, request.path,
+            fields.get("provider") or "-", fields.get("kind") or "-", fields.get("outcome") or "-",
+            response.status_code, elapsed,
+        )
+        return response
+
+
+def _may_reach(endpoint: Optional[str], tunnel_endpoints: set[str], admin_token: Optional[str]) -> bool:
+    """The tunnel rule: from outside this machine only webhooks and /health answer."""
+    if endpoint in tunnel_endpoints:
+        return True
+    if is_direct_local(request.remote_addr, request.headers):
+        return True
+    token = bearer_token(request.headers)
+    return bool(admin_token and token and same_secret(token, admin_token))
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        response = jsonify(error=exc.description or exc.name, detail=None)
+        response.status_code = exc.code or 500
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        log.exception("unhandled error in rid=%s", getattr(g, "request_id", "-"))
+        return jsonify(error="internal error", detail={"request_id": getattr(g, "request_id", None)}), 500
+
+
+def _install_secret_filter(secrets: list) -> None:
+    """Mask configured secrets in every log line, whichever library writes it."""
+    secret_filter = RedactingFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.filters = [f for f in handler.filters if not isinstance(f, RedactingFilter)]
+        handler.addFilter(secret_filter)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+def serve(app: Flask) -> None:
+    """Serve with waitress until Ctrl+C."""
+    from waitress import create_server
+
+    settings = app.config
+    server = create_server(
+        app,
+        host=settings["HOST"],
+        port=settings["PORT"],
+        threads=settings["THREADS"],
+        # Let Flask see (and record) bodies over MAX_BODY_MB instead of waitress
+        # cutting them off before the app could say why.
+        max_request_body_size=settings["MAX_CONTENT_LENGTH"] + 1024 * 1024,
+        ident="zaphook",
+    )
+    host, port = server.effective_host, server.effective_port
+    log.info("zaphook %s listening on http://%s:%s (data in %s)", VERSION, host, port, settings["DATA_DIR"])
+    base = f"http://{host}:{port}"
+    log.info("webhook URLs: %s/webhook/ (any provider), %s/api/webhooks/evolution/ (Evolution)", base, base)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        server.close()
+        database = app.extensions.get("zaphook.database")
+        if database is not None and not database.is_closed():
+            database.close()
+        log.info("stopped")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="server.py", description="zaphook: local WhatsApp webhook hub")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="serve the webhooks and the API (the default)")
+    run.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default: PORT or 5000)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"zaphook: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings["LOG_LEVEL"])
+    if getattr(args, "host", None):
+        settings["HOST"] = args.host
+    if getattr(args, "port", None):
+        settings["PORT"] = args.port
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    serve(app)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""What /status reports and what the /test self-check verifies."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Flask
+from peewee import fn
+
+from models import Client, Instance, Message, WebhookEvent, db, instance_json, iso, utcnow
+
+# Below this much free space in DATA_DIR the self-check fails.
+MIN_FREE_BYTES = 200 * 1024 * 1024
+# An instance whose last event is older than this is flagged in the self-check.
+QUIET_INSTANCE_AFTER = timedelta(hours=24)
+MIN_TOKEN_LENGTH = 16
+
+
+def database_label(url: str) -> str:
+    """The database URL without its password."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":[redacted]@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def webhook_urls(base: str, token_set: bool) -> dict:
+    """The URLs to paste into each provider (the token itself is not shown)."""
+    base = base.rstrip("/")
+    suffix = "?token=<WEBHOOK_TOKEN>" if token_set else ""
+
+    def url(path: str) -> str:
+        return f"{base}{path}{suffix}"
+
+    return {
+        "any": url("/webhook/"),
+        "wapi": {
+            "received": url("/webhook/receive-message/"),
+            "delivery": url("/webhook/send-message/"),
+            "message-status": url("/webhook/message-status/"),
+            "chat-presence": url("/webhook/chat-presence/"),
+            "connected": url("/webhook/connect/"),
+            "disconnected": url("/webhook/disconnect/"),
+        },
+        "evolution": url("/api/webhooks/evolution/"),
+        "meta": url("/webhook/"),
+    }
+
+
+def _counts(*fields) -> dict:
+    query = WebhookEvent.select(*fields, fn.COUNT(WebhookEvent.id).alias("n")).group_by(*fields)
+    return {(getattr(row, fields[0].name) or "none"): row.n for row in query}
+
+
+def build(app: Flask, request_base_url: str) -> dict:
+    config = app.config
+    messages = {row.direction: row.n for row in Message.select(
+        Message.direction, fn.COUNT(Message.id).alias("n")).group_by(Message.direction)}
+    statuses = {row.status: row.n for row in Message.select(
+        Message.status, fn.COUNT(Message.id).alias("n")).where(Message.from_me == True)  # noqa: E712
+        .group_by(Message.status)}
+    last_event = WebhookEvent.select(fn.MAX(WebhookEvent.received_at)).scalar()
+    return {
+        "name": "zaphook",
+        "version": config["VERSION"],
+        "uptime_seconds": round(time.time() - config["STARTED_AT"], 1),
+        "database": database_label(config["DATABASE_URL"]),
+        "data_dir": config["DATA_DIR"],
+        "events": {
+            "total": WebhookEvent.select().count(),
+            "by_provider": _counts(WebhookEvent.provider),
+            "by_kind": _counts(WebhookEvent.kind),
+            "by_outcome": _counts(WebhookEvent.outcome),
+            "last_received_at": iso(last_event),
+        },
+        "messages": {"in": messages.get("in", 0), "out": messages.get("out", 0)},
+        "outgoing_statuses": statuses,
+        "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
+        "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or request_base_url,
+                                     bool(config.get("WEBHOOK_TOKEN"))),
+    }
+
+
+def _check(name: str, ok: bool, detail: str) -> dict:
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def check_database() -> dict:
+    """Write a row and roll it back: proves the database takes writes now."""
+    try:
+        with db.atomic() as transaction:
+            Client.insert(name=f"__self_check_{time.time_ns()}", created_at=utcnow()).execute()
+            transaction.rollback()
+    except Exception as exc:  # noqa: BLE001 - the check reports any failure
+        return _check("database writable", False, f"{type(exc).__name__}: {exc}")
+    return _check("database writable", True, "a test write was accepted and rolled back")
+
+
+def check_data_dir(data_dir: str) -> dict:
+    folder = Path(data_dir)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".self-check-") as probe:
+            probe.write(b"ok")
+            probe.flush()
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        return _check("data dir writable", False, f"{folder}: {exc}")
+    free_mb = free // (1024 * 1024)
+    if free < MIN_FREE_BYTES:
+        return _check("data dir writable", False, f"{folder}: only {free_mb} MB free")
+    return _check("data dir writable", True, f"{folder}: writable, {free_mb} MB free")
+
+
+def check_tokens(config) -> list[dict]:
+    checks = []
+    token = config.get("WEBHOOK_TOKEN")
+    exposed = config.get("HOST") not in ("127.0.0.1", "localhost", "::1")
+    if not token:
+        checks.append(_check(
+            "webhook token", not exposed,
+            "WEBHOOK_TOKEN is not set: anyone who can reach the webhooks can post events"
+            + (f" (and HOST={config.get('HOST')} listens beyond this machine)" if exposed else "")))
+    elif len(token) < MIN_TOKEN_LENGTH:
+        checks.append(_check("webhook token", False, f"WEBHOOK_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters"))
+    else:
+        checks.append(_check("webhook token", True, "WEBHOOK_TOKEN is set"))
+    admin = config.get("ADMIN_TOKEN")
+    if admin and len(admin) < MIN_TOKEN_LENGTH:
+        checks.append(_check("admin token", False, f"ADMIN_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters"))
+    if admin and token and admin == token:
+        checks.append(_check("admin token", False, "ADMIN_TOKEN equals WEBHOOK_TOKEN: anyone who can post webhooks could read everything"))
+    if config.get("META_APP_SECRET") and not config.get("META_VERIFY_TOKEN"):
+        checks.append(_check("meta settings", False, "META_APP_SECRET is set but META_VERIFY_TOKEN is not: Meta cannot verify the callback URL"))
+    return checks
+
+
+def check_instances() -> list[dict]:
+    checks = []
+    now = utcnow()
+    for instance in Instance.select().order_by(Instance.id):
+        name = f"instance {instance.provider}/{instance.external_id}"
+        if instance.last_event_at is None:
+            checks.append(_check(name, False, "no event received yet"))
+            continue
+        age = now - instance.last_event_at
+        detail = f"last event {iso(instance.last_event_at)} ({int(age.total_seconds() // 60)} min ago), connection {instance.connection_state}"
+        checks.append(_check(name, age <= QUIET_INSTANCE_AFTER and instance.connection_state != "disconnected", detail))
+    return checks
+
+
+def self_check(app: Flask) -> dict:
+    config = app.config
+    checks = [check_database(), check_data_dir(config["DATA_DIR"]), *check_tokens(config), *check_instances()]
+    return {"ok": all(check["ok"] for check in checks), "checks": checks}

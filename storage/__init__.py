@@ -1,0 +1,1 @@
+"""File and network work: everything that touches the disk or another server."""

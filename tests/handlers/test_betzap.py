@@ -1,0 +1,77 @@
+from datetime import datetime
+
+import pytest
+
+from handlers import betzap, normalise
+from handlers.base import MessageEvent, PayloadError, RouteHint
+
+ANY = RouteHint()
+
+
+def test_it_reads_the_betzap_seed_with_its_odd_nesting(load_sample):
+    result = betzap.parse(load_sample("seeds/betzap_text.json"), ANY)
+    assert (result.provider, result.kind, result.instance_id, result.event_name) == \
+        ("betzap", "message", "instance_123", None)
+    assert result.events == [MessageEvent(
+        message_id="message_id_123",
+        chat_id="5511999999999@s.whatsapp.net",
+        from_me=False,
+        type="text",
+        raw_type="conversationMessage",
+        text="Texto da mensagem",
+        timestamp=datetime(2022, 1, 1, 0, 0),
+        sender_id="5511999999999@s.whatsapp.net",
+        sender_name="Nome do Usuário",
+        chat_name="Nome do Usuário",
+    )]
+
+
+def test_it_reads_msg_content_when_message_is_missing(load_sample):
+    payload = load_sample("seeds/betzap_text.json")
+    del payload["message"]
+    [event] = betzap.parse(payload, ANY).events
+    assert (event.type, event.raw_type, event.text) == ("text", "conversation", "Texto da mensagem")
+
+
+@pytest.mark.parametrize("route, from_me", [("send-message", True), ("receive-message", False)])
+def test_it_takes_from_me_from_the_url_when_the_key_does_not_say(load_sample, route, from_me):
+    payload = load_sample("seeds/betzap_text.json")
+    del payload["key"]["fromMe"]
+    [event] = betzap.parse(payload, RouteHint(route)).events
+    assert event.from_me is from_me
+
+
+def test_it_reads_a_group_message_with_its_participant():
+    [event] = betzap.parse({
+        "instanceId": "i1",
+        "key": {"remoteJid": "120363025246125888@g.us", "fromMe": False, "id": "G",
+                "participant": "5511888888888@s.whatsapp.net"},
+        "message": {"imageMessage": {"caption": "pic"}},
+    }, ANY).events
+    assert (event.is_group, event.sender_id, event.type, event.caption) == \
+        (True, "5511888888888@s.whatsapp.net", "image", "pic")
+
+
+def test_it_refuses_a_send_response_posted_as_a_webhook(load_sample):
+    # Evolution's sendText response has a top-level key like betZap, but no instance.
+    with pytest.raises(PayloadError, match="missing instance id"):
+        normalise(load_sample("evolution/v2_sendText_response_openapi_example.json"))
+
+
+def test_it_would_read_that_response_as_our_pending_message_with_an_instance(load_sample):
+    payload = load_sample("evolution/v2_sendText_response_openapi_example.json")
+    payload["instanceId"] = "i1"
+    [event] = betzap.parse(payload, ANY).events
+    assert (event.message_id, event.from_me, event.text, event.status) == \
+        ("BAE594145F4C59B4", True, "Olá!", "pending")
+    assert event.timestamp == datetime(2024, 6, 6, 15, 51, 37)
+
+
+@pytest.mark.parametrize("payload, expected", [
+    ({"key": {"remoteJid": "1@s.whatsapp.net"}}, True),
+    ({"key": {"id": "x"}}, False),
+    ({"key": "1@s.whatsapp.net"}, False),
+    ({"data": {"key": {"remoteJid": "1@s.whatsapp.net"}}}, False),
+])
+def test_it_detects_a_top_level_key_with_a_remote_jid(payload, expected):
+    assert betzap.detect(payload, ANY) is expected

@@ -1,0 +1,95 @@
+import pytest
+
+import handlers
+from handlers import PROVIDERS, normalise
+from handlers.base import Normalised, PayloadError, RouteHint
+
+# Every sample file, with the provider that must recognise it on the catch-all URL.
+SAMPLE_PROVIDERS = [
+    ("evolution/v1_connection.update_close_401.json", "evolution"),
+    ("evolution/v1_connection.update_connecting.json", "evolution"),
+    ("evolution/v1_messages.upsert_audio_ptt_base64_converted.json", "evolution"),
+    ("evolution/v1_messages.upsert_image_no_base64.json", "evolution"),
+    ("evolution/v1_messages.upsert_sticker.json", "evolution"),
+    ("evolution/v1_messages.upsert_text_incoming.json", "evolution"),
+    ("evolution/v1_messages.upsert_text_outgoing_fromMe.json", "evolution"),
+    ("evolution/v2_contacts.upsert_array_anonymized.json", "evolution"),
+    ("evolution/v2_messages.update_DELETED_converted_from_php.json", "evolution"),
+    ("evolution/v2_messages.upsert_text_DELIVERY_ACK_ephemeral_contextInfo.json", "evolution"),
+    ("meta/dashboard_test_webhook_text.json", "meta"),
+    ("meta/fixture_audio_voice.json", "meta"),
+    ("meta/fixture_document.json", "meta"),
+    ("meta/fixture_image.json", "meta"),
+    ("meta/fixture_location_forwarded.json", "meta"),
+    ("meta/fixture_reaction.json", "meta"),
+    ("meta/fixture_status_failed_errors.json", "meta"),
+    ("meta/fixture_status_read.json", "meta"),
+    ("meta/status_delivered_captured.json", "meta"),
+    ("seeds/betzap_text.json", "betzap"),
+    ("seeds/campaign_messages_update_delivered.json", "evolution"),
+    ("seeds/campaign_messages_update_read.json", "evolution"),
+    ("seeds/endpoint_chat_presence.json", "plain"),
+    ("seeds/endpoint_connect.json", "plain"),
+    ("seeds/endpoint_disconnect.json", "plain"),
+    ("seeds/endpoint_message_status.json", "plain"),
+    ("seeds/endpoint_receive_message.json", "plain"),
+    ("seeds/endpoint_send_message.json", "plain"),
+    ("seeds/wapi_audio_minimal.json", "wapi"),
+    ("wapi/webhookReceived_image_real.json", "wapi"),
+    ("wapi/webhookReceived_text_extendedTextMessage_docsummary.json", "wapi"),
+]
+
+
+@pytest.mark.parametrize("name, provider", SAMPLE_PROVIDERS)
+def test_it_sends_each_sample_to_its_provider(load_sample, name, provider):
+    result = normalise(load_sample(name))
+    assert result.provider == provider
+    assert result.events
+    assert result.ignored_reason is None
+
+
+def test_it_lists_every_sample_file():
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    on_disk = {str(p.relative_to(samples)) for p in samples.glob("*/*.json")}
+    listed = {name for name, _ in SAMPLE_PROVIDERS}
+    # The one left out is an API response, not a webhook (see test_betzap).
+    assert on_disk - listed == {"evolution/v2_sendText_response_openapi_example.json"}
+
+
+def test_every_provider_has_the_same_small_surface():
+    assert [p.NAME for p in PROVIDERS] == ["meta", "evolution", "plain", "wapi", "betzap"]
+    for provider in PROVIDERS:
+        assert callable(provider.detect) and callable(provider.parse)
+
+
+def test_it_tries_evolution_first_on_the_evolution_url():
+    payload = {"object": "whatsapp_business_account", "entry": [], "instance": "i",
+               "event": "messages.update", "data": {"keyId": "K", "status": "READ"}}
+    assert normalise(payload).provider == "meta"
+    result = normalise(payload, RouteHint("evolution"))
+    assert (result.provider, result.kind) == ("evolution", "status")
+
+
+def test_it_keeps_an_unrecognised_dict_as_unknown():
+    result = normalise({"type": "ReceivedCallback", "instanceId": "Z1", "phone": "5511"})
+    assert result == Normalised(provider="unknown", kind="unknown", instance_id="Z1",
+                                ignored_reason="unknown provider or shape")
+
+
+def test_it_names_the_instance_of_an_unknown_shape_when_it_can():
+    assert normalise({"instance": "evo-name"}).instance_id == "evo-name"
+    assert normalise({}).instance_id is None
+
+
+@pytest.mark.parametrize("payload", [None, [], [{"event": "messages.upsert"}], "text", 7, b"{}"])
+def test_it_refuses_a_payload_that_is_not_an_object(payload):
+    with pytest.raises(PayloadError, match="not a JSON object"):
+        normalise(payload)
+
+
+def test_the_package_exports_what_callers_use():
+    assert handlers.PayloadError is PayloadError
+    assert handlers.RouteHint is RouteHint
+    assert handlers.meta.detect({"object": "whatsapp_business_account"}, RouteHint())

@@ -1,0 +1,74 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from config import SETTINGS, ConfigError, load_settings
+from server import create_app, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_local_and_sqlite_in_the_data_dir(tmp_path):
+    settings = load_settings(environ={"DATA_DIR": str(tmp_path)})
+    assert settings["HOST"] == "127.0.0.1"
+    assert settings["PORT"] == 5000
+    assert settings["MAX_BODY_MB"] == 64
+    assert settings["WEBHOOK_TOKEN"] is None
+    assert settings["ALLOW_UNKNOWN_INSTANCES"] is True
+    assert settings["DATABASE_URL"] == "sqlite:///" + str(tmp_path.resolve() / "zaphook.db")
+
+
+def test_environment_values_are_parsed(tmp_path):
+    settings = load_settings(environ={
+        "DATA_DIR": str(tmp_path), "PORT": "8080", "MAX_BODY_MB": "0.5", "LOG_LEVEL": "debug",
+        "ALLOW_UNKNOWN_INSTANCES": "off", "WEBHOOK_TOKEN": "s3cret-token-value",
+        "DATABASE_URL": "postgresql://u:p@localhost/zaphook",
+    })
+    assert settings["PORT"] == 8080
+    assert settings["MAX_BODY_MB"] == 0.5
+    assert settings["LOG_LEVEL"] == "DEBUG"
+    assert settings["ALLOW_UNKNOWN_INSTANCES"] is False
+    assert settings["WEBHOOK_TOKEN"] == "s3cret-token-value"
+    assert settings["DATABASE_URL"].startswith("postgresql://")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("PORT", "http"),
+    ("PORT", "70000"),
+    ("MAX_BODY_MB", "-1"),
+    ("MAX_BODY_MB", "lots"),
+    ("LOG_LEVEL", "LOUD"),
+    ("ALLOW_UNKNOWN_INSTANCES", "maybe"),
+    ("DATABASE_URL", "mysql://localhost/x"),
+    ("WEBHOOK_TOKEN", "change-me"),
+    ("HOST", "local host"),
+    ("THREADS", "0"),
+])
+def test_a_bad_value_stops_start_up_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={name: value})
+    assert str(error.value).startswith(name + " ")
+
+
+def test_the_command_line_exits_with_a_message_on_bad_configuration(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("PORT", "not-a-port")
+    assert main(["run"]) == 2
+    assert "PORT must be a whole number" in capsys.readouterr().err
+
+
+def test_env_example_documents_every_setting_with_placeholder_secrets():
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^([A-Z_]+)=(.*)$", text, flags=re.MULTILINE))
+    assert set(documented) == set(SETTINGS)
+    for secret in ("WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN"):
+        assert documented[secret] == "change-me"
+
+
+def test_the_app_factory_does_no_work_at_import_and_opens_its_own_database(tmp_path):
+    first = create_app({"DATA_DIR": str(tmp_path / "one")})
+    second = create_app({"DATA_DIR": str(tmp_path / "two")})
+    assert (tmp_path / "one" / "zaphook.db").exists()
+    assert (tmp_path / "two" / "zaphook.db").exists()
+    assert first.extensions["zaphook.database"] is not second.extensions["zaphook.database"]

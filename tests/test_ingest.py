@@ -1,0 +1,206 @@
+"""The pipeline's promises: store first, idempotent, statuses never go backwards."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tests.helpers import load_sample
+from models import Message, MessageStatusChange, WebhookEvent
+
+EVOLUTION_TEXT = "evolution/v1_messages.upsert_text_incoming.json"
+
+
+def evolution_message(message_id: str, from_me: bool = True, text: str = "hi") -> dict:
+    payload = load_sample("evolution/v1_messages.upsert_text_outgoing_fromMe.json")
+    payload["data"]["key"].update(id=message_id, fromMe=from_me)
+    payload["data"]["message"]["conversation"] = text
+    return payload
+
+
+def evolution_status(message_id: str, status: str, stamp: int = 1746133900000) -> dict:
+    return {
+        "event": "messages.update", "instance": "tigo1",
+        "data": {"id": message_id, "remoteJid": "59171146267@s.whatsapp.net", "fromMe": True,
+                 "status": status, "datetime": stamp, "owner": "tigo1"},
+    }
+
+
+def status_of(message_id: str) -> Message:
+    return Message.get(Message.provider_message_id == message_id)
+
+
+def test_the_same_event_delivered_twice_is_counted_once(post_webhook):
+    first = post_webhook("/webhook/", load_sample(EVOLUTION_TEXT)).get_json()
+    second = post_webhook("/webhook/", load_sample(EVOLUTION_TEXT)).get_json()
+    assert first["outcome"] == "processed"
+    assert second["outcome"] == "duplicate"
+    assert second["duplicate_of"] == first["event_id"]
+    assert Message.select().count() == 1
+    assert WebhookEvent.select().count() == 2  # the copy is recorded, as a duplicate
+
+
+def test_a_retry_with_a_new_envelope_is_still_a_duplicate(post_webhook):
+    payload = load_sample(EVOLUTION_TEXT)
+    post_webhook("/webhook/", payload)
+    payload["date_time"] = "2025-05-01T17:52:14.031Z"  # Evolution's retry re-stamps nothing, but others may
+    assert post_webhook("/webhook/", payload).get_json()["outcome"] == "duplicate"
+
+
+def test_twenty_copies_at_the_same_moment_are_counted_once(live_server):
+    raw = json.dumps(load_sample(EVOLUTION_TEXT)).encode()
+    start = threading.Barrier(20)
+
+    def post(_):
+        with requests.Session() as session:
+            start.wait()
+            return session.post(f"{live_server}/webhook/", data=raw,
+                                headers={"Content-Type": "application/json"}, timeout=30).json()
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(post, range(20)))
+    outcomes = sorted(answer["outcome"] for answer in answers)
+    assert outcomes == ["duplicate"] * 19 + ["processed"]
+    assert Message.select().count() == 1
+    assert WebhookEvent.select().where(WebhookEvent.outcome == "duplicate").count() == 19
+    assert MessageStatusChange.select().count() == 1
+
+
+def test_twenty_copies_of_a_status_at_once_move_the_message_once(live_server, post_webhook):
+    post_webhook("/webhook/", evolution_message("M1"))
+    raw = json.dumps(evolution_status("M1", "READ")).encode()
+    start = threading.Barrier(20)
+
+    def post(_):
+        with requests.Session() as session:
+            start.wait()
+            return session.post(f"{live_server}/webhook/", data=raw,
+                                headers={"Content-Type": "application/json"}, timeout=30).json()["outcome"]
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = sorted(pool.map(post, range(20)))
+    assert outcomes == ["duplicate"] * 19 + ["processed"]
+    assert status_of("M1").status == "read"
+    assert [c.status for c in MessageStatusChange.select().order_by(MessageStatusChange.id)] == ["sent", "read"]
+
+
+def test_statuses_never_go_backwards(post_webhook):
+    post_webhook("/webhook/", evolution_message("M2"))
+    post_webhook("/webhook/", evolution_status("M2", "READ", 1746133900000))
+    post_webhook("/webhook/", evolution_status("M2", "DELIVERY_ACK", 1746133800000))
+    post_webhook("/webhook/", evolution_status("M2", "SERVER_ACK", 1746133700000))
+    message = status_of("M2")
+    assert message.status == "read"
+    assert message.read_at.isoformat() == "2025-05-01T21:11:40"
+    assert message.delivered_at.isoformat() == "2025-05-01T21:10:00"  # a late delivered fills its time
+
+
+def test_a_late_delivered_does_not_overwrite_its_time(post_webhook):
+    post_webhook("/webhook/", evolution_message("M3"))
+    post_webhook("/webhook/", evolution_status("M3", "DELIVERY_ACK", 1746133800000))
+    post_webhook("/webhook/", evolution_status("M3", "READ", 1746133900000))
+    post_webhook("/webhook/", evolution_status("M3", "DELIVERY_ACK", 1746133999000) | {"date_time": "x"})
+    message = status_of("M3")
+    assert (message.status, message.delivered_at.isoformat()) == ("read", "2025-05-01T21:10:00")
+
+
+def test_failed_applies_only_before_delivery_and_delivery_wins_over_it(post_webhook):
+    post_webhook("/webhook/", evolution_message("M4"))
+    post_webhook("/webhook/", evolution_status("M4", "ERROR"))
+    assert status_of("M4").status == "failed"
+    assert status_of("M4").failed_at is not None
+    post_webhook("/webhook/", evolution_status("M4", "DELIVERY_ACK"))
+    assert status_of("M4").status == "delivered"
+
+    post_webhook("/webhook/", evolution_message("M5"))
+    post_webhook("/webhook/", evolution_status("M5", "READ"))
+    post_webhook("/webhook/", evolution_status("M5", "ERROR"))
+    assert status_of("M5").status == "read"
+
+
+def test_a_status_before_its_message_is_applied_when_the_message_arrives(post_webhook):
+    post_webhook("/webhook/", evolution_status("M6", "DELIVERY_ACK", 1746133800000))
+    post_webhook("/webhook/", evolution_status("M6", "READ", 1746133900000))
+    assert Message.select().count() == 0
+    assert MessageStatusChange.select().where(MessageStatusChange.message.is_null()).count() == 2
+    post_webhook("/webhook/", evolution_message("M6"))
+    message = status_of("M6")
+    assert message.status == "read"
+    assert message.delivered_at.isoformat() == "2025-05-01T21:10:00"
+    assert MessageStatusChange.select().where(MessageStatusChange.message.is_null()).count() == 0
+    assert sorted(c.status for c in message.status_changes) == ["delivered", "read", "sent"]
+
+
+def test_a_message_echoed_by_another_event_is_one_message(post_webhook):
+    sent = evolution_message("M7", text="hello")
+    sent["event"] = "send.message"
+    sent["data"]["status"] = "PENDING"
+    post_webhook("/webhook/", sent)
+    echo = evolution_message("M7", text="hello")
+    echo["data"]["status"] = "SERVER_ACK"
+    assert post_webhook("/webhook/", echo).get_json()["outcome"] == "processed"
+    assert Message.select().count() == 1
+    assert status_of("M7").status == "sent"
+
+
+def test_a_restart_on_the_same_data_dir_loses_nothing(make_app):
+    first = make_app()
+    client = first.test_client()
+    client.post("/webhook/", json=evolution_message("R1"))
+    client.post("/webhook/", json=evolution_status("R1", "DELIVERY_ACK"))
+    client.post("/webhook/", json=evolution_status("R2", "READ"))
+    client.post("/webhook/", data=b"not json", content_type="application/json")
+    first.extensions["zaphook.database"].close()
+
+    second = make_app().test_client()
+    events = second.get("/api/events").get_json()["items"]
+    assert [e["outcome"] for e in events] == ["rejected", "processed", "processed", "processed"]
+    assert status_of("R1").status == "delivered"
+    # the status kept for the unseen message still applies after the restart
+    second.post("/webhook/", json=evolution_message("R2"))
+    assert status_of("R2").status == "read"
+    # and duplicates are still recognised across the restart
+    assert second.post("/webhook/", json=evolution_message("R1")).get_json()["outcome"] == "duplicate"
+
+
+def test_a_failed_event_can_be_replayed_after_a_fix(client, post_webhook, monkeypatch):
+    import handlers
+
+    real = handlers.normalise
+
+    def broken(payload, hint=None):
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setattr(handlers, "normalise", broken)
+    answer = post_webhook("/webhook/", load_sample(EVOLUTION_TEXT)).get_json()
+    assert answer["outcome"] == "failed"
+    assert "handler bug" in answer["detail"]
+    assert Message.select().count() == 0
+
+    monkeypatch.setattr(handlers, "normalise", real)
+    replayed = client.post(f"/api/events/{answer['event_id']}/replay")
+    assert replayed.status_code == 200
+    assert replayed.get_json()["outcome"] == "processed"
+    assert Message.select().count() == 1
+    event = WebhookEvent.get_by_id(answer["event_id"])
+    assert (event.outcome, event.replay_count, event.error) == ("processed", 1, None)
+    # replaying again changes nothing in the model
+    client.post(f"/api/events/{answer['event_id']}/replay")
+    assert Message.select().count() == 1
+
+
+def test_an_apply_failure_keeps_the_raw_event(client, post_webhook, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database rule broken")
+
+    monkeypatch.setattr(Message, "record", broken)
+    answer = post_webhook("/webhook/", load_sample(EVOLUTION_TEXT)).get_json()
+    assert answer["outcome"] == "failed"
+    event = WebhookEvent.get_by_id(answer["event_id"])
+    assert event.outcome == "failed"
+    assert "database rule broken" in event.error
+    assert json.loads(event.body) == load_sample(EVOLUTION_TEXT)
+    from models import Chat
+
+    assert Chat.select().count() == 0  # the partial work was rolled back

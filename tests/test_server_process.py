@@ -1,0 +1,86 @@
+"""`python server.py` as a user runs it: serves with waitress, logs, stops on Ctrl+C."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import load_sample
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), DATA_DIR=str(tmp_path / "data"),
+               DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
+               META_VERIFY_TOKEN="", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read())
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("server did not answer /health within 30 s")
+
+
+def stop_with_ctrl_c(process: subprocess.Popen) -> str:
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    return err
+
+
+def test_the_server_serves_logs_each_request_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    process = start_server(tmp_path, port)
+    try:
+        response = requests.post(f"http://127.0.0.1:{port}/webhook/",
+                                 json=load_sample("evolution/v1_messages.upsert_text_incoming.json"), timeout=10)
+        assert response.json()["outcome"] == "processed"
+    finally:
+        log = stop_with_ctrl_c(process)
+    assert f"listening on http://127.0.0.1:{port}" in log
+    assert "POST /webhook/ provider=evolution kind=message outcome=processed status=200 ms=" in log
+    assert "stopped" in log
+    assert "Traceback" not in log
+
+    # a restart on the same data dir still has the event
+    process = start_server(tmp_path, port)
+    try:
+        events = requests.get(f"http://127.0.0.1:{port}/api/events", timeout=10).json()["items"]
+        assert [e["outcome"] for e in events] == ["processed"]
+        again = requests.post(f"http://127.0.0.1:{port}/webhook/",
+                              data=json.dumps(load_sample("evolution/v1_messages.upsert_text_incoming.json")),
+                              headers={"Content-Type": "application/json"}, timeout=10)
+        assert again.json()["outcome"] == "duplicate"
+    finally:
+        stop_with_ctrl_c(process)
+
+
+def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path):
+    env = dict(os.environ, MAX_BODY_MB="big", DATA_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, str(ROOT / "server.py")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "zaphook: configuration error: MAX_BODY_MB must be a number, got 'big'"

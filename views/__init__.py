@@ -1,0 +1,1 @@
+"""HTTP views: read the request, call one function, write the answer."""

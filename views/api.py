@@ -1,0 +1,202 @@
+"""The JSON API for people and tools: /status, /test and /api/*.
+
+Reachable from this machine; through the tunnel only with the ADMIN_TOKEN.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, current_app, jsonify, request
+from peewee import JOIN
+
+import status as status_report
+from models import (
+    Chat,
+    Instance,
+    MediaFile,
+    Message,
+    MessageStatusChange,
+    WebhookEvent,
+    chat_json,
+    event_json,
+    instance_json,
+    message_json,
+    status_change_json,
+)
+from security import redact
+from views.webhooks import hint_for_path
+
+bp = Blueprint("api", __name__)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@bp.errorhandler(BadRequest)
+def bad_request(exc: BadRequest):
+    return jsonify(error=str(exc), detail=None), 400
+
+
+def _pipeline():
+    return current_app.extensions["zaphook.pipeline"]
+
+
+def _secrets() -> list:
+    return _pipeline().secrets
+
+
+def _int_arg(name: str, default=None, low: int = 1, high: int | None = None):
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise BadRequest(f"{name} must be between {low} and {high}" if high else f"{name} must be at least {low}")
+    return value
+
+
+def _instance_filter(query, field):
+    """Filter by ?instance= given as the provider's instance id or our numeric id."""
+    wanted = request.args.get("instance")
+    if not wanted:
+        return query
+    condition = Instance.external_id == wanted
+    if wanted.isdigit():
+        condition |= Instance.id == int(wanted)
+    return query.where(field.in_(Instance.select(Instance.id).where(condition)))
+
+
+def _page(query, model):
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = _int_arg("before_id")
+    if before is not None:
+        query = query.where(model.id < before)
+    rows = list(query.order_by(model.id.desc()).limit(limit))
+    next_before = rows[-1].id if len(rows) == limit else None
+    return rows, next_before
+
+
+@bp.get("/status")
+def status():
+    return jsonify(status_report.build(current_app, request.host_url))
+
+
+@bp.get("/test")
+def self_check():
+    return jsonify(status_report.self_check(current_app))
+
+
+@bp.post("/test")
+def dry_run():
+    hint = hint_for_path(request.args.get("route", "/webhook/"))
+    answer = _pipeline().dry_run(request.get_data(cache=False), hint)
+    return jsonify(answer.body), answer.status
+
+
+@bp.get("/api/events")
+def list_events():
+    query = WebhookEvent.select(WebhookEvent, Instance).join(Instance, JOIN.LEFT_OUTER)
+    for name in ("provider", "kind", "outcome"):
+        if request.args.get(name):
+            query = query.where(getattr(WebhookEvent, name) == request.args[name])
+    query = _instance_filter(query, WebhookEvent.instance)
+    rows, next_before = _page(query, WebhookEvent)
+    return jsonify(items=[event_json(row) for row in rows], next_before_id=next_before)
+
+
+def _event_or_404(event_id: int) -> WebhookEvent:
+    event = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
+    if event is None:
+        abort(404, description=f"no event {event_id}")
+    return event
+
+
+@bp.get("/api/events/<int:event_id>")
+def show_event(event_id: int):
+    event = _event_or_404(event_id)
+    data = event_json(event)
+    data["headers"] = redact(event.headers_dict, _secrets())
+    data["body_encoding"] = event.body_encoding
+    if event.body_encoding == "utf-8" and event.body is not None:
+        try:
+            data["payload"] = redact(json.loads(event.body), _secrets())
+        except ValueError:
+            data["payload"] = None
+            data["body"] = redact(event.body, _secrets())
+    else:
+        data["payload"] = None
+        data["body_base64"] = event.body
+    return jsonify(data)
+
+
+@bp.post("/api/events/<int:event_id>/replay")
+def replay_event(event_id: int):
+    answer = _pipeline().replay(_event_or_404(event_id))
+    return jsonify(answer.body), answer.status
+
+
+@bp.get("/api/instances")
+def list_instances():
+    rows = Instance.select().order_by(Instance.id)
+    return jsonify(items=[instance_json(row) for row in rows])
+
+
+@bp.get("/api/chats")
+def list_chats():
+    query = Chat.select(Chat, Instance).join(Instance)
+    query = _instance_filter(query, Chat.instance)
+    rows, next_before = _page(query, Chat)
+    return jsonify(items=[chat_json(row) for row in rows], next_before_id=next_before)
+
+
+def _messages_query():
+    return (Message.select(Message, Instance, Chat, MediaFile)
+            .join(Instance).switch(Message)
+            .join(Chat).switch(Message)
+            .join(MediaFile, JOIN.LEFT_OUTER, on=(MediaFile.message == Message.id), attr="media_file"))
+
+
+def _media_of(message: Message):
+    media = getattr(message, "media_file", None)
+    return media if media is not None and media.id is not None else None
+
+
+@bp.get("/api/messages")
+def list_messages():
+    query = _instance_filter(_messages_query(), Message.instance)
+    chat = request.args.get("chat")
+    if chat:
+        query = query.where((Chat.jid == chat) | (Chat.jid == f"{chat}@s.whatsapp.net") | (Chat.jid == f"{chat}@g.us"))
+    direction = request.args.get("direction")
+    if direction:
+        if direction not in ("in", "out"):
+            raise BadRequest("direction must be in or out")
+        query = query.where(Message.direction == direction)
+    for name in ("type", "status"):
+        if request.args.get(name):
+            query = query.where(getattr(Message, name) == request.args[name])
+    rows, next_before = _page(query, Message)
+    return jsonify(items=[message_json(row, _media_of(row)) for row in rows], next_before_id=next_before)
+
+
+@bp.get("/api/messages/<int:message_id>")
+def show_message(message_id: int):
+    message = _messages_query().where(Message.id == message_id).first()
+    if message is None:
+        abort(404, description=f"no message {message_id}")
+    data = message_json(message, _media_of(message))
+    changes = (MessageStatusChange.select()
+               .where((MessageStatusChange.instance == message.instance_id)
+                      & (MessageStatusChange.provider_message_id == message.provider_message_id))
+               .order_by(MessageStatusChange.timestamp, MessageStatusChange.id))
+    data["status_history"] = [status_change_json(change) for change in changes]
+    return jsonify(data)
+
