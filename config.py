@@ -121,9 +121,10 @@ def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optiona
     """
     if override is None:
         if environ is None:
-            from dotenv import load_dotenv
+            from dotenv import find_dotenv, load_dotenv
 
-            load_dotenv(override=False)
+            # The .env of the folder zaphook is started from; the environment wins.
+            load_dotenv(find_dotenv(usecwd=True), override=False)
             environ = os.environ
         source: Mapping[str, Any] = environ
     else:

@@ -42,7 +42,6 @@ from models import (
     Instance,
     clean,
     db,
-    is_integrity_error,
     row_lock,
     utcnow,
     write_transaction,
@@ -98,6 +97,7 @@ class Pipeline:
         self.webhook_token = settings.get("WEBHOOK_TOKEN")
         self.meta_app_secret = settings.get("META_APP_SECRET")
         self.allow_unknown_instances = settings.get("ALLOW_UNKNOWN_INSTANCES", True)
+        self._instances: dict[tuple[str, str], Instance] = {}
         self.secrets = [settings.get(name) for name in ("WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")]
 
     # --- receiving ----------------------------------------------------------
@@ -131,50 +131,68 @@ class Pipeline:
         return self.store_and_apply(request, normalised, failure_text, instance, body_text)
 
     def instance_for(self, provider: str, external_id: str) -> Optional[Instance]:
-        if self.allow_unknown_instances:
-            return Instance.find_or_create(provider, external_id)
-        return Instance.find(provider, external_id)
+        """The instance (cached: its id never changes), created when unknown ones are allowed."""
+        key = (provider, external_id)
+        instance = self._instances.get(key)
+        if instance is None:
+            if self.allow_unknown_instances:
+                instance = Instance.find_or_create(provider, external_id)
+            else:
+                instance = Instance.find(provider, external_id)
+            if instance is not None:
+                self._instances[key] = instance
+        return instance
 
     def store_and_apply(self, request: IncomingRequest, normalised: Optional[Normalised],
                         failure_text: Optional[str], instance: Optional[Instance],
                         body_text: Optional[str]) -> Answer:
-        key = dedupe_key(normalised, request.body) if failure_text is None else None
-        row = self.event_row(request, normalised, instance, body_text)
-        with write_transaction():
-            event = None
-            if key is not None:
-                try:
-                    with db.atomic():
-                        event = WebhookEvent.create(dedupe_key=key, **row)
-                except Exception as exc:  # noqa: BLE001 - only the unique key is expected
-                    if not is_integrity_error(exc):
-                        raise
-                    original = WebhookEvent.get_or_none(WebhookEvent.dedupe_key == key)
-                    event = WebhookEvent.create(
-                        outcome="duplicate", duplicate_of=original, processed_at=utcnow(), **row)
-                    return self.answer(event, "duplicate")
-            else:
-                event = WebhookEvent.create(**row)
-            outcome, error = self.apply_safely(normalised, failure_text, instance, event)
-            WebhookEvent.update(outcome=outcome, error=error, processed_at=utcnow()) \
-                .where(WebhookEvent.id == event.id).execute()
-            event.outcome, event.error = outcome, error
-        return self.answer(event, outcome)
+        """Insert the raw event and apply it in one transaction.
 
-    def apply_safely(self, normalised: Optional[Normalised], failure_text: Optional[str],
-                     instance: Optional[Instance], event: WebhookEvent) -> tuple[str, Optional[str]]:
-        """Apply the events in a savepoint: a failure keeps the raw row, outcome failed."""
-        if failure_text is not None:
-            return "failed", failure_text
-        if normalised.ignored_reason or not normalised.events:
-            return "ignored", normalised.ignored_reason or "no events in payload"
+        The row is written with the outcome it will most likely have. If
+        applying fails (rare), that whole transaction is rolled back and the
+        raw event is stored again on its own, outcome failed: no half-applied
+        event is ever committed, and no savepoint is paid for on every request.
+        A copy of an event already stored loses the race on the unique dedupe
+        key and is recorded as a duplicate instead.
+        """
+        key = dedupe_key(normalised, request.body) if failure_text is None else None
+        outcome, error = expected_outcome(normalised, failure_text)
+        row = self.event_row(request, normalised, instance, body_text)
+        row.update(outcome=outcome, error=error, processed_at=utcnow())
+        try:
+            with write_transaction():
+                event_id = self.store_once(row, key)
+                if row["outcome"] == "processed":
+                    apply_events(normalised, instance, event_id, row["received_at"], self.data_dir)
+        except Exception as exc:  # noqa: BLE001 - any bug in applying must not lose the event
+            if row["outcome"] != "processed":
+                raise
+            log.exception("a %s %s event could not be applied", row["provider"], row["kind"])
+            row.update(outcome="failed", error=f"{type(exc).__name__}: {exc}")
+            with write_transaction():
+                event_id = self.store_once(row, key)
+        return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
+
+    @staticmethod
+    def store_once(row: dict, key: Optional[str]) -> int:
+        """Insert the event; a copy of one already stored is inserted as its duplicate."""
+        event_id = WebhookEvent.store(row, dedupe_key=key)
+        if event_id is None:
+            original = WebhookEvent.select(WebhookEvent.id).where(WebhookEvent.dedupe_key == key).scalar()
+            row.update(outcome="duplicate", error=None, duplicate_of=original)
+            event_id = WebhookEvent.store(row)
+        return event_id
+
+    def apply_safely(self, normalised: Normalised, instance: Optional[Instance], event_id: int,
+                     received_at: datetime) -> Optional[str]:
+        """Apply the events in a savepoint; on failure roll them back and return the error."""
         try:
             with db.atomic():
-                apply_events(normalised, instance, event, self.data_dir)
+                apply_events(normalised, instance, event_id, received_at, self.data_dir)
         except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
-            log.exception("event %s could not be applied", event.id)
-            return "failed", f"{type(exc).__name__}: {exc}"
-        return "processed", None
+            log.exception("event %s could not be applied", event_id)
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
                   instance: Optional[Instance], body_text: Optional[str] = None,
@@ -212,14 +230,15 @@ class Pipeline:
         return self.reject(request, 413, f"body larger than MAX_BODY_MB ({limit_mb:g} MB)")
 
     @staticmethod
-    def answer(event: WebhookEvent, outcome: str) -> Answer:
-        body = {"ok": True, "event_id": event.id, "outcome": outcome,
-                "provider": event.provider, "kind": event.kind}
-        if outcome == "duplicate" and event.duplicate_of_id:
-            body["duplicate_of"] = event.duplicate_of_id
-        if event.error and outcome in ("failed", "ignored"):
-            body["detail"] = event.error
-        return Answer(200, body, event.id, event.provider, event.kind, outcome)
+    def answer_for(event_id: int, row: dict, duplicate_of: Optional[int] = None) -> Answer:
+        outcome = row["outcome"]
+        body = {"ok": True, "event_id": event_id, "outcome": outcome,
+                "provider": row.get("provider"), "kind": row.get("kind")}
+        if duplicate_of:
+            body["duplicate_of"] = duplicate_of
+        if row.get("error") and outcome in ("failed", "ignored"):
+            body["detail"] = row["error"]
+        return Answer(200, body, event_id, row.get("provider"), row.get("kind"), outcome)
 
     # --- replay and dry run ---------------------------------------------------
 
@@ -239,19 +258,22 @@ class Pipeline:
             if instance is None:
                 return Answer(403, {"error": f"unknown instance {normalised.instance_id!r}",
                                     "detail": {"event_id": event.id}})
+        outcome, error = expected_outcome(normalised, failure_text)
         with write_transaction():
-            outcome, error = self.apply_safely(normalised, failure_text, instance, event)
+            if outcome == "processed":
+                error = self.apply_safely(normalised, instance, event.id, event.received_at)
+                outcome = "failed" if error else outcome
             if event.outcome == "duplicate" and outcome == "processed":
                 outcome = "duplicate"
-            WebhookEvent.update(
+            row = dict(
                 outcome=outcome, error=error, processed_at=utcnow(), instance=instance,
                 provider=normalised.provider if normalised else event.provider,
                 kind=normalised.kind if normalised else event.kind,
                 message_id=clean(first_message_id(normalised), 255) or event.message_id,
-                replay_count=WebhookEvent.replay_count + 1,
-            ).where(WebhookEvent.id == event.id).execute()
-        event = WebhookEvent.get_by_id(event.id)
-        answer = self.answer(event, outcome)
+            )
+            WebhookEvent.update(replay_count=WebhookEvent.replay_count + 1, **row) \
+                .where(WebhookEvent.id == event.id).execute()
+        answer = self.answer_for(event.id, row, duplicate_of=event.duplicate_of_id)
         answer.body["replayed"] = True
         return answer
 
@@ -358,6 +380,15 @@ def dedupe_key(normalised: Optional[Normalised], body: bytes) -> Optional[str]:
     return "ev:" + hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 
+def expected_outcome(normalised: Optional[Normalised], failure_text: Optional[str]) -> tuple[str, Optional[str]]:
+    """The outcome a request will have unless applying its events fails."""
+    if failure_text is not None:
+        return "failed", failure_text
+    if normalised.ignored_reason or not normalised.events:
+        return "ignored", normalised.ignored_reason or "no events in payload"
+    return "processed", None
+
+
 def first_message_id(normalised: Optional[Normalised]) -> Optional[str]:
     for event in normalised.events if normalised else ():
         message_id = getattr(event, "message_id", None)
@@ -417,19 +448,19 @@ def json_ready(value: Any) -> Any:
 
 # --- applying normalised events to the model ---------------------------------
 
-def apply_events(normalised: Normalised, instance: Optional[Instance], event: WebhookEvent,
-                 data_dir: Path) -> None:
+def apply_events(normalised: Normalised, instance: Optional[Instance], event_id: int,
+                 received_at: datetime, data_dir: Path) -> None:
     """Write what the events say into the model, inside the caller's transaction."""
     if instance is None:
         raise PayloadError("missing instance id")
     latest = None
     for item in normalised.events:
-        at = getattr(item, "timestamp", None) or event.received_at
+        at = getattr(item, "timestamp", None) or received_at
         latest = at if latest is None or at > latest else latest
         if isinstance(item, MessageEvent):
-            record_message(instance, normalised.provider, item, at, event, data_dir)
+            record_message(instance, normalised.provider, item, at, event_id, data_dir)
         elif isinstance(item, StatusEvent):
-            record_status(instance, item, at, event)
+            record_status(instance, item, at, event_id)
         elif isinstance(item, ConnectionEvent):
             instance.record_connection(item.state, at, item.reason, item.own_id)
         elif isinstance(item, QrCodeEvent):
@@ -450,9 +481,9 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event: We
 
 
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
-                   event: WebhookEvent, data_dir: Path) -> None:
+                   event_id: int, data_dir: Path) -> None:
     row_lock(f"message:{instance.id}:{item.message_id}")
-    chat = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
+    chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
     if item.sender_id and not item.from_me:
         Contact.record(instance, item.sender_id, item.sender_name)
     status = item.status or ("sent" if item.from_me else "delivered")
@@ -469,7 +500,7 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         caption=item.caption,
         timestamp=item.timestamp,
         quoted_message_id=clean(item.quoted_message_id, 255),
-        forwarded=item.forwarded,
+        forwarded=item.forwarded or None,
         reaction_to=clean(item.reaction_to, 255),
         reaction_emoji=clean(item.reaction_emoji, 255),
         latitude=item.latitude,
@@ -477,27 +508,32 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         location_name=clean(item.location_name, 255),
         contacts=json.dumps(item.contacts, ensure_ascii=False) if item.contacts else None,
         interactive_id=clean(item.interactive_id, 255),
-        is_voice=bool(item.media and item.media.is_voice),
+        is_voice=bool(item.media and item.media.is_voice) or None,
         edited_at=at if item.edited else None,
-        event=event,
-        status="pending",
+        event=event_id,
+        status=status,
     )
-    message, _created = Message.record(instance, chat, values)
-    message.apply_status(status, at)
-    MessageStatusChange.record(instance, item.message_id, status, at, message, event)
-    for waiting in MessageStatusChange.waiting_for(instance, item.message_id):
-        message.apply_status(waiting.status, waiting.timestamp, waiting.error)
-        MessageStatusChange.update(message=message).where(MessageStatusChange.id == waiting.id).execute()
+    if status != "pending":
+        values[f"{status}_at"] = at
+    if status == "failed":
+        values["error"] = None
+    message_id, created = Message.record(instance, chat_id, values)
+    if not created:
+        Message.apply_status(message_id, status, at)
+    MessageStatusChange.record(instance, item.message_id, status, at, message_id, event_id)
+    for waiting_status, waiting_at, waiting_error in MessageStatusChange.attach_waiting(
+            instance, item.message_id, message_id):
+        Message.apply_status(message_id, waiting_status, waiting_at, waiting_error)
     if item.media is not None:
-        MediaFile.record(message, instance, media_values(item.media, data_dir))
+        MediaFile.record(message_id, instance, media_values(item.media, data_dir))
 
 
-def record_status(instance: Instance, item: StatusEvent, at: datetime, event: WebhookEvent) -> None:
+def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id: int) -> None:
     row_lock(f"message:{instance.id}:{item.message_id}")
-    message = Message.find(instance, item.message_id)
-    MessageStatusChange.record(instance, item.message_id, item.status, at, message, event, item.error)
-    if message is not None:
-        message.apply_status(item.status, at, item.error)
+    message_id = Message.id_of(instance, item.message_id)
+    MessageStatusChange.record(instance, item.message_id, item.status, at, message_id, event_id, item.error)
+    if message_id is not None:
+        Message.apply_status(message_id, item.status, at, item.error)
 
 
 def media_values(media, data_dir: Path) -> dict:

@@ -24,14 +24,13 @@ from peewee import (
     DoubleField,
     ForeignKeyField,
     IntegerField,
-    IntegrityError,
     Model,
     PostgresqlDatabase,
     SqliteDatabase,
     TextField,
-    fn,
 )
 from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
 
 from handlers.base import STATUS_FAILED, STATUS_ORDER, status_rank
 
@@ -66,16 +65,21 @@ def clean(value: Any, limit: Optional[int] = None) -> Any:
     return value
 
 
-def open_database(url: str):
+def open_database(url: str, max_connections: int = 64):
     """Create the database for a URL and bind the models to it.
 
-    SQLite gets WAL, a busy timeout and IMMEDIATE transactions: a transaction
-    takes the write lock when it starts, so concurrent webhooks queue for it
-    instead of failing with "database is locked" when a read turns into a write.
+    Connections are pooled: a request takes one and gives it back, instead of
+    paying for a new connection (and, on SQLite, a WAL checkpoint at close)
+    every time. SQLite gets WAL, a busy timeout and IMMEDIATE transactions: a
+    transaction takes the write lock when it starts, so a read turning into a
+    write can never fail with "database is locked".
     """
     if url.startswith("sqlite:///"):
-        database = SqliteDatabase(
+        database = PooledSqliteDatabase(
             url[len("sqlite:///"):],
+            max_connections=max_connections,
+            stale_timeout=600,
+            timeout=30,
             pragmas={
                 "journal_mode": "wal",
                 "synchronous": "normal",
@@ -84,10 +88,14 @@ def open_database(url: str):
                 "cache_size": -16000,
             },
             lock_type="IMMEDIATE",
+            returning_clause=True,
             check_same_thread=False,
         )
     else:
-        database = connect_url(url)
+        scheme, rest = url.split("://", 1)
+        if "+pool" not in scheme:
+            url = f"{scheme}+pool://{rest}"
+        database = connect_url(url, max_connections=max_connections, stale_timeout=600, timeout=30)
     db.initialize(database)
     return database
 
@@ -128,6 +136,52 @@ def row_lock(key: str) -> None:
     """
     if isinstance(db.obj, PostgresqlDatabase):
         db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+
+_MISSING = object()
+_STATEMENTS: dict = {}
+
+
+def insert_row(model: type["BaseModel"], row: dict, conflict: str = "") -> Optional[int]:
+    """INSERT one row with SQL built once per model and conflict clause.
+
+    Peewee builds a statement's SQL anew on every call, which costs several
+    times what the database takes to run it (bench/ingest.py shows it); the
+    few statements every webhook runs use this instead. Columns missing from
+    ``row`` take their field's default. Returns the id of the inserted (or
+    upserted) row, or None when ``conflict`` (e.g. "ON CONFLICT ... DO NOTHING")
+    skipped it.
+    """
+    key = ("insert", model, conflict, db.param)
+    entry = _STATEMENTS.get(key)
+    if entry is None:
+        fields = [f for f in model._meta.sorted_fields if not isinstance(f, AutoField)]
+        columns = ", ".join(f'"{f.column_name}"' for f in fields)
+        marks = ", ".join([db.param] * len(fields))
+        sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks}) {conflict} RETURNING "id"'
+        entry = _STATEMENTS[key] = (sql, fields)
+    sql, fields = entry
+    params = []
+    for field in fields:
+        value = row.get(field.name, _MISSING)
+        if value is _MISSING:
+            value = field.default() if callable(field.default) else field.default
+        elif isinstance(value, Model):
+            value = value.get_id()
+        params.append(field.db_value(value))
+    found = db.execute_sql(sql, params).fetchall()
+    return found[0][0] if found else None
+
+
+def _placeholders(text: str) -> str:
+    return text if db.param == "?" else text.replace("?", db.param)
+
+
+def run_sql(text: str, params: Iterable[Any]) -> list[tuple]:
+    """Run a fixed hot-path statement written with "?" placeholders; return its rows."""
+    sql = _placeholders(text)
+    cursor = db.execute_sql(sql, list(params))
+    return cursor.fetchall() if cursor.description else []
 
 
 class BaseModel(Model):
@@ -185,9 +239,8 @@ class Instance(BaseModel):
 
     def touch(self, at: datetime) -> None:
         """Move last_event_at forward (never back: events arrive out of order)."""
-        Instance.update(last_event_at=at).where(
-            (Instance.id == self.id) & (Instance.last_event_at.is_null() | (Instance.last_event_at < at))
-        ).execute()
+        run_sql('UPDATE "instance" SET "last_event_at" = ? WHERE "id" = ? '
+                'AND ("last_event_at" IS NULL OR "last_event_at" < ?)', (at, self.id, at))
 
     def record_connection(self, state: str, at: datetime, reason: Optional[str] = None,
                           own_jid: Optional[str] = None) -> bool:
@@ -214,7 +267,7 @@ class WebhookEvent(BaseModel):
     """One HTTP request as it was received, before anything was made of it."""
 
     request_id = CharField()
-    received_at = DateTimeField(default=utcnow, index=True)
+    received_at = DateTimeField(default=utcnow)
     method = CharField(default="POST")
     route = CharField()
     remote_addr = CharField(null=True)
@@ -223,8 +276,8 @@ class WebhookEvent(BaseModel):
     body = TextField(null=True)
     body_encoding = CharField(default="utf-8")  # utf-8 | base64 | untrusted (first 4 KiB, base64)
     body_size = IntegerField(default=0)
-    provider = CharField(null=True, index=True)
-    kind = CharField(null=True, index=True)
+    provider = CharField(null=True)
+    kind = CharField(null=True)
     event_name = CharField(null=True)
     outcome = CharField(default="stored", index=True)
     error = TextField(null=True)
@@ -235,6 +288,12 @@ class WebhookEvent(BaseModel):
     duplicate_of = ForeignKeyField("self", null=True, on_delete="SET NULL")
     processed_at = DateTimeField(null=True)
     replay_count = IntegerField(default=0)
+
+    @classmethod
+    def store(cls, row: dict, dedupe_key: Optional[str] = None) -> Optional[int]:
+        """Insert the raw request; None when an event with the same dedupe key exists."""
+        return insert_row(cls, {**row, "dedupe_key": dedupe_key},
+                          conflict='ON CONFLICT ("dedupe_key") DO NOTHING')
 
     @property
     def headers_dict(self) -> dict:
@@ -268,20 +327,20 @@ class Chat(BaseModel):
 
     @classmethod
     def record(cls, instance: Instance, jid: str, name: Optional[str], is_group: bool,
-               at: Optional[datetime]) -> "Chat":
-        cls.insert(instance=instance, jid=jid, name=clean(name, 255), is_group=is_group,
-                   last_message_at=at, created_at=utcnow()).on_conflict_ignore().execute()
-        chat = cls.get((cls.instance == instance) & (cls.jid == jid))
-        updates: dict = {}
-        if name and chat.name != name:
-            updates[cls.name] = clean(name, 255)
-        if at and (chat.last_message_at is None or chat.last_message_at < at):
-            updates[cls.last_message_at] = at
-        if updates:
-            cls.update(updates).where(cls.id == chat.id).execute()
-            for field, value in updates.items():
-                setattr(chat, field.name, value)
-        return chat
+               at: Optional[datetime]) -> int:
+        """Create or refresh the chat in one statement; returns its id.
+
+        The name is replaced only by a non-empty one; last_message_at only moves forward.
+        """
+        return insert_row(cls, {
+            "instance": instance.id, "jid": jid, "name": clean(name, 255), "is_group": is_group,
+            "last_message_at": at,
+        }, conflict=(
+            'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
+            '"name" = COALESCE(excluded."name", "chat"."name"), '
+            '"last_message_at" = CASE WHEN "chat"."last_message_at" IS NULL '
+            'OR excluded."last_message_at" > "chat"."last_message_at" '
+            'THEN excluded."last_message_at" ELSE "chat"."last_message_at" END'))
 
 
 class Contact(BaseModel):
@@ -301,16 +360,14 @@ class Contact(BaseModel):
     def record(cls, instance: Instance, jid: str, name: Optional[str] = None,
                profile_picture_url: Optional[str] = None) -> None:
         phone = jid.split("@", 1)[0] if jid.endswith("@s.whatsapp.net") else None
-        now = utcnow()
-        update: dict = {cls.updated_at: now}
-        if name:
-            update[cls.name] = clean(name, 255)
-        if profile_picture_url:
-            update[cls.profile_picture_url] = clean(profile_picture_url)
-        cls.insert(
-            instance=instance, jid=jid, name=clean(name, 255), phone=phone,
-            profile_picture_url=clean(profile_picture_url), updated_at=now,
-        ).on_conflict(conflict_target=[cls.instance, cls.jid], update=update).execute()
+        insert_row(cls, {
+            "instance": instance.id, "jid": jid, "name": clean(name, 255), "phone": phone,
+            "profile_picture_url": clean(profile_picture_url),
+        }, conflict=(
+            'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
+            '"name" = COALESCE(excluded."name", "contact"."name"), '
+            '"profile_picture_url" = COALESCE(excluded."profile_picture_url", "contact"."profile_picture_url"), '
+            '"updated_at" = excluded."updated_at"'))
 
 
 class Message(BaseModel):
@@ -361,29 +418,34 @@ class Message(BaseModel):
         )
 
     @classmethod
-    def record(cls, instance: Instance, chat: Chat, values: dict) -> tuple["Message", bool]:
+    def id_of(cls, instance: Instance, provider_message_id: str) -> Optional[int]:
+        rows = run_sql('SELECT "id" FROM "message" WHERE "instance_id" = ? AND "provider_message_id" = ?',
+                       (instance.id, provider_message_id))
+        return rows[0][0] if rows else None
+
+    @classmethod
+    def record(cls, instance: Instance, chat_id: int, values: dict) -> tuple[int, bool]:
         """Insert the message once; a second copy only fills fields still empty.
 
-        Returns the message and whether this call created it.
+        Returns the message id and whether this call created it.
         """
-        provider_message_id = values["provider_message_id"]
-        row = {key: clean(value) for key, value in values.items()}
-        created = cls.insert(instance=instance, chat=chat, created_at=utcnow(), **row) \
-            .on_conflict_ignore().as_rowcount().execute()
-        message = cls.find(instance, provider_message_id)
-        if not created:
-            fill = {
-                getattr(cls, key): value for key, value in row.items()
-                if value not in (None, "", False) and getattr(message, key) in (None, "")
-                and key not in ("status",)
-            }
-            if fill:
-                cls.update(fill).where(cls.id == message.id).execute()
-                for field, value in fill.items():
-                    setattr(message, field.name, value)
-        return message, bool(created)
+        row = {key: clean(value) for key, value in values.items() if value is not None}
+        created_id = insert_row(cls, {"instance": instance.id, "chat": chat_id, **row},
+                                conflict='ON CONFLICT ("instance_id", "provider_message_id") DO NOTHING')
+        if created_id is not None:
+            return created_id, True
+        message = cls.find(instance, values["provider_message_id"])
+        fill = {
+            getattr(cls, key): value for key, value in row.items()
+            if key not in ("status", "sent_at", "delivered_at", "read_at", "played_at", "failed_at")
+            and value not in ("", False) and getattr(message, key) in (None, "")
+        }
+        if fill:
+            cls.update(fill).where(cls.id == message.id).execute()
+        return message.id, False
 
-    def apply_status(self, status: str, at: datetime, error: Optional[str] = None) -> bool:
+    @staticmethod
+    def apply_status(message_id: int, status: str, at: datetime, error: Optional[str] = None) -> bool:
         """Move the status forward with a conditional UPDATE; never backwards.
 
         pending < sent < delivered < read < played. A late status only fills
@@ -391,7 +453,6 @@ class Message(BaseModel):
         yet delivered, and a later delivered or read wins over it. Returns
         whether the status moved.
         """
-        cls = Message
         rank = status_rank(status)
         if status == STATUS_FAILED:
             allowed_from = ["pending", "sent"]
@@ -399,15 +460,24 @@ class Message(BaseModel):
             allowed_from = [s for s in STATUS_ORDER if status_rank(s) < rank]
             if rank >= status_rank("delivered"):
                 allowed_from.append(STATUS_FAILED)
-        time_field = getattr(cls, f"{status}_at", None)
-        values: dict = {cls.status: status}
-        if time_field is not None:
-            values[time_field] = fn.COALESCE(time_field, at)
+        if not allowed_from:
+            return False
+        marks = ", ".join("?" * len(allowed_from))
+        time_column = f"{status}_at" if status != "pending" else None
+        assignments = '"status" = ?'
+        params: list = [status]
+        if time_column:
+            assignments += f', "{time_column}" = COALESCE("{time_column}", ?)'
+            params.append(at)
         if status == STATUS_FAILED:
-            values[cls.error] = clean(error)
-        moved = cls.update(values).where((cls.id == self.id) & cls.status.in_(allowed_from)).execute()
-        if not moved and time_field is not None:
-            cls.update({time_field: at}).where((cls.id == self.id) & time_field.is_null()).execute()
+            assignments += ', "error" = ?'
+            params.append(clean(error))
+        moved = db.execute_sql(
+            _placeholders(f'UPDATE "message" SET {assignments} WHERE "id" = ? AND "status" IN ({marks})'),
+            params + [message_id, *allowed_from]).rowcount
+        if not moved and time_column:
+            run_sql(f'UPDATE "message" SET "{time_column}" = ? WHERE "id" = ? AND "{time_column}" IS NULL',
+                    (at, message_id))
         return bool(moved)
 
 
@@ -432,19 +502,21 @@ class MessageStatusChange(BaseModel):
 
     @classmethod
     def record(cls, instance: Instance, provider_message_id: str, status: str, at: datetime,
-               message: Optional[Message], event: Optional[WebhookEvent], error: Optional[str] = None) -> bool:
-        """Keep the status in the history; False when the same status was already known."""
-        return bool(cls.insert(
-            instance=instance, provider_message_id=provider_message_id, message=message,
-            status=status, timestamp=at, error=clean(error), event=event, created_at=utcnow(),
-        ).on_conflict_ignore().as_rowcount().execute())
+               message_id: Optional[int], event: Optional["WebhookEvent"], error: Optional[str] = None) -> None:
+        """Keep the status in the history (once per message and status)."""
+        insert_row(cls, {
+            "instance": instance.id, "provider_message_id": provider_message_id, "message": message_id,
+            "status": status, "timestamp": at, "error": clean(error), "event": event,
+        }, conflict='ON CONFLICT ("instance_id", "provider_message_id", "status") DO NOTHING')
 
     @classmethod
-    def waiting_for(cls, instance: Instance, provider_message_id: str) -> list["MessageStatusChange"]:
-        return list(cls.select().where(
-            (cls.instance == instance) & (cls.provider_message_id == provider_message_id)
-            & cls.message.is_null()
-        ))
+    def attach_waiting(cls, instance: Instance, provider_message_id: str, message_id: int) -> list[tuple]:
+        """Link the statuses that arrived before their message; return (status, time, error) of each."""
+        rows = run_sql(
+            'UPDATE "message_status_change" SET "message_id" = ? WHERE "instance_id" = ? '
+            'AND "provider_message_id" = ? AND "message_id" IS NULL RETURNING "status", "timestamp", "error"',
+            (message_id, instance.id, provider_message_id))
+        return [(status, cls.timestamp.python_value(at), error) for status, at, error in rows]
 
 
 class Presence(BaseModel):
@@ -507,20 +579,16 @@ class MediaFile(BaseModel):
     updated_at = DateTimeField(default=utcnow)
 
     @classmethod
-    def record(cls, message: Message, instance: Instance, values: dict) -> None:
-        now = utcnow()
-        cls.insert(message=message, instance=instance, created_at=now, updated_at=now,
-                   **{key: clean(value) for key, value in values.items()}) \
-            .on_conflict_ignore().execute()
+    def record(cls, message_id: int, instance: Instance, values: dict) -> None:
+        row = {key: clean(value) for key, value in values.items() if value is not None}
+        insert_row(cls, {"message": message_id, "instance": instance.id, **row},
+                   conflict='ON CONFLICT ("message_id") DO NOTHING')
 
 
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
 )
 
-
-def is_integrity_error(exc: BaseException) -> bool:
-    return isinstance(exc, IntegrityError)
 
 
 # --- what the JSON API shows ----------------------------------------------------

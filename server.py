@@ -57,7 +57,26 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS)
     _register_error_handlers(app)
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
+    app.wsgi_app = _MergeSlashes(app.wsgi_app)
     return app
+
+
+class _MergeSlashes:
+    """Collapse "//" in request paths before routing.
+
+    Evolution's "webhook by events" appends "/<event>" to the configured URL,
+    so a URL ending in "/" is posted to ".../evolution//messages-upsert";
+    Flask would answer that with a redirect instead of taking the event.
+    """
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:
+            environ["PATH_INFO"] = re.sub(r"/{2,}", "/", path)
+        return self.wsgi_app(environ, start_response)
 
 
 def _register_request_hooks(app: Flask, tunnel_endpoints: set[str]) -> None:
@@ -135,21 +154,26 @@ def configure_logging(level: str) -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
-def serve(app: Flask) -> None:
+def serve(app: Flask) -> int:
     """Serve with waitress until Ctrl+C."""
     from waitress import create_server
 
     settings = app.config
-    server = create_server(
-        app,
-        host=settings["HOST"],
-        port=settings["PORT"],
-        threads=settings["THREADS"],
-        # Let Flask see (and record) bodies over MAX_BODY_MB instead of waitress
-        # cutting them off before the app could say why.
-        max_request_body_size=settings["MAX_CONTENT_LENGTH"] + 1024 * 1024,
-        ident="zaphook",
-    )
+    try:
+        server = create_server(
+            app,
+            host=settings["HOST"],
+            port=settings["PORT"],
+            threads=settings["THREADS"],
+            # Let Flask see (and record) bodies over MAX_BODY_MB instead of waitress
+            # cutting them off before the app could say why.
+            max_request_body_size=settings["MAX_CONTENT_LENGTH"] + 1024 * 1024,
+            ident="zaphook",
+        )
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s (is zaphook already running? choose another PORT)",
+                  settings["HOST"], settings["PORT"], exc.strerror or exc)
+        return 2
     host, port = server.effective_host, server.effective_port
     log.info("zaphook %s listening on http://%s:%s (data in %s)", VERSION, host, port, settings["DATA_DIR"])
     base = f"http://{host}:{port}"
@@ -160,10 +184,9 @@ def serve(app: Flask) -> None:
         log.info("stopping")
     finally:
         server.close()
-        database = app.extensions.get("zaphook.database")
-        if database is not None and not database.is_closed():
-            database.close()
+        app.extensions["zaphook.database"].close_all()
         log.info("stopped")
+    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -189,8 +212,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2
-    serve(app)
-    return 0
+    return serve(app)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ def _reset_postgres(url: str) -> None:
     database = models.open_database(url)
     with database.connection_context():
         database.drop_tables(models.MODELS, safe=True, cascade=True)
+    database.close_all()
 
 
 @pytest.fixture
@@ -40,9 +41,7 @@ def make_app(tmp_path):
 
     yield factory
     for app in apps:
-        database = app.extensions["zaphook.database"]
-        if not database.is_closed():
-            database.close()
+        app.extensions["zaphook.database"].close_all()
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def test_a_restart_on_the_same_data_dir_loses_nothing(make_app):
     client.post("/webhook/", json=evolution_status("R1", "DELIVERY_ACK"))
     client.post("/webhook/", json=evolution_status("R2", "READ"))
     client.post("/webhook/", data=b"not json", content_type="application/json")
-    first.extensions["zaphook.database"].close()
+    first.extensions["zaphook.database"].close_all()
 
     second = make_app().test_client()
     events = second.get("/api/events").get_json()["items"]

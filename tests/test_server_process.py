@@ -84,3 +84,16 @@ def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip() == "zaphook: configuration error: MAX_BODY_MB must be a number, got 'big'"
+
+
+def test_a_port_in_use_stops_start_up_with_one_clear_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), DATA_DIR=str(tmp_path), DATABASE_URL="")
+        result = subprocess.run([sys.executable, str(ROOT / "server.py")], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

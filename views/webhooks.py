@@ -42,16 +42,23 @@ def hint_for_path(path: str) -> RouteHint:
 
 
 def receive_webhook(event: str | None = None) -> Response:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return meta_verification()
     hint = hint_for_path(request.path)
+    query = request.args.to_dict()
+    token = query.get("token")
+    if token and "/" in token:
+        # Evolution's "webhook by events" appends "/<event>" to the whole URL,
+        # query string included: ".../evolution/?token=abc/messages-upsert".
+        query["token"], _, suffix = token.partition("/")
+        hint = RouteHint(hint.route, suffix.strip("/") or hint.event)
     pipeline = current_app.extensions["zaphook.pipeline"]
     incoming = IncomingRequest(
         body=b"",
         path=request.path,
         hint=hint,
         headers=request.headers,
-        query=request.args,
+        query=query,
         remote_addr=request.remote_addr,
         request_id=g.request_id,
         method=request.method,

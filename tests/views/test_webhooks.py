@@ -317,3 +317,27 @@ def test_the_admin_token_opens_the_api_through_the_tunnel(make_app):
     assert client.get("/status", headers=wrong).status_code == 404
     right = dict(TUNNELLED, Authorization="Bearer admin-token-0123456789")
     assert client.get("/status", headers=right).status_code == 200
+
+
+# --- Evolution's "webhook by events" quirks ----------------------------------------------
+
+def test_an_event_suffix_appended_after_the_token_is_understood(token_client):
+    payload = load_sample(EVOLUTION_TEXT)
+    del payload["event"]  # the event name comes from the URL only
+    response = token_client.post("/api/webhooks/evolution/?token=the-webhook-token-0123/messages-upsert",
+                                 json=payload)
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "processed"
+    assert Message.select().count() == 1
+
+
+def test_a_double_slash_before_the_event_suffix_is_not_redirected(post_webhook):
+    response = post_webhook("/api/webhooks/evolution//messages-upsert", load_sample(EVOLUTION_TEXT))
+    assert response.status_code == 200
+    assert last_event().route == "/api/webhooks/evolution/messages-upsert"
+
+
+def test_head_on_a_webhook_route_records_nothing(client):
+    response = client.head("/webhook/")
+    assert response.status_code == 405
+    assert WebhookEvent.select().count() == 0
