@@ -47,7 +47,7 @@ from models import (
     write_transaction,
 )
 from security import REDACTED, check_meta_signature, check_webhook_token, redact
-from storage.inline import BLOB_KEY, blob_path, extract_inline_media
+from storage.inline import blob_path, extract_inline_media
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class Pipeline:
 
     # --- replay and dry run ---------------------------------------------------
 
-    def replay(self, event: WebhookEvent) -> Answer:
+    def replay(self, event: WebhookEvent, hint: RouteHint) -> Answer:
         """Run a stored request through normalising again (e.g. after a fix)."""
         if event.body_encoding == "untrusted":
             return Answer(409, {"error": "this request failed authentication: it is kept for inspection, not replayed",
@@ -250,7 +250,6 @@ class Pipeline:
         payload, error = parse_json(event.body_bytes())
         if error:
             return Answer(422, {"error": f"stored body cannot be replayed: {error}", "detail": {"event_id": event.id}})
-        hint = RouteHint(*route_hint_of(event.route))
         normalised, failure_text = normalise(payload, hint)
         instance = None
         if normalised and normalised.instance_id:
@@ -421,14 +420,6 @@ def headers_json(headers: Mapping[str, str]) -> str:
     return text if len(text) <= MAX_HEADER_TEXT else json.dumps({"note": "headers too large to keep"})
 
 
-def route_hint_of(path: str) -> tuple[str, Optional[str]]:
-    """Rebuild the RouteHint of a stored request from its path."""
-    from views.webhooks import hint_for_path
-
-    hint = hint_for_path(path)
-    return hint.route, hint.event
-
-
 def describe_event(event: Any, secrets: list) -> dict:
     """A normalised event as redacted JSON, for the dry run."""
     data = asdict(event) if is_dataclass(event) else dict(event)
@@ -555,4 +546,4 @@ def media_values(media, data_dir: Path) -> dict:
     return values
 
 
-__all__ = ["Pipeline", "IncomingRequest", "Answer", "parse_json", "dedupe_key", "BLOB_KEY"]
+__all__ = ["Pipeline", "IncomingRequest", "Answer", "parse_json", "dedupe_key"]

@@ -139,7 +139,8 @@ def show_event(event_id: int):
 
 @bp.post("/api/events/<int:event_id>/replay")
 def replay_event(event_id: int):
-    answer = _pipeline().replay(_event_or_404(event_id))
+    event = _event_or_404(event_id)
+    answer = _pipeline().replay(event, hint_for_path(event.route))
     return jsonify(answer.body), answer.status
 
 
