@@ -266,13 +266,6 @@ def is_group_jid(jid: Optional[str]) -> bool:
     return bool(jid) and jid.endswith("@g.us")
 
 
-def phone_of(jid: Optional[str]) -> Optional[str]:
-    """The phone number (digits) of a person's JID, None for groups and lids."""
-    if jid and jid.endswith("@s.whatsapp.net"):
-        return jid.split("@", 1)[0]
-    return None
-
-
 def to_int(value: Any) -> Optional[int]:
     """An int from an int, a float, a numeric string or a protobuf Long object."""
     if value is None or isinstance(value, bool):

@@ -28,11 +28,3 @@ def write_atomically(path: Path, data: bytes) -> None:
             pass
         raise
 
-
-def is_within(folder: Path, candidate: Path) -> bool:
-    """Whether ``candidate`` resolves to a place inside ``folder``."""
-    try:
-        candidate.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True

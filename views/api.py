@@ -12,6 +12,7 @@ from peewee import JOIN
 
 import status as status_report
 from models import (
+    OUTCOMES,
     Chat,
     Instance,
     MediaFile,
@@ -104,6 +105,8 @@ def dry_run():
 @bp.get("/api/events")
 def list_events():
     query = WebhookEvent.select(WebhookEvent, Instance).join(Instance, JOIN.LEFT_OUTER)
+    if request.args.get("outcome") and request.args["outcome"] not in OUTCOMES:
+        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
     for name in ("provider", "kind", "outcome"):
         if request.args.get(name):
             query = query.where(getattr(WebhookEvent, name) == request.args[name])

@@ -75,7 +75,7 @@ def test_events_are_listed_newest_first_with_filters_and_paging(client, traffic)
     assert not {i["id"] for i in page["items"]} & {i["id"] for i in rest["items"]}
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=abc", "before_id=x"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=abc", "before_id=x", "outcome=great"])
 def test_bad_paging_gets_400(client, query):
     response = client.get(f"/api/events?{query}")
     assert response.status_code == 400
