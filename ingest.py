@@ -146,31 +146,24 @@ class Pipeline:
     def store_and_apply(self, request: IncomingRequest, normalised: Optional[Normalised],
                         failure_text: Optional[str], instance: Optional[Instance],
                         body_text: Optional[str]) -> Answer:
-        """Insert the raw event and apply it in one transaction.
+        """Insert the raw event and apply it, in one transaction.
 
-        The row is written with the outcome it will most likely have. If
-        applying fails (rare), that whole transaction is rolled back and the
-        raw event is stored again on its own, outcome failed: no half-applied
-        event is ever committed, and no savepoint is paid for on every request.
-        A copy of an event already stored loses the race on the unique dedupe
-        key and is recorded as a duplicate instead.
+        The row is written with the outcome it will most likely have; if
+        applying fails, only the effects are rolled back and the row says
+        failed. A copy of an event already stored loses the race on the unique
+        dedupe key and is recorded as a duplicate instead.
         """
         key = dedupe_key(normalised, request.body) if failure_text is None else None
         outcome, error = expected_outcome(normalised, failure_text)
         row = self.event_row(request, normalised, instance, body_text)
         row.update(outcome=outcome, error=error, processed_at=utcnow())
-        try:
-            with write_transaction():
-                event_id = self.store_once(row, key)
-                if row["outcome"] == "processed":
-                    apply_events(normalised, instance, event_id, row["received_at"], self.data_dir)
-        except Exception as exc:  # noqa: BLE001 - any bug in applying must not lose the event
-            if row["outcome"] != "processed":
-                raise
-            log.exception("a %s %s event could not be applied", row["provider"], row["kind"])
-            row.update(outcome="failed", error=f"{type(exc).__name__}: {exc}")
-            with write_transaction():
-                event_id = self.store_once(row, key)
+        with write_transaction():
+            event_id = self.store_once(row, key)
+            if row["outcome"] == "processed":
+                failure = self.apply_safely(normalised, instance, event_id, row["received_at"])
+                if failure:
+                    row.update(outcome="failed", error=failure)
+                    WebhookEvent.update(outcome="failed", error=failure).where(WebhookEvent.id == event_id).execute()
         return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
 
     @staticmethod
@@ -491,7 +484,7 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         caption=item.caption,
         timestamp=item.timestamp,
         quoted_message_id=clean(item.quoted_message_id, 255),
-        forwarded=item.forwarded or None,
+        forwarded=item.forwarded,
         reaction_to=clean(item.reaction_to, 255),
         reaction_emoji=clean(item.reaction_emoji, 255),
         latitude=item.latitude,
@@ -499,15 +492,13 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         location_name=clean(item.location_name, 255),
         contacts=json.dumps(item.contacts, ensure_ascii=False) if item.contacts else None,
         interactive_id=clean(item.interactive_id, 255),
-        is_voice=bool(item.media and item.media.is_voice) or None,
+        is_voice=bool(item.media and item.media.is_voice),
         edited_at=at if item.edited else None,
         event=event_id,
         status=status,
     )
     if status != "pending":
         values[f"{status}_at"] = at
-    if status == "failed":
-        values["error"] = None
     message_id, created = Message.record(instance, chat_id, values)
     if not created:
         Message.apply_status(message_id, status, at)

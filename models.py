@@ -173,15 +173,10 @@ def insert_row(model: type["BaseModel"], row: dict, conflict: str = "") -> Optio
     return found[0][0] if found else None
 
 
-def _placeholders(text: str) -> str:
-    return text if db.param == "?" else text.replace("?", db.param)
-
-
-def run_sql(text: str, params: Iterable[Any]) -> list[tuple]:
-    """Run a fixed hot-path statement written with "?" placeholders; return its rows."""
-    sql = _placeholders(text)
-    cursor = db.execute_sql(sql, list(params))
-    return cursor.fetchall() if cursor.description else []
+def run_sql(text: str, params: Iterable[Any]):
+    """Run a hot-path statement written with "?" placeholders; return the cursor."""
+    sql = text if db.param == "?" else text.replace("?", db.param)
+    return db.execute_sql(sql, list(params))
 
 
 class BaseModel(Model):
@@ -419,9 +414,9 @@ class Message(BaseModel):
 
     @classmethod
     def id_of(cls, instance: Instance, provider_message_id: str) -> Optional[int]:
-        rows = run_sql('SELECT "id" FROM "message" WHERE "instance_id" = ? AND "provider_message_id" = ?',
-                       (instance.id, provider_message_id))
-        return rows[0][0] if rows else None
+        row = run_sql('SELECT "id" FROM "message" WHERE "instance_id" = ? AND "provider_message_id" = ?',
+                      (instance.id, provider_message_id)).fetchone()
+        return row[0] if row else None
 
     @classmethod
     def record(cls, instance: Instance, chat_id: int, values: dict) -> tuple[int, bool]:
@@ -472,9 +467,8 @@ class Message(BaseModel):
         if status == STATUS_FAILED:
             assignments += ', "error" = ?'
             params.append(clean(error))
-        moved = db.execute_sql(
-            _placeholders(f'UPDATE "message" SET {assignments} WHERE "id" = ? AND "status" IN ({marks})'),
-            params + [message_id, *allowed_from]).rowcount
+        moved = run_sql(f'UPDATE "message" SET {assignments} WHERE "id" = ? AND "status" IN ({marks})',
+                        params + [message_id, *allowed_from]).rowcount
         if not moved and time_column:
             run_sql(f'UPDATE "message" SET "{time_column}" = ? WHERE "id" = ? AND "{time_column}" IS NULL',
                     (at, message_id))
@@ -502,11 +496,11 @@ class MessageStatusChange(BaseModel):
 
     @classmethod
     def record(cls, instance: Instance, provider_message_id: str, status: str, at: datetime,
-               message_id: Optional[int], event: Optional["WebhookEvent"], error: Optional[str] = None) -> None:
+               message_id: Optional[int], event_id: Optional[int], error: Optional[str] = None) -> None:
         """Keep the status in the history (once per message and status)."""
         insert_row(cls, {
             "instance": instance.id, "provider_message_id": provider_message_id, "message": message_id,
-            "status": status, "timestamp": at, "error": clean(error), "event": event,
+            "status": status, "timestamp": at, "error": clean(error), "event": event_id,
         }, conflict='ON CONFLICT ("instance_id", "provider_message_id", "status") DO NOTHING')
 
     @classmethod
@@ -515,7 +509,7 @@ class MessageStatusChange(BaseModel):
         rows = run_sql(
             'UPDATE "message_status_change" SET "message_id" = ? WHERE "instance_id" = ? '
             'AND "provider_message_id" = ? AND "message_id" IS NULL RETURNING "status", "timestamp", "error"',
-            (message_id, instance.id, provider_message_id))
+            (message_id, instance.id, provider_message_id)).fetchall()
         return [(status, cls.timestamp.python_value(at), error) for status, at, error in rows]
 
 
@@ -588,7 +582,6 @@ class MediaFile(BaseModel):
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
 )
-
 
 
 # --- what the JSON API shows ----------------------------------------------------
