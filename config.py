@@ -91,6 +91,14 @@ def _public_url(value: str) -> str:
     return value
 
 
+def _host_list(value: str) -> tuple[str, ...]:
+    hosts = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    for host in hosts:
+        if any(char.isspace() or char in "/?#@" for char in host):
+            raise ValueError(f"must be host names separated by commas, got {host!r}")
+    return hosts
+
+
 # name: (default, parser). Defaults are strings, parsed like environment values.
 SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "HOST": ("127.0.0.1", _host),
@@ -106,10 +114,31 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "ALLOW_UNKNOWN_INSTANCES": ("true", _bool),
     "PUBLIC_URL": ("", _public_url),
     "THREADS": ("8", _int_between(1, 256)),
+    # Media downloads
+    "MEDIA_DIR": ("", _text),
+    "MEDIA_WORKERS": ("4", _int_between(0, 64)),
+    "MEDIA_MAX_MB": ("100", _positive_number),
+    "MEDIA_MAX_ATTEMPTS": ("3", _int_between(1, 50)),
+    "MEDIA_RETRY_SECONDS": ("5", _positive_number),
+    "MEDIA_CONNECT_TIMEOUT": ("10", _positive_number),
+    "MEDIA_READ_TIMEOUT": ("60", _positive_number),
+    "MEDIA_LEASE_SECONDS": ("120", _positive_number),
+    "MEDIA_ALLOWED_HOSTS": ("", _host_list),
+    "WA_MEDIA_BASE_URL": ("https://mmg.whatsapp.net", _public_url),
+    # Provider APIs (defaults for instances that have no credentials of their own)
+    "WAPI_BASE_URL": ("https://api.w-api.app", _public_url),
+    "WAPI_TOKEN": ("", _optional_secret),
+    "EVOLUTION_BASE_URL": ("", _public_url),
+    "EVOLUTION_API_KEY": ("", _optional_secret),
+    "META_GRAPH_URL": ("https://graph.facebook.com/v21.0", _public_url),
+    "META_ACCESS_TOKEN": ("", _optional_secret),
 }
 
 # Settings whose values never appear in logs or API answers.
-SECRET_SETTINGS = ("WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")
+SECRET_SETTINGS = (
+    "WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN",
+    "WAPI_TOKEN", "EVOLUTION_API_KEY", "META_ACCESS_TOKEN",
+)
 
 
 def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> dict:
@@ -143,6 +172,8 @@ def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optiona
         else:
             settings[name] = raw  # already typed by a test override
     settings["DATA_DIR"] = str(Path(settings["DATA_DIR"]).expanduser().resolve())
+    settings["MEDIA_DIR"] = str(Path(settings["MEDIA_DIR"] or Path(settings["DATA_DIR"]) / "media_storage")
+                                .expanduser().resolve())
     if not settings["DATABASE_URL"]:
         settings["DATABASE_URL"] = "sqlite:///" + str(Path(settings["DATA_DIR"]) / "zaphook.db")
     # Anything else in a test override (e.g. TESTING) is passed through as is.

@@ -15,9 +15,10 @@ import logging
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import handlers
+from config import SECRET_SETTINGS
 from handlers.base import (
     ConnectionEvent,
     ContactEvent,
@@ -92,13 +93,14 @@ class Answer:
 class Pipeline:
     """One per app: the settings the pipeline needs and its instance cache."""
 
-    def __init__(self, settings: Mapping[str, Any]):
+    def __init__(self, settings: Mapping[str, Any], on_media: Optional[Callable[[], None]] = None):
+        self.on_media = on_media  # told after a commit that queued media downloads
         self.data_dir = Path(settings["DATA_DIR"])
         self.webhook_token = settings.get("WEBHOOK_TOKEN")
         self.meta_app_secret = settings.get("META_APP_SECRET")
         self.allow_unknown_instances = settings.get("ALLOW_UNKNOWN_INSTANCES", True)
         self._instances: dict[tuple[str, str], Instance] = {}
-        self.secrets = [settings.get(name) for name in ("WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")]
+        self.secrets = [settings.get(name) for name in SECRET_SETTINGS]
 
     # --- receiving ----------------------------------------------------------
 
@@ -164,7 +166,14 @@ class Pipeline:
                 if failure:
                     row.update(outcome="failed", error=failure)
                     WebhookEvent.update(outcome="failed", error=failure).where(WebhookEvent.id == event_id).execute()
+        if row["outcome"] == "processed":
+            self.media_queued(normalised)
         return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
+
+    def media_queued(self, normalised: Normalised) -> None:
+        if self.on_media is not None and any(
+                isinstance(item, MessageEvent) and item.media is not None for item in normalised.events):
+            self.on_media()
 
     @staticmethod
     def store_once(row: dict, key: Optional[str]) -> int:
@@ -265,6 +274,8 @@ class Pipeline:
             )
             WebhookEvent.update(replay_count=WebhookEvent.replay_count + 1, **row) \
                 .where(WebhookEvent.id == event.id).execute()
+        if outcome in ("processed", "duplicate") and normalised is not None:
+            self.media_queued(normalised)
         answer = self.answer_for(event.id, row, duplicate_of=event.duplicate_of_id)
         answer.body["replayed"] = True
         return answer
@@ -534,7 +545,35 @@ def media_values(media, data_dir: Path) -> dict:
             values["inline_path"] = str(path.relative_to(data_dir.resolve()))
             values["inline_size"] = media.inline_blob.get("size")
             values["inline_sha256"] = media.inline_blob.get("sha256")
+    values["content_key"] = content_key(values)
     return values
+
+
+def content_key(values: dict) -> Optional[str]:
+    """What identifies the media's content, so a second delivery can reuse the first download."""
+    plain = digest_hex(values.get("file_sha256")) or values.get("inline_sha256")
+    if plain:
+        return f"sha256:{plain}"
+    encrypted = digest_hex(values.get("file_enc_sha256"))
+    if encrypted:
+        return f"enc:{encrypted}"
+    if values.get("media_id"):
+        return f"meta:{values['media_id']}"
+    return None
+
+
+def digest_hex(text: Optional[str]) -> Optional[str]:
+    """A SHA-256 digest sent as base64 (WhatsApp) or hex, as lowercase hex."""
+    if not text:
+        return None
+    text = text.strip()
+    if len(text) == 64 and all(char in "0123456789abcdefABCDEF" for char in text):
+        return text.lower()
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
 
 
 __all__ = ["Pipeline", "IncomingRequest", "Answer", "parse_json", "dedupe_key"]

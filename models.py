@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 
 from peewee import (
     SQL,
+    fn,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -122,8 +123,32 @@ def write_transaction():
 
 
 def create_schema() -> None:
+    """Create missing tables, add columns that newer versions define, seed the default client."""
     db.create_tables(MODELS, safe=True)
+    add_missing_columns()
     Client.insert(name=DEFAULT_CLIENT, created_at=utcnow()).on_conflict_ignore().execute()
+
+
+def add_missing_columns() -> None:
+    """Bring a database made by an older zaphook up to date.
+
+    Schema changes so far only add nullable or defaulted columns, which can be
+    added in place on SQLite and PostgreSQL; a change that cannot be done this
+    way will need a real migration step of its own.
+    """
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(db.obj)
+    operations = []
+    for model in MODELS:
+        table = model._meta.table_name
+        existing = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in existing:
+                operations.append(migrator.add_column(table, field.column_name, field))
+    if operations:
+        with db.atomic():
+            migrate(*operations)
 
 
 def row_lock(key: str) -> None:
@@ -195,6 +220,12 @@ class Client(BaseModel):
     def default(cls) -> "Client":
         return cls.get(cls.name == DEFAULT_CLIENT)
 
+    @classmethod
+    def named(cls, name: str) -> "Client":
+        """The client of that name, created the first time it is named."""
+        cls.insert(name=clean(name, 255), created_at=utcnow()).on_conflict_ignore().execute()
+        return cls.get(cls.name == clean(name, 255))
+
 
 class Instance(BaseModel):
     """One WhatsApp number connected through one provider."""
@@ -210,6 +241,10 @@ class Instance(BaseModel):
     connected_at = DateTimeField(null=True)
     disconnected_at = DateTimeField(null=True)
     last_event_at = DateTimeField(null=True)
+    # The provider API's credentials for this instance (media download, sending);
+    # empty ones fall back to the .env defaults. Secret: never shown.
+    api_token = TextField(null=True)
+    api_base_url = CharField(null=True)
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -231,6 +266,15 @@ class Instance(BaseModel):
                 ).on_conflict_ignore().execute()
             instance = cls.find(provider, external_id)
         return instance
+
+    @classmethod
+    def register(cls, provider: str, external_id: str, values: dict) -> tuple["Instance", bool]:
+        """Create an instance a person declared (with its credentials); False when it already exists."""
+        row = {"client": Client.default(), **values, "provider": provider,
+               "external_id": clean(external_id, 255), "created_at": utcnow()}
+        with write_transaction():
+            created = insert_row(cls, row, conflict='ON CONFLICT ("provider", "external_id") DO NOTHING')
+        return cls.find(provider, external_id), created is not None
 
     def touch(self, at: datetime) -> None:
         """Move last_event_at forward (never back: events arrive out of order)."""
@@ -569,8 +613,18 @@ class MediaFile(BaseModel):
     stored_size = BigIntegerField(null=True)
     attempts = IntegerField(default=0)
     error = TextField(null=True)
+    failed_check = CharField(null=True)  # e.g. "mac", "file_sha256" when verification refused the bytes
+    way = CharField(null=True)  # how the stored bytes were obtained: inline | cdn | wapi | evolution | meta | copy
+    # What identifies the content itself, so the same media delivered twice is fetched once.
+    content_key = CharField(null=True, index=True)
+    next_attempt_at = DateTimeField(null=True)
+    lease_owner = CharField(null=True)  # the worker downloading it...
+    lease_until = DateTimeField(null=True)  # ...which renews this while it is alive
+    finished_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+
+    STATES = ("pending", "downloading", "done", "failed", "expired")
 
     @classmethod
     def record(cls, message_id: int, instance: Instance, values: dict) -> None:
@@ -578,9 +632,104 @@ class MediaFile(BaseModel):
         insert_row(cls, {"message": message_id, "instance": instance.id, **row},
                    conflict='ON CONFLICT ("message_id") DO NOTHING')
 
+    @classmethod
+    def _claimable(cls, now: datetime):
+        due = cls.next_attempt_at.is_null() | (cls.next_attempt_at <= now)
+        abandoned = (cls.state == "downloading") & (cls.lease_until < now)
+        return ((cls.state == "pending") & due) | abandoned
+
+    @classmethod
+    def claim_next(cls, owner: str, lease_seconds: float) -> Optional["MediaFile"]:
+        """Take the next due row for ``owner``: pending ones, or downloads whose worker died.
+
+        The claim is one conditional UPDATE, so two workers (threads or
+        processes) can never take the same row; the loser tries the next one.
+        Each claim counts as an attempt, so a file that crashes the process
+        still runs out of attempts.
+        """
+        now = utcnow()
+        candidates = [row.id for row in cls.select(cls.id).where(cls._claimable(now)).order_by(cls.id).limit(8)]
+        for media_id in candidates:
+            with write_transaction():
+                taken = cls.update(
+                    state="downloading", lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=cls.attempts + 1, updated_at=now,
+                ).where((cls.id == media_id) & cls._claimable(now)).execute()
+            if taken:
+                return cls.get_by_id(media_id)
+        return None
+
+    @classmethod
+    def seconds_until_due(cls) -> Optional[float]:
+        """Seconds until the next pending row's back-off ends (None: nothing waiting)."""
+        due = cls.select(fn.MIN(cls.next_attempt_at)).where(cls.state == "pending").scalar()
+        if due is None:
+            return None
+        if isinstance(due, str):
+            due = datetime.fromisoformat(due)
+        return (due - utcnow()).total_seconds()
+
+    @classmethod
+    def due_count(cls) -> int:
+        return cls.select().where(cls._claimable(utcnow())).count()
+
+    def renew_lease(self, owner: str, lease_seconds: float) -> bool:
+        """Keep the claim alive; False when another worker has taken the row over."""
+        with write_transaction():
+            return bool(MediaFile.update(lease_until=utcnow() + timedelta(seconds=lease_seconds)).where(
+                (MediaFile.id == self.id) & (MediaFile.lease_owner == owner) & (MediaFile.state == "downloading")
+            ).execute())
+
+    def settle(self, owner: str, state: str, **values) -> bool:
+        """Leave the downloading state (done, failed, expired or back to pending) if still ours."""
+        now = utcnow()
+        values.update(state=state, lease_owner=None, lease_until=None, updated_at=now)
+        if state in ("done", "failed", "expired"):
+            values["finished_at"] = now
+        with write_transaction():
+            return bool(MediaFile.update(**values).where(
+                (MediaFile.id == self.id) & (MediaFile.lease_owner == owner) & (MediaFile.state == "downloading")
+            ).execute())
+
+    @classmethod
+    def retry(cls, media_id: int) -> bool:
+        """Queue a failed or expired download again with a fresh set of attempts."""
+        with write_transaction():
+            return bool(cls.update(
+                state="pending", attempts=0, next_attempt_at=None, error=None, failed_check=None,
+                updated_at=utcnow(),
+            ).where((cls.id == media_id) & cls.state.in_(("failed", "expired"))).execute())
+
+    @classmethod
+    def stored_copy(cls, content_key: str, exclude_id: int) -> Optional["MediaFile"]:
+        """A finished download of the same content whose file is still there."""
+        return (cls.select().where((cls.content_key == content_key) & (cls.state == "done")
+                                   & (cls.id != exclude_id) & cls.local_path.is_null(False))
+                .order_by(cls.id).first())
+
+    @classmethod
+    def in_flight(cls, content_key: str, exclude_id: int) -> bool:
+        return cls.select().where((cls.content_key == content_key) & (cls.state == "downloading")
+                                  & (cls.id != exclude_id) & (cls.lease_until >= utcnow())).exists()
+
+
+class MediaAttempt(BaseModel):
+    """One try at getting a media file's bytes one way (what the row's history shows)."""
+
+    media = ForeignKeyField(MediaFile, backref="attempt_log", on_delete="CASCADE")
+    round = IntegerField()  # the MediaFile.attempts value of the claim it belongs to
+    way = CharField()  # inline | cdn | wapi | evolution | meta | copy
+    outcome = CharField()  # ok | next (fell through to the next way) | retry | failed | expired
+    http_status = IntegerField(null=True)
+    error = TextField(null=True)
+    size = BigIntegerField(null=True)
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(default=utcnow)
+
 
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
+    MediaAttempt,
 )
 
 
@@ -600,6 +749,8 @@ def instance_json(instance: Instance) -> dict:
         "connected_at": iso(instance.connected_at),
         "disconnected_at": iso(instance.disconnected_at),
         "last_event_at": iso(instance.last_event_at),
+        "api_base_url": instance.api_base_url,
+        "has_api_token": bool(instance.api_token),
         "created_at": iso(instance.created_at),
     }
 
@@ -636,6 +787,7 @@ def chat_json(chat: Chat) -> dict:
 
 
 def media_json(media: Optional[MediaFile]) -> Optional[dict]:
+    """What a message shows of its attachment (mediaKey never)."""
     if media is None:
         return None
     return {
@@ -646,6 +798,49 @@ def media_json(media: Optional[MediaFile]) -> Optional[dict]:
         "file_name": media.file_name,
         "file_length": media.file_length,
         "error": media.error,
+        "file_url": f"/api/media/{media.id}/file" if media.state == "done" else None,
+    }
+
+
+def media_detail_json(media: MediaFile, attempts: Iterable["MediaAttempt"] = ()) -> dict:
+    return {
+        **media_json(media),
+        "message_id": media.message_id,
+        "instance_id": media.instance_id,
+        "caption": media.caption,
+        "width": media.width,
+        "height": media.height,
+        "seconds": media.seconds,
+        "is_voice": media.is_voice,
+        "is_animated": media.is_animated,
+        "has_media_key": bool(media.media_key),
+        "direct_path": media.direct_path.split("?", 1)[0] if media.direct_path else None,
+        "meta_media_id": media.media_id,
+        "file_sha256": media.file_sha256,
+        "file_enc_sha256": media.file_enc_sha256,
+        "failed_check": media.failed_check,
+        "way": media.way,
+        "path": media.local_path,
+        "stored_size": media.stored_size,
+        "stored_sha256": media.stored_sha256,
+        "attempts": media.attempts,
+        "next_attempt_at": iso(media.next_attempt_at),
+        "created_at": iso(media.created_at),
+        "updated_at": iso(media.updated_at),
+        "finished_at": iso(media.finished_at),
+        "attempt_log": [
+            {
+                "round": attempt.round,
+                "way": attempt.way,
+                "outcome": attempt.outcome,
+                "http_status": attempt.http_status,
+                "error": attempt.error,
+                "size": attempt.size,
+                "started_at": iso(attempt.started_at),
+                "finished_at": iso(attempt.finished_at),
+            }
+            for attempt in attempts
+        ],
     }
 
 

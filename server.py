@@ -39,25 +39,32 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.config["STARTED_AT"] = time.time()
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_MB"] * 1024 * 1024)
     app.json.sort_keys = False
+    # Their debug lines carry SQL parameters and full URLs: mediaKeys, tokens, signed links.
+    for chatty in ("peewee", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger(chatty).level))
 
     Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     _install_secret_filter([settings.get(name) for name in SECRET_SETTINGS])
 
     import models
     from ingest import Pipeline
-    from views import api, webhooks
+    from media import MediaWorkers
+    from views import api, media_api, webhooks
 
     app.extensions["zaphook.database"] = models.open_database(settings["DATABASE_URL"])
     with models.db.connection_context():
         models.create_schema()
-    app.extensions["zaphook.pipeline"] = Pipeline(settings)
+    workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
+    app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify)
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(media_api.bp)
     _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS)
     _register_error_handlers(app)
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
     app.wsgi_app = _MergeSlashes(app.wsgi_app)
+    workers.start()
     return app
 
 
@@ -184,6 +191,7 @@ def serve(app: Flask) -> int:
         log.info("stopping")
     finally:
         server.close()
+        app.extensions["zaphook.media"].shutdown()
         app.extensions["zaphook.database"].close_all()
         log.info("stopped")
     return 0

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Flask
 from peewee import fn
 
-from models import Client, Instance, Message, WebhookEvent, db, instance_json, iso, utcnow
+from models import Client, Instance, MediaFile, Message, WebhookEvent, db, instance_json, iso, utcnow
 
 # Below this much free space in DATA_DIR the self-check fails.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -81,9 +81,21 @@ def build(app: Flask, request_base_url: str) -> dict:
         },
         "messages": {"in": messages.get("in", 0), "out": messages.get("out", 0)},
         "outgoing_statuses": statuses,
+        "media": media_summary(app),
         "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
         "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or request_base_url,
                                      bool(config.get("WEBHOOK_TOKEN"))),
+    }
+
+
+def media_summary(app: Flask) -> dict:
+    by_state = {row.state: row.n for row in MediaFile.select(
+        MediaFile.state, fn.COUNT(MediaFile.id).alias("n")).group_by(MediaFile.state)}
+    return {
+        "by_state": by_state,
+        "queue": by_state.get("pending", 0) + by_state.get("downloading", 0),
+        "due_now": MediaFile.due_count(),
+        **app.extensions["zaphook.media"].as_json(),
     }
 
 
@@ -102,19 +114,28 @@ def check_database() -> dict:
     return _check("database writable", True, "a test write was accepted and rolled back")
 
 
-def check_data_dir(data_dir: str) -> dict:
+def check_data_dir(data_dir: str, name: str = "data dir writable") -> dict:
     folder = Path(data_dir)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".self-check-") as probe:
             probe.write(b"ok")
             probe.flush()
         free = shutil.disk_usage(folder).free
     except OSError as exc:
-        return _check("data dir writable", False, f"{folder}: {exc}")
+        return _check(name, False, f"{folder}: {exc}")
     free_mb = free // (1024 * 1024)
     if free < MIN_FREE_BYTES:
-        return _check("data dir writable", False, f"{folder}: only {free_mb} MB free")
-    return _check("data dir writable", True, f"{folder}: writable, {free_mb} MB free")
+        return _check(name, False, f"{folder}: only {free_mb} MB free")
+    return _check(name, True, f"{folder}: writable, {free_mb} MB free")
+
+
+def check_media_workers(app: Flask) -> dict:
+    workers = app.extensions["zaphook.media"]
+    if workers.size == 0:
+        return _check("media workers", True, "media downloads are off (MEDIA_WORKERS=0)")
+    alive = workers.alive
+    return _check("media workers", alive == workers.size, f"{alive} of {workers.size} download threads alive")
 
 
 def check_tokens(config) -> list[dict]:
@@ -156,5 +177,8 @@ def check_instances() -> list[dict]:
 
 def self_check(app: Flask) -> dict:
     config = app.config
-    checks = [check_database(), check_data_dir(config["DATA_DIR"]), *check_tokens(config), *check_instances()]
+    checks = [
+        check_database(), check_data_dir(config["DATA_DIR"]), check_data_dir(config["MEDIA_DIR"], "media dir writable"),
+        check_media_workers(app), *check_tokens(config), *check_instances(),
+    ]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}

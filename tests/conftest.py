@@ -31,7 +31,9 @@ def make_app(tmp_path):
     apps = []
 
     def factory(**overrides):
-        config = {"DATA_DIR": str(tmp_path / "data"), "TESTING": True}
+        # No media workers unless a test asks: the defaults point at the real
+        # WhatsApp CDN, and tests make no traffic beyond 127.0.0.1.
+        config = {"DATA_DIR": str(tmp_path / "data"), "TESTING": True, "MEDIA_WORKERS": 0}
         if postgres_url:
             config["DATABASE_URL"] = postgres_url
         config.update(overrides)
@@ -41,6 +43,7 @@ def make_app(tmp_path):
 
     yield factory
     for app in apps:
+        app.extensions["zaphook.media"].shutdown()
         app.extensions["zaphook.database"].close_all()
 
 

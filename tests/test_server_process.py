@@ -25,10 +25,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
+def start_server(tmp_path: Path, port: int, **settings: str) -> subprocess.Popen:
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), DATA_DIR=str(tmp_path / "data"),
-               DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
-               META_VERIFY_TOKEN="", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+               DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="",
+               META_APP_SECRET="", META_VERIFY_TOKEN="", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+               MEDIA_WORKERS="0")
+    env.update(settings)
     process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -97,3 +99,45 @@ def test_a_port_in_use_stops_start_up_with_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_download_cut_off_by_a_crash_is_resumed_after_a_restart(tmp_path):
+    from tests.fakes import FakeServer, Reply, file_reply
+    from tests.media_support import files_under, vector, wapi_payload
+
+    meta, encrypted, plaintext = vector("video")
+    cdn = FakeServer()
+    cdn.serve_sequence("GET", "/v/crash.enc", [
+        lambda: Reply(200, cdn.stalled(encrypted[:50_000]), content_length=len(encrypted)),
+        lambda: file_reply(encrypted),
+    ])
+    settings = dict(WA_MEDIA_BASE_URL=cdn.url, MEDIA_WORKERS="1", MEDIA_LEASE_SECONDS="1",
+                    MEDIA_READ_TIMEOUT="60")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    media_folder = tmp_path / "data" / "media_storage"
+    process = start_server(tmp_path, port, **settings)
+    try:
+        requests.post(f"{base}/webhook/", json=wapi_payload(meta, "CRASHED", "/v/crash.enc"), timeout=10)
+        media_id = requests.get(f"{base}/api/messages", timeout=10).json()["items"][0]["media"]["id"]
+        deadline = time.monotonic() + 20
+        while not any(path.name.startswith(".part-") for path in files_under(media_folder)):
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.02)
+        assert requests.get(f"{base}/api/media/{media_id}", timeout=10).json()["state"] == "downloading"
+    finally:
+        process.kill()  # a crash: no clean shutdown, a half-written file left behind
+        process.communicate(timeout=15)
+
+    process = start_server(tmp_path, port, **settings)
+    try:
+        deadline = time.monotonic() + 20
+        while (media := requests.get(f"{base}/api/media/{media_id}", timeout=10).json())["state"] != "done":
+            assert time.monotonic() < deadline, media
+            time.sleep(0.05)
+    finally:
+        stop_with_ctrl_c(process)
+        cdn.close()
+    assert (media_folder / media["path"]).read_bytes() == plaintext
+    assert files_under(media_folder) == [media_folder / media["path"]]  # the half file is gone
+    assert len(cdn.hits("GET", "/v/crash.enc")) == 2

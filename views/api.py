@@ -11,9 +11,11 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from peewee import JOIN
 
 import status as status_report
+from handlers import PROVIDERS as PROVIDER_MODULES
 from models import (
     OUTCOMES,
     Chat,
+    Client,
     Instance,
     MediaFile,
     Message,
@@ -38,7 +40,7 @@ class BadRequest(ValueError):
     pass
 
 
-@bp.errorhandler(BadRequest)
+@bp.app_errorhandler(BadRequest)
 def bad_request(exc: BadRequest):
     return jsonify(error=str(exc), detail=None), 400
 
@@ -64,7 +66,7 @@ def _int_arg(name: str, default=None, low: int = 1, high: int | None = None):
     return value
 
 
-def _instance_filter(query, field):
+def instance_filter(query, field):
     """Filter by ?instance= given as the provider's instance id or our numeric id."""
     wanted = request.args.get("instance")
     if not wanted:
@@ -75,7 +77,7 @@ def _instance_filter(query, field):
     return query.where(field.in_(Instance.select(Instance.id).where(condition)))
 
 
-def _page(query, model):
+def page(query, model):
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     before = _int_arg("before_id")
     if before is not None:
@@ -110,8 +112,8 @@ def list_events():
     for name in ("provider", "kind", "outcome"):
         if request.args.get(name):
             query = query.where(getattr(WebhookEvent, name) == request.args[name])
-    query = _instance_filter(query, WebhookEvent.instance)
-    rows, next_before = _page(query, WebhookEvent)
+    query = instance_filter(query, WebhookEvent.instance)
+    rows, next_before = page(query, WebhookEvent)
     return jsonify(items=[event_json(row) for row in rows], next_before_id=next_before)
 
 
@@ -153,11 +155,66 @@ def list_instances():
     return jsonify(items=[instance_json(row) for row in rows])
 
 
+def _json_object() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("send a JSON object")
+    return data
+
+
+def _instance_changes(data: dict) -> dict:
+    """The settable fields of an instance, checked (api_token is write-only)."""
+    changes = {}
+    for name in ("name", "api_token", "api_base_url"):
+        if name in data:
+            value = data[name]
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"{name} must be text or null")
+            changes[name] = (value or "").strip() or None
+    if changes.get("api_base_url") and not changes["api_base_url"].startswith(("http://", "https://")):
+        raise BadRequest("api_base_url must start with http:// or https://")
+    if changes.get("api_base_url"):
+        changes["api_base_url"] = changes["api_base_url"].rstrip("/")
+    if "client" in data:
+        if not isinstance(data["client"], str) or not data["client"].strip():
+            raise BadRequest("client must be a client name")
+        changes["client"] = Client.named(data["client"].strip())
+    return changes
+
+
+@bp.post("/api/instances")
+def create_instance():
+    data = _json_object()
+    provider, external_id = data.get("provider"), data.get("instance_id")
+    names = [module.NAME for module in PROVIDER_MODULES]
+    if provider not in names:
+        raise BadRequest(f"provider must be one of {', '.join(names)}")
+    if not isinstance(external_id, str) or not external_id.strip():
+        raise BadRequest("instance_id (the provider's instance id or name) is required")
+    changes = _instance_changes(data)
+    instance, created = Instance.register(provider, external_id.strip(), changes)
+    if not created:
+        return jsonify(error=f"instance {provider}/{external_id} already exists: PATCH /api/instances/{instance.id}",
+                       detail=instance_json(instance)), 409
+    return jsonify(instance_json(instance)), 201
+
+
+@bp.patch("/api/instances/<int:instance_id>")
+def update_instance(instance_id: int):
+    instance = Instance.get_or_none(Instance.id == instance_id)
+    if instance is None:
+        abort(404, description=f"no instance {instance_id}")
+    changes = _instance_changes(_json_object())
+    if changes:
+        Instance.update(changes).where(Instance.id == instance.id).execute()
+    return jsonify(instance_json(Instance.get_by_id(instance.id)))
+
+
 @bp.get("/api/chats")
 def list_chats():
     query = Chat.select(Chat, Instance).join(Instance)
-    query = _instance_filter(query, Chat.instance)
-    rows, next_before = _page(query, Chat)
+    query = instance_filter(query, Chat.instance)
+    rows, next_before = page(query, Chat)
     return jsonify(items=[chat_json(row) for row in rows], next_before_id=next_before)
 
 
@@ -175,7 +232,7 @@ def _media_of(message: Message):
 
 @bp.get("/api/messages")
 def list_messages():
-    query = _instance_filter(_messages_query(), Message.instance)
+    query = instance_filter(_messages_query(), Message.instance)
     chat = request.args.get("chat")
     if chat:
         query = query.where((Chat.jid == chat) | (Chat.jid == f"{chat}@s.whatsapp.net") | (Chat.jid == f"{chat}@g.us"))
@@ -187,7 +244,7 @@ def list_messages():
     for name in ("type", "status"):
         if request.args.get(name):
             query = query.where(getattr(Message, name) == request.args[name])
-    rows, next_before = _page(query, Message)
+    rows, next_before = page(query, Message)
     return jsonify(items=[message_json(row, _media_of(row)) for row in rows], next_before_id=next_before)
 
 

@@ -1,0 +1,253 @@
+"""Media downloads in the background: a pool of worker threads inside the server process.
+
+Each worker claims a due ``MediaFile`` row with one conditional UPDATE (a
+lease it renews while it works), fetches the bytes with :mod:`storage.fetch`
+and settles the row: ``done``, ``failed`` or ``expired`` with a reason, or
+back to ``pending`` with a back-off when the trouble may pass. A row whose
+worker died (crash, power cut) is taken over when its lease runs out, so a
+restart resumes every pending and interrupted download.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from models import Chat, Instance, MediaAttempt, MediaFile, Message, db, utcnow
+from storage import names
+from storage.fetch import FetchConfig, MediaJob, Outcome, fetch
+from storage.files import remove_stale_temp_files, remove_temp_files
+
+log = logging.getLogger(__name__)
+
+# Which settings hold each provider's API defaults: (base URL, credential).
+PROVIDER_DEFAULTS = {
+    "wapi": ("WAPI_BASE_URL", "WAPI_TOKEN"),
+    "evolution": ("EVOLUTION_BASE_URL", "EVOLUTION_API_KEY"),
+    "meta": ("META_GRAPH_URL", "META_ACCESS_TOKEN"),
+}
+# A row left in progress by another worker of the same content is looked at again this much later.
+WAIT_FOR_TWIN = timedelta(seconds=1)
+
+
+class Stopping(Exception):
+    """The pool is shutting down: give the row back untouched."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the row over (this one stalled past its lease)."""
+
+
+def provider_access(instance: Instance, settings: Mapping[str, Any]) -> tuple[Optional[str], Optional[str]]:
+    """The API base URL and credential for an instance: its own, else the .env defaults."""
+    base_name, token_name = PROVIDER_DEFAULTS.get(instance.provider, (None, None))
+    base = instance.api_base_url or (settings.get(base_name) if base_name else None)
+    token = instance.api_token or (settings.get(token_name) if token_name else None)
+    return base or None, token or None
+
+
+class MediaWorkers:
+    """The download pool, kept in ``app.extensions["zaphook.media"]``."""
+
+    def __init__(self, settings: Mapping[str, Any], database=None) -> None:
+        self.settings = settings
+        self.database = database  # the app's own database (the models' proxy may be rebound)
+        self.size = int(settings["MEDIA_WORKERS"])
+        self.data_dir = Path(settings["DATA_DIR"])
+        self.media_dir = Path(settings["MEDIA_DIR"])
+        self.lease_seconds = float(settings["MEDIA_LEASE_SECONDS"])
+        self.retry_seconds = float(settings["MEDIA_RETRY_SECONDS"])
+        self.max_attempts = int(settings["MEDIA_MAX_ATTEMPTS"])
+        self.config = FetchConfig.from_settings(settings)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.poll_seconds = min(2.0, self.lease_seconds / 2)
+        self._stop = threading.Event()
+        self._work = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.size == 0 or self._threads:
+            return
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temp_files(self.media_dir, self.lease_seconds)
+        if removed:
+            log.info("removed %d unfinished download file(s) left by an earlier run", removed)
+        for number in range(self.size):
+            thread = threading.Thread(target=self._run, name=f"zaphook-media-{number + 1}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def notify(self) -> None:
+        """New media rows were committed: wake an idle worker now instead of at its next poll."""
+        self._work.set()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the workers; a download in progress is abandoned and its row given back as pending."""
+        self._stop.set()
+        self._work.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        if self._threads:
+            log.warning("%d media worker(s) did not stop within %.0f s", len(self._threads), timeout)
+
+    @property
+    def alive(self) -> int:
+        return sum(thread.is_alive() for thread in self._threads)
+
+    def as_json(self) -> dict:
+        return {"workers": self.size, "alive": self.alive, "media_dir": str(self.media_dir)}
+
+    # --- the worker loop --------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.database is not None and db.obj is not self.database:
+                # Another app in this process (tests) rebound the models: this pool's app is gone.
+                log.debug("media worker stops: its app's database is no longer bound")
+                return
+            try:
+                with db.connection_context():
+                    row = MediaFile.claim_next(self.owner, self.lease_seconds)
+                    if row is not None:
+                        self.process(row)
+            except Exception:  # noqa: BLE001 - a worker must outlive any one bad row or outage
+                log.exception("media worker error; going on")
+                self._stop.wait(self.poll_seconds)
+                continue
+            if row is None:
+                self._work.wait(self._idle_seconds())
+                self._work.clear()
+
+    def _idle_seconds(self) -> float:
+        """Sleep until the next retry is due, or the poll interval (other processes add work too)."""
+        try:
+            with db.connection_context():
+                wait = MediaFile.seconds_until_due()
+        except Exception:  # noqa: BLE001 - an unreadable queue is retried at the poll interval
+            return self.poll_seconds
+        return self.poll_seconds if wait is None else max(0.01, min(wait, self.poll_seconds))
+
+    def process(self, row: MediaFile) -> None:
+        """Fetch one claimed row and settle it."""
+        message = Message.get_by_id(row.message_id)
+        instance = Instance.get_by_id(row.instance_id)
+        if row.content_key:
+            twin = MediaFile.stored_copy(row.content_key, row.id)
+            if twin is None and MediaFile.in_flight(row.content_key, row.id):
+                # The same content is downloading for another message: wait for it, fetch it once.
+                row.settle(self.owner, "pending", attempts=MediaFile.attempts - 1,
+                           next_attempt_at=utcnow() + WAIT_FOR_TWIN)
+                return
+        else:
+            twin = None
+        try:
+            job = self.job_for(row, message, instance, twin)
+            target = self.target_for(row, message, instance)
+        except ValueError as exc:
+            row.settle(self.owner, "failed", error=f"cannot file it: {exc}")
+            return
+        tag = f"{row.id}-"
+        remove_temp_files(target.parent, tag)  # a crashed earlier attempt's half file
+        try:
+            outcome = fetch(job, target, self.config, self._ticker(row), temp_tag=tag)
+        except Stopping:
+            row.settle(self.owner, "pending", attempts=MediaFile.attempts - 1)
+            return
+        except LeaseLost:
+            log.warning("media %s: taken over by another worker", row.id)
+            return
+        except Exception as exc:  # noqa: BLE001 - recorded on the row, retried like any passing error
+            log.exception("media %s: unexpected error", row.id)
+            outcome = Outcome("retry", error=f"internal error: {type(exc).__name__}")
+        self.settle(row, outcome, target)
+
+    def _ticker(self, row: MediaFile):
+        """Between chunks: stop when asked, and renew the lease a few times per lease period."""
+        clock = {"renewed": utcnow()}
+        period = timedelta(seconds=self.lease_seconds / 3)
+
+        def tick() -> None:
+            if self._stop.is_set():
+                raise Stopping()
+            now = utcnow()
+            if now - clock["renewed"] >= period:
+                if not row.renew_lease(self.owner, self.lease_seconds):
+                    raise LeaseLost()
+                clock["renewed"] = now
+        return tick
+
+    def settle(self, row: MediaFile, outcome: Outcome, target: Path) -> None:
+        gave_up = outcome.state == "retry" and row.attempts >= self.max_attempts
+        if gave_up and outcome.attempts:
+            outcome.attempts[-1].outcome = "failed"
+        if outcome.attempts:
+            MediaAttempt.insert_many([
+                dict(media=row.id, round=row.attempts, way=attempt.way, outcome=attempt.outcome,
+                     http_status=attempt.http_status, error=attempt.error, size=attempt.size,
+                     started_at=attempt.started_at, finished_at=attempt.finished_at)
+                for attempt in outcome.attempts
+            ]).execute()
+        if outcome.state == "done":
+            row.settle(self.owner, "done", local_path=str(target.relative_to(self.media_dir)),
+                       stored_size=outcome.size, stored_sha256=outcome.sha256, way=outcome.way,
+                       error=None, failed_check=None, next_attempt_at=None)
+            log.info("media %s: %s saved via %s (%s bytes)", row.id, row.media_type, outcome.way, outcome.size)
+        elif outcome.state == "retry" and not gave_up:
+            delay = self.retry_seconds * (2 ** (row.attempts - 1)) * random.uniform(0.8, 1.2)
+            row.settle(self.owner, "pending", error=outcome.error,
+                       next_attempt_at=utcnow() + timedelta(seconds=delay))
+            log.info("media %s: attempt %s of %s failed (%s); next in %.1f s",
+                     row.id, row.attempts, self.max_attempts, outcome.error, delay)
+        else:
+            state = "failed" if outcome.state == "retry" else outcome.state
+            error = outcome.error or "failed"
+            if outcome.state == "retry":
+                error = f"gave up after {row.attempts} attempts: {error}"
+            row.settle(self.owner, state, error=error, failed_check=outcome.failed_check, next_attempt_at=None)
+            log.warning("media %s: %s: %s", row.id, state, error)
+
+    # --- what to fetch and where it goes ------------------------------------------
+
+    def job_for(self, row: MediaFile, message: Message, instance: Instance,
+                twin: Optional[MediaFile]) -> MediaJob:
+        base, token = provider_access(instance, self.settings)
+        chat = Chat.get_by_id(message.chat_id)
+        copy_from = self.media_dir / twin.local_path if twin is not None else None
+        return MediaJob(
+            provider=instance.provider,
+            instance_external_id=instance.external_id,
+            media_type=row.media_type,
+            provider_message_id=message.provider_message_id,
+            chat_jid=chat.jid,
+            from_me=message.from_me,
+            mimetype=row.mimetype,
+            file_length=row.file_length,
+            media_key=row.media_key,
+            direct_path=row.direct_path,
+            url=row.url,
+            file_sha256=row.file_sha256,
+            file_enc_sha256=row.file_enc_sha256,
+            meta_media_id=row.media_id,
+            inline_file=self.data_dir / row.inline_path if row.inline_path else None,
+            copy_from=copy_from if copy_from is not None and copy_from.is_file() else None,
+            copy_sha256=twin.stored_sha256 if twin is not None else None,
+            api_base_url=base,
+            api_token=token,
+        )
+
+    def target_for(self, row: MediaFile, message: Message, instance: Instance) -> Path:
+        file_name = names.media_file_name(
+            instance.provider, message.provider_message_id, row.media_type, row.mimetype, message.timestamp,
+            row.file_name if row.media_type == "document" else None,
+        )
+        return names.media_path(self.media_dir, instance.client_id, instance.id, row.media_type, file_name)

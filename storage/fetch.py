@@ -1,0 +1,414 @@
+"""Getting a media file's bytes, by the first way that works, verified, into its file.
+
+The ways, in order: a copy of the same content already downloaded; the
+base64 body a provider put in the webhook (written to a file by the core);
+the WhatsApp CDN (encrypted, decrypted here with the message's mediaKey);
+the provider's own API (W-API, Evolution, Meta). Every way streams through a
+verifier into a temporary file beside the target, renamed only when every
+check passed, so a rejected download leaves nothing behind.
+
+This module knows nothing of the database: :func:`fetch` takes a
+:class:`MediaJob` and returns an :class:`Outcome` with every attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Mapping, Optional
+from urllib.parse import quote
+
+from storage.decrypt import MediaDecryptor, PlainVerifier, VerificationError, decode_digest, derive_keys
+from storage.files import AtomicFile
+from storage.http import (
+    CHUNK_SIZE,
+    DownloadError,
+    Limits,
+    check_url,
+    host_of,
+    host_allowed,
+    open_stream,
+    read_chunks,
+    read_json,
+    too_large,
+)
+
+# WhatsApp's media CDN (mmg.whatsapp.net, media-*.cdn.whatsapp.net) and Meta's
+# media hosts (lookaside.fbsbx.com): always allowed.
+WHATSAPP_HOSTS = (".whatsapp.net",)
+META_HOSTS = (".fbsbx.com", ".facebook.com")
+WHATSAPP_ORIGIN = "https://web.whatsapp.com"
+# The CDN file is the plaintext plus up to 16 bytes of padding and a 10-byte MAC.
+ENCRYPTION_OVERHEAD = 26
+# Small answers (W-API's fileLink, Meta's media info) never need more than this.
+SMALL_ANSWER = 1024 * 1024
+
+Tick = Optional[Callable[[], None]]
+
+
+class Unavailable(Exception):
+    """The source no longer has the media (403/404/410): another way may still have it."""
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    wa_media_base_url: str
+    wapi_base_url: str
+    evolution_base_url: str
+    meta_graph_url: str
+    extra_hosts: tuple[str, ...]
+    limits: Limits
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "FetchConfig":
+        return cls(
+            wa_media_base_url=settings["WA_MEDIA_BASE_URL"],
+            wapi_base_url=settings["WAPI_BASE_URL"],
+            evolution_base_url=settings["EVOLUTION_BASE_URL"],
+            meta_graph_url=settings["META_GRAPH_URL"],
+            extra_hosts=tuple(settings["MEDIA_ALLOWED_HOSTS"]),
+            limits=Limits(
+                connect_timeout=float(settings["MEDIA_CONNECT_TIMEOUT"]),
+                read_timeout=float(settings["MEDIA_READ_TIMEOUT"]),
+                max_bytes=int(float(settings["MEDIA_MAX_MB"]) * 1_000_000),
+            ),
+        )
+
+    def allowed_hosts(self, *more_urls: Optional[str]) -> tuple[str, ...]:
+        """WhatsApp's and Meta's media hosts, the configured base URLs' hosts and MEDIA_ALLOWED_HOSTS."""
+        urls = (self.wa_media_base_url, self.wapi_base_url, self.evolution_base_url, self.meta_graph_url, *more_urls)
+        return WHATSAPP_HOSTS + META_HOSTS + self.extra_hosts + tuple(host_of(url) for url in urls if url)
+
+
+@dataclass
+class MediaJob:
+    """What a worker knows about one media file when it sets out to fetch it."""
+
+    provider: str
+    instance_external_id: str
+    media_type: str
+    provider_message_id: str
+    chat_jid: Optional[str] = None
+    from_me: bool = False
+    mimetype: Optional[str] = None
+    file_length: Optional[int] = None
+    media_key: Optional[str] = None  # base64, secret
+    direct_path: Optional[str] = None
+    url: Optional[str] = None
+    file_sha256: Optional[str] = None
+    file_enc_sha256: Optional[str] = None
+    meta_media_id: Optional[str] = None
+    inline_file: Optional[Path] = None
+    copy_from: Optional[Path] = None
+    copy_sha256: Optional[str] = None
+    api_base_url: Optional[str] = None  # the provider API's base URL for this instance
+    api_token: Optional[str] = None  # secret
+
+
+@dataclass
+class Attempt:
+    way: str
+    outcome: str  # ok | next | retry | failed | expired
+    started_at: datetime
+    finished_at: datetime
+    http_status: Optional[int] = None
+    error: Optional[str] = None
+    size: Optional[int] = None
+
+
+@dataclass
+class Outcome:
+    state: str  # done | retry | failed | expired
+    attempts: list[Attempt] = field(default_factory=list)
+    way: Optional[str] = None
+    size: Optional[int] = None
+    sha256: Optional[str] = None
+    error: Optional[str] = None
+    failed_check: Optional[str] = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def fetch(job: MediaJob, target: Path, config: FetchConfig, tick: Tick = None, temp_tag: str = "") -> Outcome:
+    """Try each way in turn until one delivers verified bytes to ``target``.
+
+    ``tick`` runs between chunks; whatever it raises (the worker stopping)
+    propagates after the temporary file is removed. ``temp_tag`` names the
+    temporary files, so whoever resumes the job can clear a dead worker's.
+    """
+    limits = config.limits
+    if job.file_length and job.file_length > limits.max_bytes:
+        return Outcome("failed", error=str(too_large(job.file_length, limits.max_bytes)))
+    ways = plan(job, config)
+    if not ways:
+        return Outcome("failed", error=f"no way to download it: {missing_means(job, config)}")
+
+    attempts: list[Attempt] = []
+    retryable: Optional[DownloadError] = None
+    refused: Optional[Exception] = None
+    rejected: Optional[VerificationError] = None
+    gone: Optional[Unavailable] = None
+    for name, way in ways:
+        started = _now()
+        try:
+            with AtomicFile(target, temp_tag) as out:
+                result = way(job, out.file, config, tick)
+                out.commit()
+        except VerificationError as exc:
+            rejected = rejected or exc
+            attempts.append(Attempt(name, "next", started, _now(), error=str(exc)))
+        except Unavailable as exc:
+            gone = gone or exc
+            attempts.append(Attempt(name, "next", started, _now(), exc.status, str(exc)))
+        except DownloadError as exc:
+            attempts.append(Attempt(name, "next", started, _now(), exc.status, str(exc)))
+            if exc.kind == "too_large":
+                attempts[-1].outcome = "failed"
+                return Outcome("failed", attempts, error=str(exc))
+            if exc.retryable:
+                retryable = retryable or exc
+            else:
+                refused = refused or exc
+        else:
+            attempts.append(Attempt(name, "ok", started, _now(), size=result.size))
+            return Outcome("done", attempts, way=name, size=result.size, sha256=result.sha256)
+
+    errors = "; ".join(attempt.error for attempt in attempts if attempt.error)
+    if retryable is not None:
+        outcome = Outcome("retry", attempts, error=errors)
+    elif rejected is not None:
+        outcome = Outcome("failed", attempts, error=errors, failed_check=rejected.checks[0] if rejected.checks else None)
+    elif refused is not None:
+        outcome = Outcome("failed", attempts, error=errors)
+    else:
+        outcome = Outcome("expired", attempts, error=errors)
+    attempts[-1].outcome = outcome.state
+    return outcome
+
+
+# --- choosing the ways -------------------------------------------------------
+
+def cdn_url(job: MediaJob, config: FetchConfig) -> Optional[str]:
+    if job.direct_path:
+        return config.wa_media_base_url.rstrip("/") + "/" + job.direct_path.lstrip("/")
+    if job.url and host_allowed(host_of(job.url), WHATSAPP_HOSTS):
+        return job.url
+    return None
+
+
+def plan(job: MediaJob, config: FetchConfig) -> list[tuple[str, Callable]]:
+    ways: list[tuple[str, Callable]] = []
+    if job.copy_from is not None:
+        ways.append(("copy", from_copy))
+    if job.inline_file is not None:
+        ways.append(("inline", from_inline))
+    if job.media_key and cdn_url(job, config):
+        ways.append(("cdn", from_cdn))
+    if job.api_token and job.api_base_url:
+        if job.provider == "wapi" and job.media_key and job.direct_path:
+            ways.append(("wapi", from_wapi))
+        elif job.provider == "evolution":
+            ways.append(("evolution", from_evolution))
+        elif job.provider == "meta" and job.meta_media_id:
+            ways.append(("meta", from_meta))
+    return ways
+
+
+def missing_means(job: MediaJob, config: FetchConfig) -> str:
+    """Why no way applies, in the words of the settings a person can change."""
+    reasons = []
+    if not job.media_key:
+        reasons.append("the payload has no mediaKey for the WhatsApp CDN")
+    elif not cdn_url(job, config):
+        reasons.append("the payload has no directPath or WhatsApp URL")
+    credentials = {"wapi": "WAPI_TOKEN", "evolution": "EVOLUTION_BASE_URL and EVOLUTION_API_KEY",
+                   "meta": "META_ACCESS_TOKEN"}.get(job.provider)
+    if credentials and not (job.api_token and job.api_base_url):
+        reasons.append(f"no {job.provider} API credentials (set {credentials}, or the instance's api_token "
+                       "with PATCH /api/instances/<id>)")
+    elif job.provider == "meta" and not job.meta_media_id:
+        reasons.append("the payload has no Meta media id")
+    return "; ".join(reasons) or f"nothing in the payload says where the {job.media_type} is"
+
+
+# --- the ways ----------------------------------------------------------------
+
+def _stream_file(path: Path, verifier, tick: Tick):
+    try:
+        source = open(path, "rb")
+    except FileNotFoundError:
+        raise DownloadError(f"the file {path.name} is gone") from None
+    with source:
+        while True:
+            chunk = source.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            verifier.feed(chunk)
+            if tick is not None:
+                tick()
+    return verifier.finish()
+
+
+def from_copy(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
+    verifier = PlainVerifier(out, sha256_hex=job.copy_sha256)
+    return _stream_file(job.copy_from, verifier, tick)
+
+
+def from_inline(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
+    verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
+    return _stream_file(job.inline_file, verifier, tick)
+
+
+def from_cdn(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
+    url = cdn_url(job, config)
+    try:
+        media_key = base64.b64decode(job.media_key, validate=False)
+    except (binascii.Error, ValueError):
+        raise DownloadError("the payload's mediaKey is not base64") from None
+    if len(media_key) != 32:
+        raise DownloadError("the payload's mediaKey is not 32 bytes")
+    keys = derive_keys(media_key, job.media_type)
+    response = open_stream("GET", url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits,
+                           headers={"Origin": WHATSAPP_ORIGIN})
+    status = response.status_code
+    if status in (403, 404, 410):
+        response.close()
+        raise Unavailable(f"CDN answered {status}: the media expired; ask the sender to resend", status)
+    _raise_for_status(response, "the WhatsApp CDN")
+    with MediaDecryptor(keys, out, file_enc_sha256=decode_digest(job.file_enc_sha256),
+                        file_sha256=decode_digest(job.file_sha256), file_length=job.file_length) as decryptor:
+        for chunk in read_chunks(response, config.limits, tick, allowance=ENCRYPTION_OVERHEAD):
+            decryptor.feed(chunk)
+        return decryptor.finish()
+
+
+def from_wapi(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
+    allowed = config.allowed_hosts(job.api_base_url)
+    url = f"{job.api_base_url.rstrip('/')}/v1/message/download-media?instanceId={quote(job.instance_external_id)}"
+    response = open_stream("POST", url, allowed=allowed, limits=config.limits,
+                           headers={"Authorization": f"Bearer {job.api_token}"},
+                           json_body={"mediaKey": job.media_key, "directPath": job.direct_path,
+                                      "type": job.media_type, "mimetype": job.mimetype})
+    _raise_for_provider(response, "W-API")
+    answer = read_json(response, _small(config), "W-API")
+    link = answer.get("fileLink") if isinstance(answer, dict) else None
+    if not link or (isinstance(answer, dict) and answer.get("error")):
+        raise DownloadError(f"W-API could not fetch it: {_provider_message(answer) or 'no fileLink in its answer'}")
+    response = open_stream("GET", link, allowed=allowed, limits=config.limits)
+    _raise_for_provider(response, "W-API's file link")
+    verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
+    for chunk in read_chunks(response, config.limits, tick):
+        verifier.feed(chunk)
+    return verifier.finish()
+
+
+def from_evolution(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
+    """Evolution answers the whole file as base64 in JSON: bounded, but not constant memory."""
+    url = f"{job.api_base_url.rstrip('/')}/chat/getBase64FromMediaMessage/{quote(job.instance_external_id, safe='')}"
+    key = {"id": job.provider_message_id, "fromMe": job.from_me}
+    if job.chat_jid:
+        key["remoteJid"] = job.chat_jid
+    response = open_stream("POST", url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits,
+                           headers={"apikey": job.api_token},
+                           json_body={"message": {"key": key}, "convertToMp4": False})
+    _raise_for_provider(response, "Evolution")
+    limit = config.limits.max_bytes
+    answer = read_json(response, config.limits, "Evolution", allowance=limit // 3 + SMALL_ANSWER, tick=tick)
+    text = answer.get("base64") if isinstance(answer, dict) else None
+    if not isinstance(text, str) or not text:
+        raise DownloadError(f"Evolution's answer has no base64: {_provider_message(answer) or 'empty answer'}")
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
+    step = CHUNK_SIZE // 3 * 4  # whole base64 quanta
+    try:
+        for start in range(0, len(text), step):
+            verifier.feed(base64.b64decode(text[start:start + step]))
+    except (binascii.Error, ValueError):
+        raise DownloadError("Evolution's base64 is corrupt") from None
+    return verifier.finish()
+
+
+def from_meta(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
+    allowed = config.allowed_hosts(job.api_base_url)
+    auth = {"Authorization": f"Bearer {job.api_token}"}
+    response = open_stream("GET", f"{job.api_base_url.rstrip('/')}/{quote(job.meta_media_id, safe='')}",
+                           allowed=allowed, limits=config.limits, headers=auth)
+    _raise_for_provider(response, "Meta", gone_hint="media ids expire 30 days after the message")
+    info = read_json(response, _small(config), "Meta")
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        raise DownloadError("Meta's media answer has no url")
+    size = info.get("file_size")
+    if isinstance(size, int) and size > config.limits.max_bytes:
+        raise too_large(size, config.limits.max_bytes)
+    check_url(info["url"], allowed)
+    response = open_stream("GET", info["url"], allowed=allowed, limits=config.limits, headers=auth)
+    _raise_for_provider(response, "Meta's media URL")
+    verifier = PlainVerifier(out, file_sha256=decode_digest(info.get("sha256") or job.file_sha256),
+                             file_length=size if isinstance(size, int) else None)
+    for chunk in read_chunks(response, config.limits, tick):
+        verifier.feed(chunk)
+    return verifier.finish()
+
+
+# --- answers -----------------------------------------------------------------
+
+def _small(config: FetchConfig) -> Limits:
+    return Limits(config.limits.connect_timeout, config.limits.read_timeout, SMALL_ANSWER)
+
+
+def _raise_for_status(response, who: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    response.close()
+    if status == 429 or status >= 500:
+        raise DownloadError(f"{who} answered {status}: trying again later", status=status, retryable=True)
+    raise DownloadError(f"{who} answered {status}", status=status)
+
+
+def _raise_for_provider(response, who: str, gone_hint: str = "") -> None:
+    status = response.status_code
+    if status in (401, 403):
+        response.close()
+        raise DownloadError(f"{who} refused the credentials ({status}): check the instance's api token",
+                            status=status)
+    if status in (400, 404, 410):
+        message = _provider_message(_json_or_none(response))
+        response.close()
+        detail = f" ({message})" if message else ""
+        hint = f"; {gone_hint}" if gone_hint else ""
+        raise Unavailable(f"{who} answered {status}: it does not have this media{detail}{hint}", status)
+    _raise_for_status(response, who)
+
+
+def _json_or_none(response) -> Any:
+    try:
+        return json.loads(response.raw.read(4096, decode_content=True))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _provider_message(answer: Any) -> Optional[str]:
+    """The human part of a provider's error answer, shortened (never the whole body)."""
+    if not isinstance(answer, dict):
+        return None
+    for key in ("message", "error", "response"):
+        value = answer.get(key)
+        if isinstance(value, dict):
+            value = value.get("message") or value.get("error_user_msg")
+        if isinstance(value, list) and value:
+            value = value[0]
+        if isinstance(value, str) and value:
+            return value[:200]
+    return None

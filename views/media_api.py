@@ -1,0 +1,72 @@
+"""The media part of the JSON API: list, inspect, open and retry downloads.
+
+Like the rest of the API, reachable from this machine, or through the tunnel
+only with the ADMIN_TOKEN (the request hooks in server.py enforce it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, jsonify, request, send_file
+
+from models import MediaAttempt, MediaFile, media_detail_json
+from views.api import BadRequest, instance_filter, page
+
+bp = Blueprint("media_api", __name__)
+
+
+def _media_or_404(media_id: int) -> MediaFile:
+    media = MediaFile.get_or_none(MediaFile.id == media_id)
+    if media is None:
+        abort(404, description=f"no media {media_id}")
+    return media
+
+
+def _detail(media: MediaFile) -> dict:
+    attempts = MediaAttempt.select().where(MediaAttempt.media == media.id).order_by(MediaAttempt.id)
+    return media_detail_json(media, attempts)
+
+
+@bp.get("/api/media")
+def list_media():
+    query = MediaFile.select()
+    state = request.args.get("status") or request.args.get("state")
+    if state:
+        if state not in MediaFile.STATES:
+            raise BadRequest(f"status must be one of {', '.join(MediaFile.STATES)}")
+        query = query.where(MediaFile.state == state)
+    if request.args.get("type"):
+        query = query.where(MediaFile.media_type == request.args["type"])
+    query = instance_filter(query, MediaFile.instance)
+    rows, next_before = page(query, MediaFile)
+    return jsonify(items=[media_detail_json(row) for row in rows], next_before_id=next_before)
+
+
+@bp.get("/api/media/<int:media_id>")
+def show_media(media_id: int):
+    return jsonify(_detail(_media_or_404(media_id)))
+
+
+@bp.get("/api/media/<int:media_id>/file")
+def media_file(media_id: int):
+    media = _media_or_404(media_id)
+    if media.state != "done" or not media.local_path:
+        abort(404, description=f"media {media_id} is {media.state}, not downloaded")
+    media_dir = Path(current_app.config["MEDIA_DIR"]).resolve()
+    path = (media_dir / media.local_path).resolve()
+    if not path.is_relative_to(media_dir) or not path.is_file():
+        abort(404, description=f"the file of media {media_id} is missing from the media folder")
+    return send_file(path, mimetype=(media.mimetype or "application/octet-stream").split(";")[0].strip(),
+                     download_name=path.name, conditional=True)
+
+
+@bp.post("/api/media/<int:media_id>/retry")
+def retry_media(media_id: int):
+    media = _media_or_404(media_id)
+    if not MediaFile.retry(media.id):
+        current = MediaFile.get_by_id(media.id)
+        return jsonify(error=f"media {media_id} is {current.state}: only failed or expired downloads are retried",
+                       detail=_detail(current)), 409
+    current_app.extensions["zaphook.media"].notify()
+    return jsonify(_detail(MediaFile.get_by_id(media.id))), 202
