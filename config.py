@@ -99,6 +99,16 @@ def _host_list(value: str) -> tuple[str, ...]:
     return hosts
 
 
+def _word_list(value: str) -> tuple[str, ...]:
+    return tuple(word.strip().upper() for word in value.split(",") if word.strip())
+
+
+def _tunnel_mode(value: Any) -> str:
+    from tunnel import parse_tunnel_mode
+
+    return parse_tunnel_mode(value)
+
+
 # name: (default, parser). Defaults are strings, parsed like environment values.
 SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "HOST": ("127.0.0.1", _host),
@@ -132,12 +142,24 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "EVOLUTION_API_KEY": ("", _optional_secret),
     "META_GRAPH_URL": ("https://graph.facebook.com/v21.0", _public_url),
     "META_ACCESS_TOKEN": ("", _optional_secret),
+    # Campaigns
+    "CAMPAIGN_SENDER": ("on", _bool),
+    "CAMPAIGN_RATE_PER_MIN": ("20", _positive_number),
+    "CAMPAIGN_MAX_CONSECUTIVE_ERRORS": ("5", _int_between(1, 1000)),
+    "CAMPAIGN_DELIVERY_TIMEOUT_HOURS": ("24", _positive_number),
+    "CAMPAIGN_OPT_OUT_WORDS": ("SAIR,PARAR,STOP,CANCELAR", _word_list),
+    "REGISTER_WEBHOOKS": ("off", _bool),
+    # Tunnel (ngrok)
+    "TUNNEL": ("auto", _tunnel_mode),
+    "NGROK_AUTHTOKEN": ("", _optional_secret),
+    "NGROK_DOMAIN": ("", _text),
+    "NGROK_PATH": ("", _text),
 }
 
 # Settings whose values never appear in logs or API answers.
 SECRET_SETTINGS = (
     "WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN",
-    "WAPI_TOKEN", "EVOLUTION_API_KEY", "META_ACCESS_TOKEN",
+    "WAPI_TOKEN", "EVOLUTION_API_KEY", "META_ACCESS_TOKEN", "NGROK_AUTHTOKEN",
 )
 
 

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import SECRET_SETTINGS, ConfigError, load_settings
 from security import RedactingFilter, bearer_token, is_direct_local, same_secret
+from tunnel import format_url_table, resolve_webhook_token, webhook_url_table
 
 VERSION = "0.1.0"
 
@@ -49,12 +50,14 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     import models
     from ingest import Pipeline
     from media import MediaWorkers
+    from tunnel import Tunnel
     from views import api, media_api, webhooks
 
     app.extensions["zaphook.database"] = models.open_database(settings["DATABASE_URL"])
     with models.db.connection_context():
         models.create_schema()
     workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
+    app.extensions["zaphook.tunnel"] = Tunnel(settings)  # opened by serve(), once the port is known
     app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify)
 
     app.register_blueprint(webhooks.bp)
@@ -185,11 +188,16 @@ def serve(app: Flask) -> int:
     log.info("zaphook %s listening on http://%s:%s (data in %s)", VERSION, host, port, settings["DATA_DIR"])
     base = f"http://{host}:{port}"
     log.info("webhook URLs: %s/webhook/ (any provider), %s/api/webhooks/evolution/ (Evolution)", base, base)
+    tunnel = app.extensions["zaphook.tunnel"]
     try:
+        if tunnel.wanted and tunnel.open(port, host="127.0.0.1" if host in ("0.0.0.0", "::") else host):
+            # The one place the webhook token is shown: on the console, to paste, never in the log.
+            print(format_url_table(webhook_url_table(tunnel.public_url, settings.get("WEBHOOK_TOKEN"))), flush=True)
         server.run()
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
+        tunnel.close()
         server.close()
         app.extensions["zaphook.media"].shutdown()
         app.extensions["zaphook.database"].close_all()
@@ -215,6 +223,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         settings["HOST"] = args.host
     if getattr(args, "port", None):
         settings["PORT"] = args.port
+    try:
+        # A tunnel makes the webhooks public: without a WEBHOOK_TOKEN one is generated and kept.
+        settings["WEBHOOK_TOKEN"] = resolve_webhook_token(settings)
+    except OSError as exc:
+        log.error("cannot keep the generated webhook token in %s: %s", settings["DATA_DIR"], exc)
+        return 2
     try:
         app = create_app(settings)
     except ConfigError as exc:

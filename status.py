@@ -82,8 +82,10 @@ def build(app: Flask, request_base_url: str) -> dict:
         "messages": {"in": messages.get("in", 0), "out": messages.get("out", 0)},
         "outgoing_statuses": statuses,
         "media": media_summary(app),
+        "tunnel": app.extensions["zaphook.tunnel"].as_json(),
         "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
-        "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or request_base_url,
+        "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or app.extensions["zaphook.tunnel"].public_url
+                                     or request_base_url,
                                      bool(config.get("WEBHOOK_TOKEN"))),
     }
 
@@ -128,6 +130,11 @@ def check_data_dir(data_dir: str, name: str = "data dir writable") -> dict:
     if free < MIN_FREE_BYTES:
         return _check(name, False, f"{folder}: only {free_mb} MB free")
     return _check(name, True, f"{folder}: writable, {free_mb} MB free")
+
+
+def check_tunnel(app: Flask) -> list[dict]:
+    tunnel = app.extensions["zaphook.tunnel"]
+    return [tunnel.as_check()] if tunnel.wanted else []
 
 
 def check_media_workers(app: Flask) -> dict:
@@ -179,6 +186,6 @@ def self_check(app: Flask) -> dict:
     config = app.config
     checks = [
         check_database(), check_data_dir(config["DATA_DIR"]), check_data_dir(config["MEDIA_DIR"], "media dir writable"),
-        check_media_workers(app), *check_tokens(config), *check_instances(),
+        check_media_workers(app), *check_tunnel(app), *check_tokens(config), *check_instances(),
     ]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
