@@ -72,3 +72,9 @@ def test_the_app_factory_does_no_work_at_import_and_opens_its_own_database(tmp_p
     assert (tmp_path / "one" / "zaphook.db").exists()
     assert (tmp_path / "two" / "zaphook.db").exists()
     assert first.extensions["zaphook.database"] is not second.extensions["zaphook.database"]
+
+
+def test_the_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    assert documented == set(SETTINGS)

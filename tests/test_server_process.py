@@ -141,3 +141,67 @@ def test_a_download_cut_off_by_a_crash_is_resumed_after_a_restart(tmp_path):
     assert (media_folder / media["path"]).read_bytes() == plaintext
     assert files_under(media_folder) == [media_folder / media["path"]]  # the half file is gone
     assert len(cdn.hits("GET", "/v/crash.enc")) == 2
+
+
+def fake_agent_settings(tmp_path: Path, mode: str) -> dict:
+    """Settings that make `python server.py` open its tunnel with the fake ngrok agent."""
+    launcher = tmp_path / "bin" / "ngrok"
+    launcher.parent.mkdir(exist_ok=True)
+    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {ROOT / 'tests' / 'fake_ngrok' / 'fake_ngrok.py'} \"$@\"\n")
+    launcher.chmod(0o755)
+    return dict(NGROK_AUTHTOKEN="2fakeAuthtoken0123456789_abcdefghijklmnop", NGROK_PATH=str(launcher),
+                FAKE_NGROK_MODE=mode, FAKE_NGROK_RECORD=str(tmp_path / "agent.jsonl"),
+                FAKE_NGROK_PUBLIC_URL="https://zaphook-test.ngrok-free.app", FAKE_NGROK_MAX_SECONDS="60")
+
+
+def test_a_tunnel_that_fails_is_reported_and_the_server_keeps_serving_locally(tmp_path):
+    port = free_port()
+    process = start_server(tmp_path, port, **fake_agent_settings(tmp_path, "auth_error"))
+    try:
+        deadline = time.monotonic() + 30
+        while (tunnel := requests.get(f"http://127.0.0.1:{port}/status", timeout=10).json()["tunnel"])["state"] != "failed":
+            assert time.monotonic() < deadline, tunnel
+            time.sleep(0.1)
+        assert "ERR_NGROK_105" in tunnel["reason"]
+        checks = {check["name"]: check for check in requests.get(f"http://127.0.0.1:{port}/test", timeout=10).json()["checks"]}
+        assert checks["tunnel"]["ok"] is False and "ERR_NGROK_105" in checks["tunnel"]["detail"]
+        payload = load_sample("evolution/v1_messages.upsert_text_incoming.json")
+        token = (tmp_path / "data" / "webhook_token").read_text().strip()
+        answer = requests.post(f"http://127.0.0.1:{port}/webhook/?token={token}", json=payload, timeout=10)
+        assert answer.json()["outcome"] == "processed"
+    finally:
+        err = stop_with_ctrl_c(process)
+    assert err.count("ERR_NGROK_105") >= 1
+    assert "Traceback" not in err
+
+
+def test_with_an_authtoken_the_server_opens_the_tunnel_prints_the_urls_and_closes_it(tmp_path):
+    record = tmp_path / "agent.jsonl"
+    port = free_port()
+    process = start_server(tmp_path, port, **fake_agent_settings(tmp_path, "ok"))
+    try:
+        deadline = time.monotonic() + 30
+        while (status := requests.get(f"http://127.0.0.1:{port}/status", timeout=10).json())["tunnel"]["state"] != "open":
+            assert status["tunnel"]["state"] in ("off", "starting"), status["tunnel"]
+            assert time.monotonic() < deadline, status["tunnel"]
+            time.sleep(0.1)
+        token = (tmp_path / "data" / "webhook_token").read_text().strip()
+        assert status["webhook_urls"]["evolution"] == \
+            "https://zaphook-test.ngrok-free.app/api/webhooks/evolution/?token=<WEBHOOK_TOKEN>"
+        # The generated token now guards the webhooks.
+        refused = requests.post(f"http://127.0.0.1:{port}/webhook/", json={"a": 1}, timeout=10)
+        assert refused.status_code == 401
+        accepted = requests.post(f"http://127.0.0.1:{port}/webhook/?token={token}", json={"a": 1}, timeout=10)
+        assert accepted.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert f"https://zaphook-test.ngrok-free.app/api/webhooks/evolution/?token={token}" in out
+    assert token not in err  # on the console to paste, never in the log
+    assert "2fakeAuthtoken" not in out + err
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    agent_pid = next(call["pid"] for call in calls if call.get("event") == "start")
+    assert any(call.get("request", "").startswith("DELETE ") for call in calls), "the tunnel was not closed"
+    with pytest.raises(ProcessLookupError):
+        os.kill(agent_pid, 0)  # and the agent is gone
