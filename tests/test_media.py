@@ -69,6 +69,13 @@ def media_dir(app) -> Path:
     return Path(app.config["MEDIA_DIR"])
 
 
+def deliver(app, route: str, payload: dict, message_id: str):
+    """Post a media webhook and wait until its download has settled."""
+    client = app.test_client()
+    post(client, route, payload)
+    return client, wait_for_media(client, media_of(client, message_id)["id"])
+
+
 # --- the CDN way: every type decrypts byte-exact -------------------------------------------
 
 @pytest.mark.parametrize("name", ["image", "video", "audio", "document", "sticker", "image_randomkey"])
@@ -104,10 +111,7 @@ def test_a_tampered_download_is_rejected_with_the_failing_check_and_no_file(medi
     meta, _encrypted, _plaintext = vector("image")
     cdn.serve("GET", "/v/tampered.enc", file_reply((VECTORS / "negative" / file_name).read_bytes()))
     app = media_app()
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "TAMPERED", "/v/tampered.enc"))
-
-    media = wait_for_media(client, media_of(client, "TAMPERED")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "TAMPERED", "/v/tampered.enc"), "TAMPERED")
 
     assert media["state"] == "failed", media
     first, *others = NEGATIVE[file_name]["fails_checks"]
@@ -145,10 +149,7 @@ def test_expired_cdn_media_falls_through_to_the_wapi_api(media_app, cdn, provide
         {"error": False, "fileLink": f"{provider.url}/files/abc.png"}))
     provider.serve("GET", "/files/abc.png", file_reply(plaintext, "image/png"))
     app = media_app(WAPI_TOKEN="wapi-secret-token")
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "EXPIREDONCDN", "/v/gone.enc"))
-
-    media = wait_for_media(client, media_of(client, "EXPIREDONCDN")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "EXPIREDONCDN", "/v/gone.enc"), "EXPIREDONCDN")
 
     assert media["state"] == "done", media
     assert media["way"] == "wapi"
@@ -168,10 +169,7 @@ def test_expired_media_with_no_provider_credentials_is_expired_with_a_reason(med
     meta, _encrypted, _plaintext = vector("image")
     cdn.serve("GET", "/v/gone.enc", Reply(410, b""))
     app = media_app()
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "EXPIRED", "/v/gone.enc"))
-
-    media = wait_for_media(client, media_of(client, "EXPIRED")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "EXPIRED", "/v/gone.enc"), "EXPIRED")
 
     assert media["state"] == "expired"
     assert media["error"] == "CDN answered 410: the media expired; ask the sender to resend"
@@ -184,10 +182,7 @@ def test_the_provider_file_is_verified_against_the_payload_hash(media_app, cdn, 
     provider.serve("POST", "/v1/message/download-media", json_reply({"error": False, "fileLink": f"{provider.url}/f"}))
     provider.serve("GET", "/f", file_reply(plaintext[:-1] + b"\x00"))
     app = media_app(WAPI_TOKEN="wapi-secret-token")
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "WRONGFILE", "/v/gone.enc"))
-
-    media = wait_for_media(client, media_of(client, "WRONGFILE")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "WRONGFILE", "/v/gone.enc"), "WRONGFILE")
 
     assert media["state"] == "failed"
     assert media["failed_check"] == "file_sha256"
@@ -201,10 +196,7 @@ def test_evolution_media_falls_through_to_get_base64_from_media_message(media_ap
         "mediaType": "audioMessage", "fileName": "audio.ogg", "mimetype": "audio/ogg; codecs=opus",
         "base64": base64.b64encode(plaintext).decode()}, status=201))
     app = media_app(EVOLUTION_API_KEY="evo-secret-key")
-    client = app.test_client()
-    post(client, "/api/webhooks/evolution/", evolution_payload(meta, "EVOAUDIO", "/v/audio.enc"))
-
-    media = wait_for_media(client, media_of(client, "EVOAUDIO")["id"])
+    client, media = deliver(app, "/api/webhooks/evolution/", evolution_payload(meta, "EVOAUDIO", "/v/audio.enc"), "EVOAUDIO")
 
     assert media["state"] == "done", media
     assert media["way"] == "evolution"
@@ -222,10 +214,7 @@ def test_evolution_webhook_base64_is_filed_without_any_download(media_app, cdn):
     payload = evolution_payload(meta, "EVOINLINE", "/v/never.enc")
     payload["data"]["message"]["base64"] = base64.b64encode(plaintext).decode()
     app = media_app()
-    client = app.test_client()
-    post(client, "/api/webhooks/evolution/", payload)
-
-    media = wait_for_media(client, media_of(client, "EVOINLINE")["id"])
+    client, media = deliver(app, "/api/webhooks/evolution/", payload, "EVOINLINE")
 
     assert media["state"] == "done", media
     assert media["way"] == "inline"
@@ -244,10 +233,7 @@ def test_meta_media_is_fetched_through_the_graph_api_with_the_access_token(media
         "file_size": len(plaintext), "id": "65463453"}))
     provider.serve("GET", "/lookaside/65463453", file_reply(plaintext, "image/jpeg"))
     app = media_app(META_ACCESS_TOKEN="meta-secret-token")
-    client = app.test_client()
-    post(client, "/webhook/", payload)
-
-    media = wait_for_media(client, media_of(client, "wamid.xyzxyz")["id"])
+    client, media = deliver(app, "/webhook/", payload, "wamid.xyzxyz")
 
     assert media["state"] == "done", media
     assert media["way"] == "meta"
@@ -267,10 +253,7 @@ def test_a_server_that_stops_answering_times_out_and_the_download_is_retried(med
         lambda: file_reply(encrypted),
     ])
     app = media_app(MEDIA_READ_TIMEOUT=0.3)
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "SLOWCDN", "/v/slow.enc"))
-
-    media = wait_for_media(client, media_of(client, "SLOWCDN")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "SLOWCDN", "/v/slow.enc"), "SLOWCDN")
 
     assert media["state"] == "done", media
     assert media["attempts"] == 2
@@ -284,10 +267,7 @@ def test_server_errors_are_retried_with_growing_pauses_then_failed(media_app, cd
     meta, _encrypted, _plaintext = vector("image")
     cdn.serve("GET", "/v/broken.enc", Reply(status, b"busy"))
     app = media_app(MEDIA_MAX_ATTEMPTS=3, MEDIA_RETRY_SECONDS=0.2)
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "BROKEN", "/v/broken.enc"))
-
-    media = wait_for_media(client, media_of(client, "BROKEN")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "BROKEN", "/v/broken.enc"), "BROKEN")
 
     assert media["state"] == "failed"
     assert media["error"] == f"gave up after 3 attempts: the WhatsApp CDN answered {status}: trying again later"
@@ -330,10 +310,7 @@ def test_a_download_over_media_max_mb_stops_at_the_limit(media_app, cdn, announc
     body = encrypted if announce_length else iter([encrypted[i:i + 10000] for i in range(0, len(encrypted), 10000)])
     cdn.serve("GET", "/v/big.enc", Reply(200, body))
     app = media_app(MEDIA_MAX_MB=0.05)
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(payload_meta, "TOOBIG", "/v/big.enc"))
-
-    media = wait_for_media(client, media_of(client, "TOOBIG")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(payload_meta, "TOOBIG", "/v/big.enc"), "TOOBIG")
 
     assert media["state"] == "failed"
     assert media["error"].startswith("too large:") and "MEDIA_MAX_MB" in media["error"]
@@ -344,10 +321,7 @@ def test_a_payload_announcing_a_huge_file_is_refused_before_downloading(media_ap
     meta, encrypted, _plaintext = vector("image")
     cdn.serve("GET", "/v/huge.enc", file_reply(encrypted))
     app = media_app(MEDIA_MAX_MB=100)
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(dict(meta, fileLength=140_000_000), "HUGE", "/v/huge.enc"))
-
-    media = wait_for_media(client, media_of(client, "HUGE")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(dict(meta, fileLength=140_000_000), "HUGE", "/v/huge.enc"), "HUGE")
 
     assert media["state"] == "failed"
     assert media["error"] == "too large: 140 MB > MEDIA_MAX_MB 100"
@@ -379,10 +353,7 @@ def test_a_redirect_within_allowed_hosts_is_followed(media_app, cdn):
     cdn.serve("GET", "/v/moved.enc", Reply(302, b"", {"Location": "/v/here.enc"}))
     cdn.serve("GET", "/v/here.enc", file_reply(encrypted))
     app = media_app()
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "MOVED", "/v/moved.enc"))
-
-    media = wait_for_media(client, media_of(client, "MOVED")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "MOVED", "/v/moved.enc"), "MOVED")
 
     assert media["state"] == "done"
     assert (media_dir(app) / media["path"]).read_bytes() == plaintext
@@ -396,10 +367,7 @@ def test_hostile_document_names_stay_inside_the_media_folder(media_app, cdn, hos
     meta, encrypted, plaintext = vector("document")
     cdn.serve("GET", "/v/doc.enc", file_reply(encrypted))
     app = media_app()
-    client = app.test_client()
-    post(client, "/webhook/", wapi_payload(meta, "../HOSTILE", "/v/doc.enc", fileName=hostile))
-
-    media = wait_for_media(client, media_of(client, "../HOSTILE")["id"])
+    client, media = deliver(app, "/webhook/", wapi_payload(meta, "../HOSTILE", "/v/doc.enc", fileName=hostile), "../HOSTILE")
 
     assert media["state"] == "done", media
     root = media_dir(app).resolve()
