@@ -48,6 +48,7 @@ from models import (
     write_transaction,
 )
 from security import REDACTED, check_meta_signature, check_webhook_token, redact
+from storage.decrypt import decode_digest
 from storage.inline import blob_path, extract_inline_media
 
 log = logging.getLogger(__name__)
@@ -551,29 +552,15 @@ def media_values(media, data_dir: Path) -> dict:
 
 def content_key(values: dict) -> Optional[str]:
     """What identifies the media's content, so a second delivery can reuse the first download."""
-    plain = digest_hex(values.get("file_sha256")) or values.get("inline_sha256")
-    if plain:
-        return f"sha256:{plain}"
-    encrypted = digest_hex(values.get("file_enc_sha256"))
+    plain = decode_digest(values.get("file_sha256"))
+    if plain or values.get("inline_sha256"):
+        return f"sha256:{plain.hex() if plain else values['inline_sha256']}"
+    encrypted = decode_digest(values.get("file_enc_sha256"))
     if encrypted:
-        return f"enc:{encrypted}"
+        return f"enc:{encrypted.hex()}"
     if values.get("media_id"):
         return f"meta:{values['media_id']}"
     return None
-
-
-def digest_hex(text: Optional[str]) -> Optional[str]:
-    """A SHA-256 digest sent as base64 (WhatsApp) or hex, as lowercase hex."""
-    if not text:
-        return None
-    text = text.strip()
-    if len(text) == 64 and all(char in "0123456789abcdefABCDEF" for char in text):
-        return text.lower()
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None)
-    except ValueError:
-        return None
-    return raw.hex() if len(raw) == 32 else None
 
 
 __all__ = ["Pipeline", "IncomingRequest", "Answer", "parse_json", "dedupe_key"]
