@@ -99,10 +99,6 @@ def _host_list(value: str) -> tuple[str, ...]:
     return hosts
 
 
-def _word_list(value: str) -> tuple[str, ...]:
-    return tuple(word.strip().upper() for word in value.split(",") if word.strip())
-
-
 def _tunnel_mode(value: Any) -> str:
     from tunnel import parse_tunnel_mode
 
@@ -142,13 +138,6 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "EVOLUTION_API_KEY": ("", _optional_secret),
     "META_GRAPH_URL": ("https://graph.facebook.com/v21.0", _public_url),
     "META_ACCESS_TOKEN": ("", _optional_secret),
-    # Campaigns
-    "CAMPAIGN_SENDER": ("on", _bool),
-    "CAMPAIGN_RATE_PER_MIN": ("20", _positive_number),
-    "CAMPAIGN_MAX_CONSECUTIVE_ERRORS": ("5", _int_between(1, 1000)),
-    "CAMPAIGN_DELIVERY_TIMEOUT_HOURS": ("24", _positive_number),
-    "CAMPAIGN_OPT_OUT_WORDS": ("SAIR,PARAR,STOP,CANCELAR", _word_list),
-    "REGISTER_WEBHOOKS": ("off", _bool),
     # Tunnel (ngrok)
     "TUNNEL": ("auto", _tunnel_mode),
     "NGROK_AUTHTOKEN": ("", _optional_secret),

@@ -34,7 +34,7 @@ def make_app(tmp_path):
         # No media workers unless a test asks: the defaults point at the real
         # WhatsApp CDN, and tests make no traffic beyond 127.0.0.1.
         config = {"DATA_DIR": str(tmp_path / "data"), "TESTING": True, "MEDIA_WORKERS": 0,
-                  "CAMPAIGN_SENDER": False, "TUNNEL": "off"}
+                  "TUNNEL": "off"}
         if postgres_url:
             config["DATABASE_URL"] = postgres_url
         config.update(overrides)

@@ -60,8 +60,10 @@ def test_the_command_line_exits_with_a_message_on_bad_configuration(monkeypatch,
 
 def test_env_example_documents_every_setting_with_placeholder_secrets():
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
-    documented = dict(re.findall(r"^([A-Z_]+)=(.*)$", text, flags=re.MULTILINE))
+    lines = re.findall(r"^([A-Z_]+)=(.*)$", text, flags=re.MULTILINE)
+    documented = dict(lines)
     assert set(documented) == set(SETTINGS)
+    assert len(lines) == len(documented), "a setting appears twice"
     for secret in SECRET_SETTINGS:
         assert documented[secret] == "change-me"
 
