@@ -802,8 +802,9 @@ def media_json(media: Optional[MediaFile]) -> Optional[dict]:
     }
 
 
-def media_detail_json(media: MediaFile, attempts: Iterable["MediaAttempt"] = ()) -> dict:
-    return {
+def media_detail_json(media: MediaFile, attempts: Optional[Iterable["MediaAttempt"]] = None) -> dict:
+    """A media row for the media API; with ``attempts``, its attempt log too."""
+    data = {
         **media_json(media),
         "message_id": media.message_id,
         "instance_id": media.instance_id,
@@ -828,7 +829,9 @@ def media_detail_json(media: MediaFile, attempts: Iterable["MediaAttempt"] = ())
         "created_at": iso(media.created_at),
         "updated_at": iso(media.updated_at),
         "finished_at": iso(media.finished_at),
-        "attempt_log": [
+    }
+    if attempts is not None:
+        data["attempt_log"] = [
             {
                 "round": attempt.round,
                 "way": attempt.way,
@@ -840,8 +843,8 @@ def media_detail_json(media: MediaFile, attempts: Iterable["MediaAttempt"] = ())
                 "finished_at": iso(attempt.finished_at),
             }
             for attempt in attempts
-        ],
-    }
+        ]
+    return data
 
 
 def message_json(message: Message, media: Optional[MediaFile] = None) -> dict:
