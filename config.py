@@ -99,6 +99,12 @@ def _host_list(value: str) -> tuple[str, ...]:
     return hosts
 
 
+def _word_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (tuple, list)):
+        return tuple(str(word).strip().upper() for word in value if str(word).strip())
+    return tuple(word.strip().upper() for word in str(value).split(",") if word.strip())
+
+
 def _tunnel_mode(value: Any) -> str:
     from tunnel import parse_tunnel_mode
 
@@ -143,6 +149,14 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "NGROK_AUTHTOKEN": ("", _optional_secret),
     "NGROK_DOMAIN": ("", _text),
     "NGROK_PATH": ("", _text),
+    "REGISTER_WEBHOOKS": ("off", _bool),
+    # Campaigns
+    "CAMPAIGN_SENDER": ("on", _bool),
+    "CAMPAIGN_RATE_PER_MIN": ("20", _positive_number),
+    "CAMPAIGN_MAX_CONSECUTIVE_ERRORS": ("5", _int_between(1, 1000)),
+    "CAMPAIGN_DELIVERY_TIMEOUT_HOURS": ("24", _positive_number),
+    "CAMPAIGN_SEND_TIMEOUT": ("30", _positive_number),
+    "CAMPAIGN_OPT_OUT_WORDS": ("SAIR,PARAR,STOP,CANCELAR", _word_list),
 }
 
 # Settings whose values never appear in logs or API answers.
@@ -175,7 +189,7 @@ def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optiona
         raw = source.get(name)
         if raw is None:
             raw = default
-        if isinstance(raw, str) or parse is _bool:
+        if isinstance(raw, str) or parse in (_bool, _word_list):
             try:
                 settings[name] = parse(raw)
             except ValueError as exc:

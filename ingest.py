@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+import campaigns
 import handlers
 from config import SECRET_SETTINGS
 from handlers.base import (
@@ -97,6 +98,7 @@ class Pipeline:
     def __init__(self, settings: Mapping[str, Any], on_media: Optional[Callable[[], None]] = None):
         self.on_media = on_media  # told after a commit that queued media downloads
         self.data_dir = Path(settings["DATA_DIR"])
+        self.opt_out_words = tuple(settings["CAMPAIGN_OPT_OUT_WORDS"])
         self.webhook_token = settings.get("WEBHOOK_TOKEN")
         self.meta_app_secret = settings.get("META_APP_SECRET")
         self.allow_unknown_instances = settings.get("ALLOW_UNKNOWN_INSTANCES", True)
@@ -191,7 +193,7 @@ class Pipeline:
         """Apply the events in a savepoint; on failure roll them back and return the error."""
         try:
             with db.atomic():
-                apply_events(normalised, instance, event_id, received_at, self.data_dir)
+                apply_events(normalised, instance, event_id, received_at, self.data_dir, self.opt_out_words)
         except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
             log.exception("event %s could not be applied", event_id)
             return f"{type(exc).__name__}: {exc}"
@@ -445,8 +447,11 @@ def json_ready(value: Any) -> Any:
 # --- applying normalised events to the model ---------------------------------
 
 def apply_events(normalised: Normalised, instance: Optional[Instance], event_id: int,
-                 received_at: datetime, data_dir: Path) -> None:
-    """Write what the events say into the model, inside the caller's transaction."""
+                 received_at: datetime, data_dir: Path, opt_out_words: tuple = ()) -> None:
+    """Write what the events say into the model, inside the caller's transaction.
+
+    ``opt_out_words``: a reply that is only one of them opts its number out of campaigns.
+    """
     if instance is None:
         raise PayloadError("missing instance id")
     latest = None
@@ -454,7 +459,7 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
         at = getattr(item, "timestamp", None) or received_at
         latest = at if latest is None or at > latest else latest
         if isinstance(item, MessageEvent):
-            record_message(instance, normalised.provider, item, at, event_id, data_dir)
+            record_message(instance, normalised.provider, item, at, event_id, data_dir, opt_out_words)
         elif isinstance(item, StatusEvent):
             record_status(instance, item, at, event_id)
         elif isinstance(item, ConnectionEvent):
@@ -477,7 +482,7 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
 
 
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
-                   event_id: int, data_dir: Path) -> None:
+                   event_id: int, data_dir: Path, opt_out_words: tuple = ()) -> None:
     row_lock(f"message:{instance.id}:{item.message_id}")
     chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
     if item.sender_id and not item.from_me:
@@ -520,6 +525,7 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         Message.apply_status(message_id, waiting_status, waiting_at, waiting_error)
     if item.media is not None:
         MediaFile.record(message_id, instance, media_values(item.media, data_dir))
+    campaigns.track_message(instance, item, at, event_id, opt_out_words)
 
 
 def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id: int) -> None:
@@ -528,6 +534,7 @@ def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id:
     MessageStatusChange.record(instance, item.message_id, item.status, at, message_id, event_id, item.error)
     if message_id is not None:
         Message.apply_status(message_id, item.status, at, item.error)
+    campaigns.track_status(instance, item.message_id, item.status, at, item.error, event_id, item.chat_id)
 
 
 def media_values(media, data_dir: Path) -> dict:

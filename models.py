@@ -246,6 +246,15 @@ class Instance(BaseModel):
     api_token = TextField(null=True)
     api_base_url = CharField(null=True)
     created_at = DateTimeField(default=utcnow)
+    # The day's sending health (campaigns): counters of health_day (UTC date), reset by the first
+    # change of a new day; health_score 0-100 falls with errors and rises with deliveries.
+    health_day = CharField(null=True)
+    sent_today = IntegerField(default=0)
+    delivered_today = IntegerField(default=0)
+    read_today = IntegerField(default=0)
+    failed_today = IntegerField(default=0)
+    consecutive_errors = IntegerField(default=0)
+    health_score = IntegerField(default=100)
 
     class Meta:
         indexes = ((("provider", "external_id"), True),)
@@ -727,9 +736,321 @@ class MediaAttempt(BaseModel):
     finished_at = DateTimeField(default=utcnow)
 
 
+# --- campaigns -------------------------------------------------------------------
+
+CAMPAIGN_STATES = ("draft", "running", "paused", "done", "cancelled")
+CONTACT_STATES = ("pending", "sending", "sent", "delivered", "read", "failed", "skipped")
+# How far a contact has come, for monotonic tracking (failed and skipped stand outside).
+CONTACT_RANK = {"pending": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4}
+
+
+def _day(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d")
+
+
+def bump_instance_health(instance_id: int, counter: Optional[str], score: int = 0,
+                         errors: Optional[str] = None, at: Optional[datetime] = None) -> None:
+    """Count one send outcome in the instance's day, in one statement (a new day starts at 0).
+
+    ``counter``: sent | delivered | read | failed; ``score``: added to health_score (kept 0-100);
+    ``errors``: "reset" or "add" for consecutive_errors.
+    """
+    today = _day(at or utcnow())
+    parts, params = ['"health_day" = ?'], [today]
+    for name in ("sent", "delivered", "read", "failed"):
+        add = 1 if name == counter else 0
+        parts.append(f'"{name}_today" = CASE WHEN "health_day" = ? THEN "{name}_today" + ? ELSE ? END')
+        params += [today, add, add]
+    if score > 0:
+        parts.append('"health_score" = CASE WHEN "health_score" + ? > 100 THEN 100 ELSE "health_score" + ? END')
+        params += [score, score]
+    elif score < 0:
+        parts.append('"health_score" = CASE WHEN "health_score" + ? < 0 THEN 0 ELSE "health_score" + ? END')
+        params += [score, score]
+    if errors == "reset":
+        parts.append('"consecutive_errors" = 0')
+    elif errors == "add":
+        parts.append('"consecutive_errors" = "consecutive_errors" + 1')
+    run_sql(f'UPDATE "instance" SET {", ".join(parts)} WHERE "id" = ?', params + [instance_id])
+
+
+_COUNTER_CHECK_SQL = (
+    'SELECT "c"."id", "c"."sent_count", "c"."delivered_count", "c"."read_count", "c"."failed_count", '
+    '"c"."replied_count", "c"."skipped_count", '
+    'SUM(CASE WHEN "k"."sent_at" IS NOT NULL AND "k"."state" IN (\'sent\', \'delivered\', \'read\', \'failed\') '
+    'THEN 1 ELSE 0 END), '
+    'SUM(CASE WHEN "k"."state" IN (\'delivered\', \'read\') THEN 1 ELSE 0 END), '
+    'SUM(CASE WHEN "k"."state" = \'read\' THEN 1 ELSE 0 END), '
+    'SUM(CASE WHEN "k"."state" = \'failed\' THEN 1 ELSE 0 END), '
+    'SUM(CASE WHEN "k"."replied_at" IS NOT NULL THEN 1 ELSE 0 END), '
+    'SUM(CASE WHEN "k"."state" = \'skipped\' THEN 1 ELSE 0 END) '
+    'FROM "campaign" AS "c" LEFT JOIN "campaign_contact" AS "k" ON "k"."campaign_id" = "c"."id" '
+    'GROUP BY "c"."id", "c"."sent_count", "c"."delivered_count", "c"."read_count", "c"."failed_count", '
+    '"c"."replied_count", "c"."skipped_count" ORDER BY "c"."id"'
+)
+
+
+class Campaign(BaseModel):
+    """One text sent to a list of contacts through one instance, tracked to delivered and read."""
+
+    name = CharField()
+    instance = ForeignKeyField(Instance, backref="campaigns", on_delete="CASCADE")
+    text = TextField()
+    state = CharField(default="draft", index=True)  # draft | running | paused | done | cancelled
+    state_reason = TextField(null=True)
+    total_contacts = IntegerField(default=0)
+    sent_count = IntegerField(default=0)
+    delivered_count = IntegerField(default=0)
+    read_count = IntegerField(default=0)
+    failed_count = IntegerField(default=0)
+    replied_count = IntegerField(default=0)
+    skipped_count = IntegerField(default=0)
+    consecutive_errors = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    COUNTERS = ("sent", "delivered", "read", "failed", "replied", "skipped")
+    # state change -> the states it may come from
+    MOVES = {
+        "start": (("draft",), "running"),
+        "pause": (("running",), "paused"),
+        "resume": (("paused",), "running"),
+        "cancel": (("draft", "running", "paused"), "cancelled"),
+    }
+
+    @property
+    def delivery_rate(self) -> float:
+        return round(100.0 * self.delivered_count / self.sent_count, 2) if self.sent_count else 0.0
+
+    @property
+    def read_rate(self) -> float:
+        return round(100.0 * self.read_count / self.delivered_count, 2) if self.delivered_count else 0.0
+
+    @classmethod
+    def move(cls, campaign_id: int, action: str, reason: Optional[str] = None) -> bool:
+        """start | pause | resume | cancel, as one conditional UPDATE; False when the state forbids it."""
+        sources, target = cls.MOVES[action]
+        now = utcnow()
+        values: dict = {cls.state: target, cls.updated_at: now, cls.state_reason: clean(reason)}
+        if action == "start":
+            values[cls.started_at] = now
+        if action in ("resume", "start"):
+            values[cls.consecutive_errors] = 0
+        if target == "cancelled":
+            values[cls.finished_at] = now
+        with write_transaction():
+            moved = cls.update(values).where((cls.id == campaign_id) & cls.state.in_(sources)).execute()
+            if moved and action in ("pause", "cancel", "resume", "start"):
+                CampaignLog.add(campaign_id, {"pause": "paused", "cancel": "cancelled", "resume": "resumed",
+                                              "start": "started"}[action], detail=reason)
+        return bool(moved)
+
+    @classmethod
+    def pause_for_errors(cls, campaign_id: int, limit: int) -> bool:
+        """Pause a running campaign whose consecutive send errors reached ``limit``."""
+        reason = f"paused after {limit} consecutive send errors"
+        moved = cls.update(state="paused", state_reason=reason, updated_at=utcnow()).where(
+            (cls.id == campaign_id) & (cls.state == "running") & (cls.consecutive_errors >= limit)).execute()
+        if moved:
+            CampaignLog.add(campaign_id, "paused", detail=reason)
+        return bool(moved)
+
+    @classmethod
+    def finish_if_done(cls, campaign_id: int) -> bool:
+        """running -> done once no contact is left to send (or being sent)."""
+        open_contacts = CampaignContact.select(CampaignContact.id).where(
+            (CampaignContact.campaign == campaign_id) & CampaignContact.state.in_(("pending", "sending")))
+        now = utcnow()
+        moved = cls.update(state="done", finished_at=now, updated_at=now).where(
+            (cls.id == campaign_id) & (cls.state == "running") & ~fn.EXISTS(open_contacts)).execute()
+        if moved:
+            CampaignLog.add(campaign_id, "done")
+        return bool(moved)
+
+    @classmethod
+    def count(cls, campaign_id: int, deltas: dict) -> None:
+        """Move counters by the given amounts in one statement (never read-modify-write)."""
+        values = {getattr(cls, f"{name}_count"): getattr(cls, f"{name}_count") + delta
+                  for name, delta in deltas.items() if delta}
+        if values:
+            values[cls.updated_at] = utcnow()
+            cls.update(values).where(cls.id == campaign_id).execute()
+
+    @classmethod
+    def counter_mismatches(cls) -> list[dict]:
+        """Campaigns whose counters differ from what their contacts' states say (should be none)."""
+        wrong = []
+        for row in run_sql(_COUNTER_CHECK_SQL, ()).fetchall():
+            counters, actual = row[1:7], [int(value or 0) for value in row[7:13]]
+            diffs = {name: {"counter": counters[i], "contacts": actual[i]}
+                     for i, name in enumerate(cls.COUNTERS) if counters[i] != actual[i]}
+            if diffs:
+                wrong.append({"campaign_id": row[0], "differences": diffs})
+        return wrong
+
+
+def contact_counters(state: str, was_sent: bool) -> set:
+    """The campaign counters a contact in ``state`` is part of (each counter = contacts at or past it)."""
+    if state == "read":
+        return {"sent", "delivered", "read"}
+    if state == "delivered":
+        return {"sent", "delivered"}
+    if state == "sent":
+        return {"sent"}
+    if state == "failed":
+        return {"failed", "sent"} if was_sent else {"failed"}
+    if state == "skipped":
+        return {"skipped"}
+    return set()
+
+
+class CampaignContact(BaseModel):
+    """One phone number of a campaign and how far its message has come."""
+
+    campaign = ForeignKeyField(Campaign, backref="contacts", on_delete="CASCADE")
+    instance = ForeignKeyField(Instance, on_delete="CASCADE")  # the campaign's, for the status lookup
+    phone = CharField()  # digits, country code first
+    name = CharField(null=True)
+    state = CharField(default="pending")
+    whatsapp_message_id = CharField(null=True)
+    sending_at = DateTimeField(null=True)
+    sent_at = DateTimeField(null=True)
+    delivered_at = DateTimeField(null=True)
+    read_at = DateTimeField(null=True)
+    failed_at = DateTimeField(null=True)
+    replied_at = DateTimeField(null=True)
+    error = TextField(null=True)
+    reply = TextField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("campaign", "phone"), True),
+            (("campaign", "state"), False),
+            (("instance", "whatsapp_message_id"), False),
+            (("instance", "phone"), False),
+        )
+
+    @classmethod
+    def transition(cls, contact_id: int, campaign_id: int, from_state: str, was_sent: bool, to_state: str,
+                   at: datetime, values: Optional[dict] = None, log_detail: Optional[str] = None,
+                   event_id: Optional[int] = None, extra_where: str = "") -> bool:
+        """Move one contact from ``from_state`` to ``to_state`` if it is still there.
+
+        One conditional UPDATE; only the call that moved the row moves the
+        campaign's counters, so copies of one status racing each other count once.
+        ``values`` maps column -> (sql expression, params) or a plain value.
+        """
+        parts, params = ['"state" = ?', '"updated_at" = ?'], [to_state, utcnow()]
+        for column, value in (values or {}).items():
+            if isinstance(value, tuple):
+                parts.append(f'"{column}" = {value[0]}')
+                params += list(value[1])
+            else:
+                parts.append(f'"{column}" = ?')
+                params.append(value)
+        moved = run_sql(f'UPDATE "campaign_contact" SET {", ".join(parts)} WHERE "id" = ? AND "state" = ?{extra_where}',
+                        params + [contact_id, from_state]).rowcount
+        if not moved:
+            return False
+        now_sent = was_sent or to_state in ("sent", "delivered", "read")
+        before, after = contact_counters(from_state, was_sent), contact_counters(to_state, now_sent)
+        deltas = {name: 1 for name in after - before}
+        deltas.update({name: -1 for name in before - after})
+        Campaign.count(campaign_id, deltas)
+        row = run_sql('SELECT "whatsapp_message_id" FROM "campaign_contact" WHERE "id" = ?', (contact_id,)).fetchone()
+        CampaignLog.add(campaign_id, to_state, contact_id=contact_id, message_id=row[0] if row else None,
+                        detail=log_detail, at=at, event_id=event_id)
+        return True
+
+    @classmethod
+    def claim(cls, contact_id: int) -> bool:
+        """pending -> sending, before the provider is called (a crash leaves it there: never resent)."""
+        now = utcnow()
+        return bool(cls.update(state="sending", sending_at=now, updated_at=now).where(
+            (cls.id == contact_id) & (cls.state == "pending")).execute())
+
+    @classmethod
+    def mark_sent(cls, contact_id: int, campaign_id: int, message_id: str, at: datetime,
+                  detail: Optional[str] = None) -> bool:
+        return cls.transition(contact_id, campaign_id, "sending", False, "sent", at,
+                              {"whatsapp_message_id": clean(message_id, 255), "sent_at": at, "error": None},
+                              log_detail=detail)
+
+    @classmethod
+    def mark_send_failed(cls, contact_id: int, campaign_id: int, error: str, at: datetime) -> bool:
+        return cls.transition(contact_id, campaign_id, "sending", False, "failed", at,
+                              {"failed_at": at, "error": clean(error)}, log_detail=clean(error))
+
+    @classmethod
+    def skip(cls, contact_id: int, campaign_id: int, reason: str) -> bool:
+        now = utcnow()
+        return cls.transition(contact_id, campaign_id, "pending", False, "skipped", now,
+                              {"error": reason}, log_detail=reason)
+
+    @classmethod
+    def advance(cls, contact_id: int, campaign_id: int, state: str, was_sent: bool, status: str,
+                at: datetime, error: Optional[str] = None, event_id: Optional[int] = None) -> Optional[bool]:
+        """Apply a tracked status (sent | delivered | read | failed) to a contact seen in ``state``.
+
+        Returns None when the status does not move the contact (old news), else
+        whether the conditional UPDATE won (False: the row changed meanwhile, look again).
+        """
+        if status == "failed":
+            if state != "sent":
+                return None
+            return cls.transition(contact_id, campaign_id, state, was_sent, "failed", at,
+                                  {"failed_at": at, "error": clean(error) or "failed"},
+                                  log_detail=clean(error), event_id=event_id)
+        current = CONTACT_RANK["sent"] if state == "failed" and was_sent else CONTACT_RANK.get(state, -1)
+        if status not in CONTACT_RANK or CONTACT_RANK[status] <= current or state in ("pending", "skipped"):
+            return None
+        values: dict = {}
+        if status in ("delivered", "read"):
+            values["delivered_at"] = ("COALESCE(\"delivered_at\", ?)", [at])
+        if status == "read":
+            values["read_at"] = ("COALESCE(\"read_at\", ?)", [at])
+        if state == "failed":
+            values["error"] = None
+        return cls.transition(contact_id, campaign_id, state, was_sent, status, at, values, event_id=event_id)
+
+
+class CampaignLog(BaseModel):
+    """The audit trail of a campaign: one line per thing that happened."""
+
+    campaign = ForeignKeyField(Campaign, backref="log", on_delete="CASCADE")
+    contact = ForeignKeyField(CampaignContact, null=True, on_delete="CASCADE")
+    action = CharField()  # started | sent | delivered | read | failed | skipped | replied | opted_out | paused ...
+    at = DateTimeField(default=utcnow)
+    whatsapp_message_id = CharField(null=True)
+    detail = TextField(null=True)
+    event = ForeignKeyField(WebhookEvent, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("campaign", "id"), False),)
+
+    @classmethod
+    def add(cls, campaign_id: int, action: str, contact_id: Optional[int] = None, message_id: Optional[str] = None,
+            detail: Optional[str] = None, at: Optional[datetime] = None, event_id: Optional[int] = None) -> None:
+        insert_row(cls, {"campaign": campaign_id, "contact": contact_id, "action": action, "at": at or utcnow(),
+                         "whatsapp_message_id": message_id, "detail": clean(detail), "event": event_id})
+
+
+class OptOut(BaseModel):
+    """A number that asked for no more campaign messages."""
+
+    phone = CharField(unique=True)
+    instance = ForeignKeyField(Instance, null=True, on_delete="SET NULL")
+    word = CharField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
-    MediaAttempt,
+    MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut,
 )
 
 
@@ -894,4 +1215,67 @@ def status_change_json(change: MessageStatusChange) -> dict:
         "error": change.error,
         "event_id": change.event_id,
         "recorded_at": iso(change.created_at),
+    }
+
+
+def campaign_json(campaign: Campaign) -> dict:
+    """A campaign with its counters, rates, timings and progress."""
+    done = campaign.total_contacts - campaign_open_count(campaign)
+    started, finished = campaign.started_at, campaign.finished_at
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "instance_id": campaign.instance_id,
+        "text": campaign.text,
+        "state": campaign.state,
+        "state_reason": campaign.state_reason,
+        "total_contacts": campaign.total_contacts,
+        "sent_count": campaign.sent_count,
+        "delivered_count": campaign.delivered_count,
+        "read_count": campaign.read_count,
+        "failed_count": campaign.failed_count,
+        "replied_count": campaign.replied_count,
+        "skipped_count": campaign.skipped_count,
+        "delivery_rate": campaign.delivery_rate,
+        "read_rate": campaign.read_rate,
+        "progress": round(100.0 * done / campaign.total_contacts, 2) if campaign.total_contacts else 0.0,
+        "created_at": iso(campaign.created_at),
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "duration_seconds": round(((finished or utcnow()) - started).total_seconds(), 1) if started else None,
+    }
+
+
+def campaign_open_count(campaign: Campaign) -> int:
+    """Contacts still to send or being sent."""
+    return CampaignContact.select().where((CampaignContact.campaign == campaign.id)
+                                          & CampaignContact.state.in_(("pending", "sending"))).count()
+
+
+def campaign_contact_json(contact: CampaignContact) -> dict:
+    return {
+        "id": contact.id,
+        "phone": contact.phone,
+        "name": contact.name,
+        "state": contact.state,
+        "whatsapp_message_id": contact.whatsapp_message_id,
+        "sent_at": iso(contact.sent_at),
+        "delivered_at": iso(contact.delivered_at),
+        "read_at": iso(contact.read_at),
+        "failed_at": iso(contact.failed_at),
+        "replied_at": iso(contact.replied_at),
+        "error": contact.error,
+        "reply": contact.reply,
+    }
+
+
+def campaign_log_json(line: CampaignLog) -> dict:
+    return {
+        "id": line.id,
+        "action": line.action,
+        "at": iso(line.at),
+        "contact_id": line.contact_id,
+        "whatsapp_message_id": line.whatsapp_message_id,
+        "detail": line.detail,
+        "event_id": line.event_id,
     }

@@ -10,6 +10,7 @@ import argparse
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -51,7 +52,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from ingest import Pipeline
     from media import MediaWorkers
     from tunnel import Tunnel
-    from views import api, media_api, webhooks
+    from views import api, campaigns_api, media_api, webhooks
+    from campaigns import CampaignSender
 
     app.extensions["zaphook.database"] = models.open_database(settings["DATABASE_URL"])
     with models.db.connection_context():
@@ -59,15 +61,19 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
     app.extensions["zaphook.tunnel"] = Tunnel(settings)  # opened by serve(), once the port is known
     app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify)
+    sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"])
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(media_api.bp)
+    app.register_blueprint(campaigns_api.bp)
     _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS)
     _register_error_handlers(app)
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
     app.wsgi_app = _MergeSlashes(app.wsgi_app)
     workers.start()
+    if sender.enabled:
+        sender.start()
     return app
 
 
@@ -193,6 +199,8 @@ def serve(app: Flask) -> int:
         if tunnel.wanted and tunnel.open(port, host="127.0.0.1" if host in ("0.0.0.0", "::") else host):
             # The one place the webhook token is shown: on the console, to paste, never in the log.
             print(format_url_table(webhook_url_table(tunnel.public_url, settings.get("WEBHOOK_TOKEN"))), flush=True)
+        if settings["REGISTER_WEBHOOKS"]:
+            register_webhooks_in_background(app, tunnel.public_url or settings["PUBLIC_URL"])
         server.run()
     except KeyboardInterrupt:
         log.info("stopping")
@@ -200,17 +208,34 @@ def serve(app: Flask) -> int:
         tunnel.close()
         server.close()
         app.extensions["zaphook.media"].shutdown()
+        app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()
         log.info("stopped")
     return 0
 
 
+def register_webhooks_in_background(app: Flask, public_url: Optional[str]) -> Optional[threading.Thread]:
+    """REGISTER_WEBHOOKS=on: point the providers at this server without delaying the first webhook."""
+    import cli
+
+    if not public_url:
+        log.warning("REGISTER_WEBHOOKS is on but there is no public URL (no tunnel and no PUBLIC_URL): "
+                    "no webhooks registered")
+        return None
+    thread = threading.Thread(target=cli.register_all, args=(app, public_url), name="zaphook-register", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    import cli
+
     parser = argparse.ArgumentParser(prog="server.py", description="zaphook: local WhatsApp webhook hub")
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="serve the webhooks and the API (the default)")
     run.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to listen on (default: PORT or 5000)")
+    cli.add_commands(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -229,6 +254,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as exc:
         log.error("cannot keep the generated webhook token in %s: %s", settings["DATA_DIR"], exc)
         return 2
+    if args.command not in (None, "run"):
+        return cli.run_command(args, settings)
     try:
         app = create_app(settings)
     except ConfigError as exc:

@@ -82,6 +82,7 @@ def build(app: Flask, request_base_url: str) -> dict:
         "messages": {"in": messages.get("in", 0), "out": messages.get("out", 0)},
         "outgoing_statuses": statuses,
         "media": media_summary(app),
+        "campaigns": campaigns_summary(app),
         "tunnel": app.extensions["zaphook.tunnel"].as_json(),
         "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
         "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or app.extensions["zaphook.tunnel"].public_url
@@ -187,5 +188,45 @@ def self_check(app: Flask) -> dict:
     checks = [
         check_database(), check_data_dir(config["DATA_DIR"]), check_data_dir(config["MEDIA_DIR"], "media dir writable"),
         check_media_workers(app), *check_tunnel(app), *check_tokens(config), *check_instances(),
+        check_campaign_counters(), *check_campaign_sender(app),
     ]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
+
+
+# --- campaigns ------------------------------------------------------------------------
+
+def campaigns_summary(app: Flask) -> dict:
+    """Campaigns by state, the sender thread and each sending instance's health today."""
+    from models import Campaign
+
+    by_state = {row.state: row.n for row in Campaign.select(
+        Campaign.state, fn.COUNT(Campaign.id).alias("n")).group_by(Campaign.state)}
+    sender = app.extensions.get("zaphook.campaigns")
+    health = [
+        {"instance_id": row.id, "provider": row.provider, "external_id": row.external_id, "day": row.health_day,
+         "sent_today": row.sent_today, "delivered_today": row.delivered_today, "read_today": row.read_today,
+         "failed_today": row.failed_today, "consecutive_errors": row.consecutive_errors,
+         "health_score": row.health_score}
+        for row in Instance.select().where(Instance.health_day.is_null(False)).order_by(Instance.id)
+    ]
+    return {"by_state": by_state, **(sender.as_json() if sender is not None else {}), "instance_health": health}
+
+
+def check_campaign_counters() -> dict:
+    from models import Campaign
+
+    wrong = Campaign.counter_mismatches()
+    if wrong:
+        detail = "; ".join(f"campaign {item['campaign_id']}: " + ", ".join(
+            f"{name} {value['counter']} != {value['contacts']} contacts" for name, value in item["differences"].items())
+            for item in wrong[:10])
+        return _check("campaign counters", False, detail)
+    return _check("campaign counters", True, "every campaign counter equals its contacts' states")
+
+
+def check_campaign_sender(app: Flask) -> list[dict]:
+    sender = app.extensions.get("zaphook.campaigns")
+    if sender is None or not sender.enabled:
+        return []
+    return [_check("campaign sender", sender.alive, "sending thread alive" if sender.alive
+                   else "the campaign sending thread is not running")]

@@ -31,10 +31,10 @@ def make_app(tmp_path):
     apps = []
 
     def factory(**overrides):
-        # No media workers unless a test asks: the defaults point at the real
-        # WhatsApp CDN, and tests make no traffic beyond 127.0.0.1.
+        # No media workers and no campaign sender unless a test asks: their defaults
+        # point at real provider hosts, and tests make no traffic beyond 127.0.0.1.
         config = {"DATA_DIR": str(tmp_path / "data"), "TESTING": True, "MEDIA_WORKERS": 0,
-                  "TUNNEL": "off"}
+                  "CAMPAIGN_SENDER": False, "TUNNEL": "off"}
         if postgres_url:
             config["DATABASE_URL"] = postgres_url
         config.update(overrides)
@@ -45,6 +45,7 @@ def make_app(tmp_path):
     yield factory
     for app in apps:
         app.extensions["zaphook.media"].shutdown()
+        app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()
 
 

@@ -450,9 +450,10 @@ def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, 
 
     files = [made_vector(8 * 1024 * 1024) for _ in range(8)]
     for number, (_meta, encrypted, _plaintext) in enumerate(files):
-        # 8 MB each at ~5 MB/s: all eight are still arriving while the webhooks are measured.
+        # 8 MB each at ~2.5 MB/s (over 3 s): all eight are still arriving while the
+        # webhooks are measured, even on a loaded PostgreSQL run.
         cdn.serve("GET", f"/v/large{number}.enc",
-                  Reply(200, trickle(encrypted, 256 * 1024, 0.05), content_length=len(encrypted)))
+                  Reply(200, trickle(encrypted, 256 * 1024, 0.1), content_length=len(encrypted)))
     app = media_app(MEDIA_WORKERS=8, MEDIA_READ_TIMEOUT=10.0)
     server = create_server(app, host="127.0.0.1", port=0, threads=8)
     threading.Thread(target=server.run, daemon=True).start()
@@ -476,5 +477,6 @@ def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, 
     assert [media["state"] for media in results] == ["done"] * 8
     for media, (_meta, _encrypted, plaintext) in zip(results, files, strict=True):
         assert (media_dir(app) / media["path"]).read_bytes() == plaintext
-    # Generous: the answer path must not queue behind the downloads.
-    assert busy < max(4 * quiet, 0.25), f"p99 {busy * 1000:.0f} ms with downloads, {quiet * 1000:.0f} ms without"
+    # Generous (a loaded CI machine): the answer path must not queue behind the downloads,
+    # which would take seconds.
+    assert busy < max(4 * quiet, 0.5), f"p99 {busy * 1000:.0f} ms with downloads, {quiet * 1000:.0f} ms without"

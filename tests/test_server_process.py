@@ -205,3 +205,36 @@ def test_with_an_authtoken_the_server_opens_the_tunnel_prints_the_urls_and_close
     assert any(call.get("request", "").startswith("DELETE ") for call in calls), "the tunnel was not closed"
     with pytest.raises(ProcessLookupError):
         os.kill(agent_pid, 0)  # and the agent is gone
+
+
+def test_register_webhooks_on_points_the_providers_at_the_tunnel_at_start_up(tmp_path):
+    from tests.fakes import FakeServer, json_reply
+
+    import cli
+
+    wapi = FakeServer()
+    for kind in cli.WAPI_KINDS:
+        wapi.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), DATABASE_URL="", TUNNEL="off")
+    subprocess.run([sys.executable, str(ROOT / "server.py"), "instances", "add", "--provider", "wapi",
+                    "--instance", "shop1", "--token", "wapi-secret-token", "--base-url", wapi.url],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    process = start_server(tmp_path, port, REGISTER_WEBHOOKS="on", **fake_agent_settings(tmp_path, "ok"))
+    try:
+        deadline = time.monotonic() + 30
+        while len(wapi.requests) < len(cli.WAPI_KINDS):
+            assert time.monotonic() < deadline, wapi.requests
+            time.sleep(0.1)
+    finally:
+        err = stop_with_ctrl_c(process)
+        wapi.close()
+    token = (tmp_path / "data" / "webhook_token").read_text().strip()
+    assert sorted(hit.path for hit in wapi.requests) == sorted(f"/v1/webhook/update-webhook-{kind}"
+                                                               for kind in cli.WAPI_KINDS)
+    for hit in wapi.requests:
+        assert hit.json()["value"].startswith("https://zaphook-test.ngrok-free.app/")
+        assert hit.json()["value"].endswith(f"token={token}")
+        assert hit.headers.get("authorization") == "Bearer wapi-secret-token"
+        assert hit.query.get("instanceId") == ["shop1"]
+    assert "wapi-secret-token" not in err and token not in err

@@ -1,0 +1,392 @@
+"""Campaigns: send one text to a list of contacts, then track each message to delivered and read.
+
+:class:`CampaignSender` (``app.extensions["zaphook.campaigns"]``) is one thread
+in the server process that works through running campaigns at
+``CAMPAIGN_RATE_PER_MIN``. A contact is marked ``sending`` (one conditional
+UPDATE) before the provider is called, so a crash can never make it be sent
+twice; a contact left in ``sending`` is reconciled by the provider's echo of
+the message or a status that names it, else failed when the delivery timeout
+passes, never resent.
+
+The tracking functions (:func:`track_status`, :func:`track_message`) run inside
+the webhook's write transaction, called from ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+from datetime import datetime, timedelta
+from typing import Any, Mapping, Optional
+
+from models import (
+    Campaign,
+    CampaignContact,
+    CampaignLog,
+    Instance,
+    MessageStatusChange,
+    OptOut,
+    bump_instance_health,
+    clean,
+    db,
+    row_lock,
+    run_sql,
+    utcnow,
+    write_transaction,
+)
+from storage.http import Limits
+from storage.send import SendError, SendTarget, allowed_hosts, send_text
+
+log = logging.getLogger(__name__)
+
+# Health score steps.
+SCORE_ERROR = -10
+SCORE_DELIVERED = 1
+# Provider timestamps have whole seconds and clocks differ a little: a reply is "after" within this.
+REPLY_CLOCK_SLACK = timedelta(seconds=30)
+TRACKED = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "read", "failed": "failed"}
+
+
+# --- phone numbers ------------------------------------------------------------------
+
+def normalize_phone(value: Any) -> tuple[Optional[str], Optional[str]]:
+    """(digits with country code, None) or (None, why it is not a phone number).
+
+    "+55 (11) 99999-8888", "5511999998888" and "11 99999-8888" (Brazilian, no
+    country code) all give "5511999998888".
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        return None, "no phone number"
+    text = value.strip()
+    if "@" in text:
+        text = text.split("@", 1)[0]
+    if re.search(r"[^\d\s()+.\-]", text):
+        return None, "not a phone number (letters or symbols)"
+    digits = re.sub(r"\D", "", text)
+    if digits.startswith("00"):
+        digits = digits[2:]
+    elif not text.startswith("+") and len(digits) in (10, 11) and not digits.startswith("55"):
+        digits = "55" + digits  # a Brazilian number given with its area code only
+    if len(digits) < 10 or len(digits) > 15:
+        return None, f"not a phone number ({len(digits)} digits)"
+    return digits, None
+
+
+def phone_variants(phone: str) -> list[str]:
+    """The forms WhatsApp may use for one number (Brazilian mobiles with or without the 9th digit)."""
+    variants = [phone]
+    if phone.startswith("55") and len(phone) == 13 and phone[4] == "9":
+        variants.append(phone[:4] + phone[5:])
+    elif phone.startswith("55") and len(phone) == 12 and phone[4] in "6789":
+        variants.append(phone[:4] + "9" + phone[4:])
+    return variants
+
+
+def phone_of_jid(jid: Optional[str]) -> Optional[str]:
+    if not jid or "@g.us" in jid or "@lid" in jid or "@newsletter" in jid or "@broadcast" in jid:
+        return None
+    digits = re.sub(r"\D", "", jid.split("@", 1)[0].split(":", 1)[0])
+    return digits or None
+
+
+def is_opted_out(phone: str) -> bool:
+    return OptOut.select().where(OptOut.phone.in_(phone_variants(phone))).exists()
+
+
+# --- tracking (inside the webhook's transaction) ------------------------------------------
+
+_CONTACT_BY_ID = ('SELECT "id", "campaign_id", "state", "sent_at" FROM "campaign_contact" '
+                  'WHERE "instance_id" = ? AND "whatsapp_message_id" = ?')
+
+
+def track_status(instance: Instance, message_id: Optional[str], status: str, at: datetime,
+                 error: Optional[str] = None, event_id: Optional[int] = None,
+                 chat_id: Optional[str] = None) -> bool:
+    """Apply a normalised status to the campaign contact whose message it names, if any."""
+    tracked = TRACKED.get(status)
+    if tracked is None or not message_id:
+        return False
+    for _attempt in range(5):
+        row = run_sql(_CONTACT_BY_ID, (instance.id, message_id)).fetchone()
+        if row is None:
+            if chat_id and tracked != "failed" and _reconcile(instance, message_id, chat_id, at, None):
+                continue  # a contact left in "sending" by a crash: now it has its id
+            return False
+        contact_id, campaign_id, state, sent_at = row
+        moved = CampaignContact.advance(contact_id, campaign_id, state, sent_at is not None, tracked, at,
+                                        error, event_id)
+        if moved is None:
+            return False
+        if moved:
+            _count_health(instance.id, state, tracked, at)
+            return True
+    return False
+
+
+def _count_health(instance_id: int, before: str, after: str, at: datetime) -> None:
+    if after == "failed":
+        bump_instance_health(instance_id, "failed", SCORE_ERROR, at=at)
+        return
+    if after in ("delivered", "read") and before not in ("delivered", "read"):
+        bump_instance_health(instance_id, "delivered", SCORE_DELIVERED, at=at)
+    if after == "read":
+        bump_instance_health(instance_id, "read", at=at)
+
+
+def _reconcile(instance: Instance, message_id: str, chat_id: str, at: datetime, text: Optional[str]) -> bool:
+    """Give a contact left in "sending" (the answer to its send was lost) the id the provider names."""
+    phone = phone_of_jid(chat_id)
+    if not phone:
+        return False
+    marks = ", ".join("?" * len(phone_variants(phone)))
+    rows = run_sql(
+        'SELECT "k"."id", "k"."campaign_id", "c"."text" FROM "campaign_contact" AS "k" '
+        'JOIN "campaign" AS "c" ON "c"."id" = "k"."campaign_id" '
+        f'WHERE "k"."instance_id" = ? AND "k"."phone" IN ({marks}) AND "k"."state" = ? '
+        'AND "k"."whatsapp_message_id" IS NULL ORDER BY "k"."sending_at" DESC',
+        [instance.id, *phone_variants(phone), "sending"]).fetchall()
+    for contact_id, campaign_id, campaign_text in rows:
+        if text is not None and (campaign_text or "").strip() != text.strip():
+            continue
+        if CampaignContact.mark_sent(contact_id, campaign_id, message_id, at,
+                                     detail="reconciled from the provider's webhook"):
+            bump_instance_health(instance.id, "sent", errors="reset", at=at)
+            return True
+    return False
+
+
+def track_message(instance: Instance, item, at: datetime, event_id: Optional[int], opt_out: tuple) -> None:
+    """A message event: the echo of a campaign message we sent, or a contact's reply.
+
+    ``opt_out`` holds the words (upper case) that opt a number out when they are the whole reply.
+    """
+    if item.is_group:
+        return
+    if item.from_me:
+        row = run_sql(_CONTACT_BY_ID, (instance.id, item.message_id)).fetchone()
+        if row is None and not _reconcile(instance, item.message_id, item.chat_id, at, item.text):
+            return
+        if item.status:
+            track_status(instance, item.message_id, item.status, at, event_id=event_id)
+        return
+    phone = phone_of_jid(item.chat_id) or phone_of_jid(item.sender_id)
+    if not phone:
+        return
+    variants = phone_variants(phone)
+    text = item.text if item.text is not None else item.caption
+    marks = ", ".join("?" * len(variants))
+    # Hot path (every incoming message): plain SQL on the (instance, phone) index.
+    row = run_sql(
+        'SELECT "id", "campaign_id" FROM "campaign_contact" WHERE "instance_id" = ? '
+        f'AND "phone" IN ({marks}) AND "sent_at" IS NOT NULL AND "sent_at" <= ? AND "replied_at" IS NULL '
+        'ORDER BY "sent_at" DESC LIMIT 1', [instance.id, *variants, at + REPLY_CLOCK_SLACK]).fetchone()
+    contact_id, campaign_id = row if row else (None, None)
+    if contact_id is not None:
+        replied = run_sql('UPDATE "campaign_contact" SET "replied_at" = ?, "reply" = ?, "updated_at" = ? '
+                          'WHERE "id" = ? AND "replied_at" IS NULL',
+                          (at, clean(text) if text is not None else f"[{item.type}]", utcnow(), contact_id)).rowcount
+        if replied:
+            Campaign.count(campaign_id, {"replied": 1})
+            CampaignLog.add(campaign_id, "replied", contact_id=contact_id, message_id=item.message_id,
+                            detail=clean(text, 500), at=at, event_id=event_id)
+    word = re.sub(r"[^\w]", "", (text or "").upper())
+    if word and word in opt_out:
+        created = OptOut.insert(phone=variants[0], instance=instance.id, word=word,
+                                created_at=utcnow()).on_conflict_ignore().execute()
+        if created and contact_id is not None:
+            CampaignLog.add(campaign_id, "opted_out", contact_id=contact_id, detail=word, at=at,
+                            event_id=event_id)
+
+
+def apply_waiting_statuses(instance: Instance, message_id: str) -> None:
+    """Statuses that arrived before the send call returned the id: apply them now."""
+    rows = run_sql('SELECT "status", "timestamp", "error", "event_id" FROM "message_status_change" '
+                   'WHERE "instance_id" = ? AND "provider_message_id" = ?', (instance.id, message_id)).fetchall()
+    for status, at, error, event_id in rows:
+        track_status(instance, message_id, status, MessageStatusChange.timestamp.python_value(at), error, event_id)
+
+
+# --- the sender ----------------------------------------------------------------------------
+
+class CampaignSender:
+    """The sending thread, kept in ``app.extensions["zaphook.campaigns"]``."""
+
+    def __init__(self, settings: Mapping[str, Any], database=None) -> None:
+        self.settings = settings
+        self.database = database
+        self.enabled = bool(settings["CAMPAIGN_SENDER"])
+        self.rate = float(settings["CAMPAIGN_RATE_PER_MIN"])
+        self.max_errors = int(settings["CAMPAIGN_MAX_CONSECUTIVE_ERRORS"])
+        self.delivery_timeout = timedelta(hours=float(settings["CAMPAIGN_DELIVERY_TIMEOUT_HOURS"]))
+        self.send_timeout = float(settings["CAMPAIGN_SEND_TIMEOUT"])
+        self.poll_seconds = 0.5
+        # How often undelivered messages are checked against the delivery timeout.
+        self.sweep_seconds = max(0.2, min(30.0, self.delivery_timeout.total_seconds() / 4))
+        self._stop = threading.Event()
+        self._work = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._next_send = 0.0  # monotonic time before which nothing is sent
+        self._last_sweep = 0.0
+
+    @property
+    def interval(self) -> float:
+        return 60.0 / self.rate
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="zaphook-campaigns", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A campaign was started or resumed: look now instead of at the next poll."""
+        self._work.set()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._work.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the campaign sender did not stop within %.0f s", timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def as_json(self) -> dict:
+        return {"sender": self.enabled, "alive": self.alive, "rate_per_min": self.rate,
+                "max_consecutive_errors": self.max_errors,
+                "delivery_timeout_hours": self.delivery_timeout.total_seconds() / 3600}
+
+    # --- loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        import time
+
+        while not self._stop.is_set():
+            if self.database is not None and db.obj is not self.database:
+                log.debug("campaign sender stops: its app's database is no longer bound")
+                return
+            try:
+                with db.connection_context():
+                    if time.monotonic() - self._last_sweep >= self.sweep_seconds:
+                        self._last_sweep = time.monotonic()
+                        self.sweep_timeouts()
+                    wait = self._next_send - time.monotonic()
+                    sent = None
+                    if wait <= 0:
+                        sent = self.send_next()
+            except Exception:  # noqa: BLE001 - the sender must outlive any one bad row or outage
+                log.exception("campaign sender error; going on")
+                self._stop.wait(self.poll_seconds)
+                continue
+            if sent == "skipped":
+                continue  # nothing went out: the next contact needs no wait
+            if sent == "sent":
+                # A random spread above the configured interval: never faster than the rate.
+                self._next_send = time.monotonic() + self.interval * random.uniform(1.0, 1.3)
+                continue
+            pause = self.poll_seconds if wait <= 0 else min(wait, self.poll_seconds)
+            if self._work.wait(pause):
+                self._work.clear()
+
+    def send_next(self) -> Optional[str]:
+        """Send to the next pending contact of a running campaign.
+
+        "sent" when the provider was called (whatever it answered), "skipped" when an
+        opted-out number was passed over, None when there was nothing to do.
+        """
+        for campaign in Campaign.select().where(Campaign.state == "running").order_by(Campaign.started_at, Campaign.id):
+            contact = (CampaignContact.select().where((CampaignContact.campaign == campaign.id)
+                                                      & (CampaignContact.state == "pending"))
+                       .order_by(CampaignContact.id).first())
+            if contact is None:
+                with write_transaction():
+                    Campaign.finish_if_done(campaign.id)
+                continue
+            if is_opted_out(contact.phone):
+                with write_transaction():
+                    CampaignContact.skip(contact.id, campaign.id, "opted out")
+                    Campaign.finish_if_done(campaign.id)
+                return "skipped"
+            with write_transaction():
+                if not CampaignContact.claim(contact.id):
+                    return "skipped"
+            self.send_one(campaign, contact)
+            return "sent"
+        return None
+
+    def send_one(self, campaign: Campaign, contact: CampaignContact) -> None:
+        from media import provider_access
+
+        instance = Instance.get_by_id(campaign.instance_id)
+        base, token = provider_access(instance, self.settings)
+        target = SendTarget(base_url=base or "", token=token, instance=instance.external_id,
+                            allowed_hosts=allowed_hosts([base]),
+                            limits=Limits(min(10.0, self.send_timeout), self.send_timeout, 256 * 1024))
+        try:
+            message_id = send_text(instance.provider, target, contact.phone, campaign.text)
+        except SendError as exc:
+            error = str(exc)
+            if exc.maybe_sent:
+                error += " (not resent: it may have gone out)"
+            self.record_failure(campaign, contact, instance, error)
+            return
+        except Exception as exc:  # noqa: BLE001 - recorded on the contact, counted as an error
+            log.exception("campaign %s: sending to contact %s failed", campaign.id, contact.id)
+            self.record_failure(campaign, contact, instance, f"internal error: {type(exc).__name__}")
+            return
+        now = utcnow()
+        with write_transaction():
+            row_lock(f"message:{instance.id}:{message_id}")
+            if CampaignContact.mark_sent(contact.id, campaign.id, message_id, now):
+                bump_instance_health(instance.id, "sent", errors="reset", at=now)
+            apply_waiting_statuses(instance, message_id)
+            Campaign.update(consecutive_errors=0).where(Campaign.id == campaign.id).execute()
+            Campaign.finish_if_done(campaign.id)
+
+    def record_failure(self, campaign: Campaign, contact: CampaignContact, instance: Instance, error: str) -> None:
+        now = utcnow()
+        with write_transaction():
+            CampaignContact.mark_send_failed(contact.id, campaign.id, error, now)
+            bump_instance_health(instance.id, "failed", SCORE_ERROR, errors="add", at=now)
+            Campaign.update(consecutive_errors=Campaign.consecutive_errors + 1).where(
+                Campaign.id == campaign.id).execute()
+            if Campaign.pause_for_errors(campaign.id, self.max_errors):
+                log.warning("campaign %s paused after %s consecutive send errors", campaign.id, self.max_errors)
+            Campaign.finish_if_done(campaign.id)
+        log.info("campaign %s: contact %s failed: %s", campaign.id, contact.id, error)
+
+    def sweep_timeouts(self) -> int:
+        """Fail messages with no delivery after the timeout, and sends whose outcome was never known."""
+        cutoff = utcnow() - self.delivery_timeout
+        # A send in flight is "sending" for up to the send timeout: never fail it under the call.
+        sending_cutoff = utcnow() - max(self.delivery_timeout, timedelta(seconds=2 * self.send_timeout + 5))
+        hours = self.delivery_timeout.total_seconds() / 3600
+        failed = 0
+        late = list(CampaignContact.select(CampaignContact.id, CampaignContact.campaign, CampaignContact.instance,
+                                           CampaignContact.state, CampaignContact.sent_at)
+                    .where(((CampaignContact.state == "sent") & (CampaignContact.sent_at < cutoff))
+                           | ((CampaignContact.state == "sending") & (CampaignContact.sending_at < sending_cutoff)))
+                    .limit(200))
+        for contact in late:
+            now = utcnow()
+            with write_transaction():
+                if contact.state == "sent":
+                    error = f"no delivery within CAMPAIGN_DELIVERY_TIMEOUT_HOURS ({hours:g} h)"
+                    moved = CampaignContact.transition(contact.id, contact.campaign_id, "sent", True, "failed", now,
+                                                       {"failed_at": now, "error": error}, log_detail=error)
+                else:
+                    error = "sending was interrupted and the provider never named the message: not resent"
+                    moved = CampaignContact.transition(contact.id, contact.campaign_id, "sending", False, "failed",
+                                                       now, {"failed_at": now, "error": error}, log_detail=error)
+                if moved:
+                    failed += 1
+                    bump_instance_health(contact.instance_id, "failed", SCORE_ERROR, at=now)
+                    Campaign.finish_if_done(contact.campaign_id)
+        return failed
