@@ -302,12 +302,23 @@ def register_evolution(api_base: str, api_key: str, instance: str, url: str, wit
 
 
 def _base_url(args_base: Optional[str], settings: Mapping[str, Any]) -> str:
-    base = (args_base or settings.get("PUBLIC_URL") or "").strip().rstrip("/")
+    base = (args_base or settings.get("PUBLIC_URL") or running_tunnel_url(settings) or "").strip().rstrip("/")
     if not base:
-        raise bad_input("no public URL for the webhooks: pass --base-url https://... or set PUBLIC_URL")
+        raise bad_input("no public URL for the webhooks: start zaphook with its tunnel first, "
+                        "or pass --base-url https://..., or set PUBLIC_URL")
     if not base.startswith(("http://", "https://")):
         raise bad_input(f"--base-url must start with http:// or https://, got {base!r}")
     return base
+
+
+def running_tunnel_url(settings: Mapping[str, Any]) -> Optional[str]:
+    """The public URL of the tunnel the zaphook running on this machine's PORT has open, if any."""
+    try:
+        response = _http().get(f"http://127.0.0.1:{settings['PORT']}/status", timeout=3)
+        tunnel = response.json().get("tunnel") or {}
+    except Exception:  # noqa: BLE001 - no server, another program on the port: no URL
+        return None
+    return tunnel.get("public_url") if tunnel.get("state") == "open" else None
 
 
 def _credentials(provider: str, instance_id: str, settings: Mapping[str, Any]) -> tuple[str, str]:

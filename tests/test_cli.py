@@ -158,7 +158,26 @@ def test_register_meta_prints_callback_and_verify_token(env, capsys, monkeypatch
     assert code == 2 and err.startswith("zaphook: META_VERIFY_TOKEN is not set")
 
 
+def test_register_without_base_url_uses_the_running_servers_tunnel(env, fake, capsys, monkeypatch):
+    running = FakeServer()  # stands in for the zaphook already running on PORT, its tunnel open
+    running.serve("GET", "/status", json_reply({"tunnel": {"state": "open", "public_url": "https://t.example"}}))
+    monkeypatch.setenv("PORT", running.url.rsplit(":", 1)[1])
+    for kind in cli.WAPI_KINDS:
+        fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))
+    run(capsys, "instances", "add", "--provider", "wapi", "--instance", "I1", "--token", "t", "--base-url", fake.url)
+    try:
+        code, out, err = run(capsys, "register", "--provider", "wapi", "--instance", "I1")
+    finally:
+        running.close()
+    assert code == 0, err
+    assert fake.hits("PUT", "/v1/webhook/update-webhook-received")[0].json() == {
+        "value": "https://t.example/webhook/receive-message/"}
+
+
 def test_register_bad_input(env, capsys, monkeypatch):
+    closed = FakeServer()
+    monkeypatch.setenv("PORT", closed.url.rsplit(":", 1)[1])  # nothing listens there any more
+    closed.close()
     code, _, err = run(capsys, "register", "--provider", "wapi", "--instance", "X")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--base-url" in err
     monkeypatch.setenv("PUBLIC_URL", "https://h.example")

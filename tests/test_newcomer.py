@@ -23,8 +23,8 @@ WHEELS = ROOT / ".ci" / "wheels"
 
 
 def readme_run_command(readme: Path) -> str:
-    """The README's first code block: the run command."""
-    match = re.search(r"^```[a-z]*\n(.*?)^```", readme.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    """The README's first shell block: the run command (the flow picture before it is a text block)."""
+    match = re.search(r"^```sh\n(.*?)^```", readme.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
     assert match, "README.md has no code block"
     return match.group(1).strip()
 
