@@ -58,8 +58,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add every command but ``run`` to server.py's subparsers."""
-    subparsers._parser_class = OneLineParser  # argparse has no public way to choose it per command
+    """Add every command but ``run`` to server.py's subparsers (made with ``parser_class=OneLineParser``)."""
     register = subparsers.add_parser(
         "register", help="point a provider's webhooks at this server",
         description="Set the provider's webhooks to this server's URLs (PUBLIC_URL, or --base-url). "
@@ -554,6 +553,21 @@ def cmd_replay(args: argparse.Namespace, settings: dict) -> int:
 # --- export and import ---------------------------------------------------------------
 
 
+def redact_bytes_base64(body: str, secrets: list) -> str:
+    """A base64 body (not clean UTF-8) with every configured secret's bytes masked."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return body
+    for secret in secrets:
+        if secret:
+            raw = raw.replace(secret.encode("utf-8"), b"[redacted]")
+    return base64.b64encode(raw).decode("ascii")
+
+
 def export_line(event: Any, secrets: Optional[list]) -> dict:
     """One stored request as a JSON object; redacted with ``secrets`` unless it is None."""
     from models import iso
@@ -568,6 +582,8 @@ def export_line(event: Any, secrets: Optional[list]) -> dict:
                 body = json.dumps(redact(json.loads(body), secrets), ensure_ascii=False)
             except ValueError:
                 body = redact_text(body, secrets)
+        elif body is not None:
+            body = redact_bytes_base64(body, secrets)
     return {
         "id": event.id,
         "received_at": iso(event.received_at),

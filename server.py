@@ -230,8 +230,8 @@ def register_webhooks_in_background(app: Flask, public_url: Optional[str]) -> Op
 def main(argv: Optional[list[str]] = None) -> int:
     import cli
 
-    parser = argparse.ArgumentParser(prog="server.py", description="zaphook: local WhatsApp webhook hub")
-    commands = parser.add_subparsers(dest="command")
+    parser = cli.OneLineParser(prog="server.py", description="zaphook: local WhatsApp webhook hub")
+    commands = parser.add_subparsers(dest="command", parser_class=cli.OneLineParser)
     run = commands.add_parser("run", help="serve the webhooks and the API (the default)")
     run.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to listen on (default: PORT or 5000)")

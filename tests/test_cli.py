@@ -408,3 +408,29 @@ def test_simulate_samples_are_not_read_from_tests():
     assert {item["provider"] for item in manifest} == set(cli.SIMULATE_PROVIDERS)
     for item in manifest:
         assert (SAMPLES / item["file"]).is_file()
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["run", "--port", "x"], ["instances"], ["replay", "-3"]])
+def test_every_usage_error_is_one_line_with_exit_code_2(env, capsys, argv):
+    with pytest.raises(SystemExit) as exited:
+        server.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("zaphook: ") and "--help" in err
+
+
+def test_export_masks_secrets_inside_bodies_that_are_not_utf8(env, capsys, tmp_path, monkeypatch):
+    import base64
+
+    monkeypatch.setenv("EVOLUTION_API_KEY", "CONFIGUREDKEY99")
+    app = open_app(tmp_path / "data")
+    body = b'{"apikey": "CONFIGUREDKEY99", "junk": "\xff\xfe"}'  # not UTF-8: stored as base64
+    assert app.test_client().post("/webhook/", data=body, content_type="application/json").status_code == 400
+    close_app(app)
+    code, redacted, _ = run(capsys, "export")
+    assert code == 0
+    line = json.loads(redacted.splitlines()[-1])
+    assert line["body_encoding"] == "base64"
+    assert base64.b64decode(line["body"]) == body.replace(b"CONFIGUREDKEY99", b"[redacted]")
+    code, full, _ = run(capsys, "export", "--with-secrets")
+    assert base64.b64decode(json.loads(full.splitlines()[-1])["body"]) == body
