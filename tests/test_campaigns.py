@@ -577,3 +577,17 @@ def test_invalid_phone_numbers_say_why(given):
 
     phone, reason = normalize_phone(given)
     assert phone is None and reason
+
+
+def test_the_self_check_names_a_counter_that_disagrees_with_the_contacts(make_app, providers, serve):
+    import models
+
+    web = serve(campaign_app(make_app, providers, CAMPAIGN_SENDER=False))
+    campaign = new_campaign(web, new_instance(web, "meta"), PHONES[:2])
+    assert_counters_match_contacts(web, campaign["id"])
+    with web.app.app_context(), models.db.connection_context():
+        models.Campaign.update(sent_count=5).where(models.Campaign.id == campaign["id"]).execute()
+    check = web.get("/test")
+    counters = next(item for item in check["checks"] if item["name"] == "campaign counters")
+    assert check["ok"] is False and counters["ok"] is False
+    assert f"campaign {campaign['id']}: sent 5 != 0 contacts" in counters["detail"]
