@@ -15,9 +15,12 @@ the webhook's write transaction, called from ingest.
 from __future__ import annotations
 
 import logging
+import csv
+import io
 import random
 import re
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Optional
 
@@ -95,6 +98,139 @@ def phone_of_jid(jid: Optional[str]) -> Optional[str]:
 
 def is_opted_out(phone: str) -> bool:
     return OptOut.select().where(OptOut.phone.in_(phone_variants(phone))).exists()
+
+
+# --- creating a campaign ---------------------------------------------------------------------
+
+MAX_CONTACTS = 100_000
+MAX_TEXT = 4096
+SENDABLE_PROVIDERS = ("evolution", "wapi", "meta")
+
+
+def sending_instance(value) -> Instance:
+    if value is None or value == "":
+        raise ValueError("instance_id is required (our instance id or the provider's instance id)")
+    instance = None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        instance = Instance.get_or_none(Instance.id == int(value))
+    if instance is None and isinstance(value, str):
+        instance = Instance.get_or_none(Instance.external_id == value)
+    if instance is None:
+        raise ValueError(f"no instance {value!r}")
+    if instance.provider not in SENDABLE_PROVIDERS:
+        raise ValueError(f"campaigns cannot send through {instance.provider} instances "
+                         f"(only {', '.join(SENDABLE_PROVIDERS)})")
+    return instance
+
+
+def csv_contacts(text: str) -> list:
+    """Rows of a phone,name CSV (a header row naming the columns is optional)."""
+    sample = text[:4096]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0]]
+    phone_col, name_col, start = 0, 1, 0
+    phone_names = ("phone", "telefone", "numero", "número", "number", "celular", "whatsapp")
+    if any(cell in phone_names for cell in header):
+        phone_col = next(i for i, cell in enumerate(header) if cell in phone_names)
+        name_col = next((i for i, cell in enumerate(header) if cell in ("name", "nome")), None)
+        start = 1
+    contacts = []
+    for row in rows[start:]:
+        if not any(cell.strip() for cell in row):
+            continue
+        phone = row[phone_col] if phone_col < len(row) else ""
+        name = row[name_col] if name_col is not None and name_col < len(row) else None
+        contacts.append({"phone": phone, "name": name})
+    return contacts
+
+
+def check_contacts(raw: list) -> tuple[list, list, list]:
+    """(valid contacts, duplicates, invalid ones), every row reported by its position."""
+    valid, duplicates, invalid, seen = [], [], [], {}
+    for row_number, item in enumerate(raw, start=1):
+        if isinstance(item, (str, int)):
+            item = {"phone": item}
+        if not isinstance(item, dict):
+            invalid.append({"row": row_number, "phone": None, "reason": "not an object {phone, name}"})
+            continue
+        given = item.get("phone")
+        phone, reason = normalize_phone(given)
+        if phone is None:
+            invalid.append({"row": row_number, "phone": given if isinstance(given, (str, int)) else None,
+                            "reason": reason})
+            continue
+        if phone in seen:
+            duplicates.append({"row": row_number, "phone": given, "normalized": phone, "same_as_row": seen[phone]})
+            continue
+        seen[phone] = row_number
+        name = item.get("name")
+        valid.append({"phone": phone, "name": clean(name.strip(), 255) if isinstance(name, str) and name.strip() else None})
+    return valid, duplicates, invalid
+
+
+@dataclass
+class CampaignPlan:
+    """A campaign as asked for, checked: what would be created and every problem found."""
+
+    name: str
+    text: str
+    instance: Optional[Instance]
+    contacts: list
+    duplicates: list
+    invalid: list
+    problems: list
+
+    def report(self) -> dict:
+        return {"contacts_added": len(self.contacts), "duplicates": self.duplicates, "invalid": self.invalid}
+
+
+def plan_campaign(data: Mapping[str, Any], raw_contacts: list) -> CampaignPlan:
+    """Check a campaign request (fields and contact list) without writing anything."""
+    problems = []
+    name, text = data.get("name"), data.get("text")
+    if not isinstance(name, str) or not name.strip():
+        problems.append("name is required")
+    if not isinstance(text, str) or not text.strip():
+        problems.append("text (the message to send) is required")
+    elif len(text) > MAX_TEXT:
+        problems.append(f"text is longer than {MAX_TEXT} characters")
+    instance = None
+    try:
+        instance = sending_instance(data.get("instance_id"))
+    except ValueError as exc:
+        problems.append(str(exc))
+    if len(raw_contacts) > MAX_CONTACTS:
+        problems.append(f"more than {MAX_CONTACTS} contacts")
+        raw_contacts = raw_contacts[:MAX_CONTACTS]
+    valid, duplicates, invalid = check_contacts(raw_contacts)
+    if not valid:
+        problems.append("no valid phone number in contacts")
+    return CampaignPlan(name=name.strip() if isinstance(name, str) else "",
+                        text=text if isinstance(text, str) else "", instance=instance, contacts=valid,
+                        duplicates=duplicates, invalid=invalid, problems=problems)
+
+
+def create_planned(plan: CampaignPlan) -> Campaign:
+    """Create a checked campaign (state draft) with its contacts, in one transaction."""
+    assert not plan.problems and plan.instance is not None
+    now = utcnow()
+    with write_transaction():
+        campaign = Campaign.create(name=clean(plan.name, 255), instance=plan.instance, text=clean(plan.text),
+                                   total_contacts=len(plan.contacts), created_at=now, updated_at=now)
+        for start in range(0, len(plan.contacts), 500):
+            CampaignContact.insert_many([
+                {"campaign": campaign.id, "instance": plan.instance.id, "phone": contact["phone"],
+                 "name": contact["name"], "updated_at": now}
+                for contact in plan.contacts[start:start + 500]]).execute()
+        CampaignLog.add(campaign.id, "created", detail=f"{len(plan.contacts)} contacts, "
+                                                       f"{len(plan.duplicates)} duplicate(s), {len(plan.invalid)} invalid")
+    return campaign
 
 
 # --- tracking (inside the webhook's transaction) ------------------------------------------

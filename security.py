@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
+from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 
@@ -152,3 +153,38 @@ def is_direct_local(remote_addr: Optional[str], headers: Mapping[str, str]) -> b
         return ipaddress.ip_address(remote_addr.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+# --- the dashboard through the tunnel -------------------------------------------------------
+
+SESSION_COOKIE = "zaphook_session"
+_SESSION_PURPOSE = b"zaphook dashboard session v1"
+
+
+def dashboard_session(admin_token: str) -> str:
+    """The cookie value that stands for "this browser knows ADMIN_TOKEN".
+
+    An HMAC keyed with the token, never the token itself: a leaked cookie does
+    not reveal ADMIN_TOKEN, and changing ADMIN_TOKEN logs every browser out.
+    """
+    return hmac.new(admin_token.encode("utf-8"), _SESSION_PURPOSE, hashlib.sha256).hexdigest()
+
+
+def valid_session(cookie: Optional[str], admin_token: Optional[str]) -> bool:
+    """Constant-time check of a session cookie; nothing matches without ADMIN_TOKEN."""
+    if not admin_token or not cookie:
+        return False
+    return hmac.compare_digest(cookie.encode("utf-8", "replace"), dashboard_session(admin_token).encode("ascii"))
+
+
+def origin_allowed(origin: Optional[str], hosts: Iterable[Optional[str]]) -> bool:
+    """Whether a request's Origin header names one of its own hosts.
+
+    No Origin (curl, scripts, same-origin GETs) is allowed; browsers send it on
+    every cross-site POST, so a page elsewhere cannot drive the API through the
+    visitor's browser. "null" (sandboxed frames, file://) never matches.
+    """
+    if origin is None:
+        return True
+    netloc = urlsplit(origin.strip()).netloc.lower() if "://" in origin else ""
+    return bool(netloc) and any(netloc == host.strip().lower() for host in hosts if host)

@@ -6,7 +6,6 @@ it with waitress.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import sys
@@ -20,7 +19,15 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from config import SECRET_SETTINGS, ConfigError, load_settings
-from security import RedactingFilter, bearer_token, is_direct_local, same_secret
+from security import (
+    SESSION_COOKIE,
+    RedactingFilter,
+    bearer_token,
+    is_direct_local,
+    origin_allowed,
+    same_secret,
+    valid_session,
+)
 from tunnel import format_url_table, resolve_webhook_token, webhook_url_table
 
 VERSION = "0.1.0"
@@ -30,6 +37,7 @@ access_log = logging.getLogger("zaphook.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PUBLIC_ENDPOINTS = {"health"}
+STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
@@ -52,7 +60,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from ingest import Pipeline
     from media import MediaWorkers
     from tunnel import Tunnel
-    from views import api, campaigns_api, media_api, webhooks
+    from views import api, campaigns_api, dashboard, dashboard_api, media_api, webhooks
     from campaigns import CampaignSender
 
     app.extensions["zaphook.database"] = models.open_database(settings["DATABASE_URL"])
@@ -67,7 +75,10 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(media_api.bp)
     app.register_blueprint(campaigns_api.bp)
-    _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS)
+    app.register_blueprint(dashboard_api.bp)
+    app.register_blueprint(dashboard.bp)
+    _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS, webhooks.WEBHOOK_ENDPOINTS,
+                            dashboard.LOGIN_ENDPOINTS)
     _register_error_handlers(app)
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
     app.wsgi_app = _MergeSlashes(app.wsgi_app)
@@ -95,7 +106,8 @@ class _MergeSlashes:
         return self.wsgi_app(environ, start_response)
 
 
-def _register_request_hooks(app: Flask, tunnel_endpoints: set[str]) -> None:
+def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endpoints: set[str],
+                            login_endpoints: set[str]) -> None:
     import models
 
     @app.before_request
@@ -104,9 +116,15 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str]) -> None:
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:12]
         g.started = time.perf_counter()
         g.log_fields = {}
-        if not _may_reach(request.endpoint, tunnel_endpoints, app.config.get("ADMIN_TOKEN")):
+        if not _may_reach(request.endpoint, tunnel_endpoints, app.config.get("ADMIN_TOKEN"), login_endpoints):
             # Through the tunnel only the webhooks exist: answer as if nothing else did.
             return jsonify(error="not found", detail=None), 404
+        if (request.method in STATE_CHANGING_METHODS and request.endpoint not in webhook_endpoints
+                and not origin_allowed(request.headers.get("Origin"),
+                                       (request.host, request.headers.get("X-Forwarded-Host")))):
+            # A page on another site posting through the visitor's browser (CSRF): the
+            # dashboard is same-origin, and curl or scripts send no Origin at all.
+            return jsonify(error="cross-origin request refused", detail=None), 403
         models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
@@ -128,14 +146,27 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str]) -> None:
         return response
 
 
-def _may_reach(endpoint: Optional[str], tunnel_endpoints: set[str], admin_token: Optional[str]) -> bool:
-    """The tunnel rule: from outside this machine only webhooks and /health answer."""
+def _may_reach(endpoint: Optional[str], tunnel_endpoints: set[str], admin_token: Optional[str],
+               login_endpoints: set[str] = frozenset()) -> bool:
+    """The tunnel rule: from outside this machine only webhooks and /health answer.
+
+    With ADMIN_TOKEN set, the rest answers a request that carries it as a Bearer
+    header, or the session cookie the dashboard's login page sets (browsers
+    cannot send a header when they open a page); the login page itself answers
+    only then.
+    """
     if endpoint in tunnel_endpoints:
         return True
     if is_direct_local(request.remote_addr, request.headers):
         return True
+    if not admin_token:
+        return False
+    if endpoint in login_endpoints:
+        return True
     token = bearer_token(request.headers)
-    return bool(admin_token and token and same_secret(token, admin_token))
+    if token and same_secret(token, admin_token):
+        return True
+    return valid_session(request.cookies.get(SESSION_COOKIE), admin_token)
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, abort, current_app, jsonify, request
-from peewee import JOIN
+from peewee import JOIN, fn
 
 import status as status_report
 from handlers import PROVIDERS as PROVIDER_MODULES
@@ -24,6 +24,7 @@ from models import (
     chat_json,
     event_json,
     instance_json,
+    iso,
     message_json,
     status_change_json,
 )
@@ -113,6 +114,12 @@ def list_events():
         if request.args.get(name):
             query = query.where(getattr(WebhookEvent, name) == request.args[name])
     query = instance_filter(query, WebhookEvent.instance)
+    text = request.args.get("q", "").strip()
+    if text:
+        # Case-insensitive "contains" on what identifies a request, and its stored body.
+        query = query.where(WebhookEvent.route.contains(text) | WebhookEvent.event_name.contains(text)
+                            | WebhookEvent.message_id.contains(text) | WebhookEvent.request_id.contains(text)
+                            | WebhookEvent.error.contains(text) | WebhookEvent.body.contains(text))
     rows, next_before = page(query, WebhookEvent)
     return jsonify(items=[event_json(row) for row in rows], next_before_id=next_before)
 
@@ -215,7 +222,22 @@ def list_chats():
     query = Chat.select(Chat, Instance).join(Instance)
     query = instance_filter(query, Chat.instance)
     rows, next_before = page(query, Chat)
-    return jsonify(items=[chat_json(row) for row in rows], next_before_id=next_before)
+    last = _last_messages([row.id for row in rows])
+    return jsonify(items=[{**chat_json(row), "last_message": last.get(row.id)} for row in rows],
+                   next_before_id=next_before)
+
+
+def _last_messages(chat_ids: list[int]) -> dict:
+    """The newest message of each chat (for a chat list's preview line), by chat id."""
+    if not chat_ids:
+        return {}
+    newest = (Message.select(fn.MAX(Message.id)).where(Message.chat.in_(chat_ids)).group_by(Message.chat))
+    return {
+        row.chat_id: {"id": row.id, "type": row.type, "text": row.text, "caption": row.caption,
+                      "from_me": row.from_me, "status": row.status, "sender_name": row.sender_name,
+                      "timestamp": iso(row.timestamp), "deleted": row.deleted_at is not None}
+        for row in Message.select().where(Message.id.in_(newest))
+    }
 
 
 def _messages_query():

@@ -1,0 +1,424 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, the real app served by waitress.
+
+Nothing is downloaded: Playwright drives /usr/bin/chromium (installed by .ci/run
+in CI), and every request stays on 127.0.0.1. A screenshot of each page is
+kept under test-output/screenshots/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeServer, Reply
+from tests.helpers import load_sample
+from tests.media_support import made_vector, vector, wait_for_media, wapi_payload
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+LIVE = 3000  # ms: the dashboard promises two seconds; a little slack for a loaded machine
+EVOLUTION_IN = "evolution/v1_messages.upsert_text_incoming.json"
+EVOLUTION_OUT = "evolution/v1_messages.upsert_text_outgoing_fromMe.json"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module, on a fresh profile; each test gets its own page (and server origin)."""
+    profile = tempfile.mkdtemp(prefix="zaphook-chromium-")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800}, locale="en-US", service_workers="block")
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+class Dashboard:
+    """The app served by waitress on a free port of 127.0.0.1, and a page in the browser."""
+
+    def __init__(self, app, page) -> None:
+        from waitress import create_server
+
+        self.app = app
+        self.client = app.test_client()
+        # A short loop timeout only makes closing quick; the app is served as in production.
+        self.server = create_server(app, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("dialog", self._dialog)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            pass  # closing the sockets under the loop's select()
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, hash_path: str = "#/overview") -> None:
+        self.page.goto(f"{self.url}/{hash_path}")
+        expect(self.page.locator("#live")).to_have_attribute("data-state", "on", timeout=LIVE)
+
+    def webhook(self, payload: dict, route: str = "/webhook/") -> dict:
+        response = self.client.post(route, data=json.dumps(payload), content_type="application/json")
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def screenshot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.page.close()
+        self.server.close()
+        # The browser keeps its connections alive, and waitress's loop runs while any is open.
+        for channel in list(self.server._map.values()):
+            channel.close()
+        self.thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown()
+
+
+@pytest.fixture
+def dashboard(make_app, browser):
+    """Build with ``dashboard(**settings)``; the page is checked for script errors at the end."""
+    made = []
+
+    def start(**settings) -> Dashboard:
+        item = Dashboard(make_app(**settings), browser.new_page())
+        made.append(item)
+        return item
+
+    yield start
+    for item in made:
+        errors, dialogs = item.errors, item.dialogs
+        item.close()
+        assert errors == [], errors
+        assert dialogs == [], dialogs
+
+
+def chat_link(page, name: str):
+    return page.locator(".chat-item", has_text=name)
+
+
+def status_update(message_id: str, status: str) -> dict:
+    """Evolution's messages.update for one of our messages in the tigo1 sample chat."""
+    payload = load_sample("seeds/campaign_messages_update_delivered.json")
+    payload["instance"] = "tigo1"
+    payload["data"]["key"] = {"id": message_id, "remoteJid": "59171146267@s.whatsapp.net", "fromMe": True}
+    payload["data"]["update"]["status"] = status
+    return payload
+
+
+# --- overview ------------------------------------------------------------------------------------
+
+def test_overview_shows_instances_urls_and_events_as_they_arrive(dashboard):
+    web = dashboard()
+    web.open()
+    page = web.page
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.locator(".url-row").first).to_contain_text("/webhook/")
+    box = page.locator(".last-events").bounding_box()
+    web.webhook(load_sample(EVOLUTION_IN))
+    expect(page.locator(".event-line")).to_have_count(1, timeout=LIVE)
+    expect(page.locator("tr[data-instance]")).to_contain_text("tigo1", timeout=LIVE)
+    for _ in range(12):
+        web.webhook(load_sample("meta/status_delivered_captured.json"))
+    expect(page.locator(".event-line")).to_have_count(10, timeout=LIVE)
+    assert page.locator(".last-events").bounding_box()["height"] == box["height"]  # no layout jump
+    web.screenshot("overview")
+
+
+# --- chats: live messages and ticks ------------------------------------------------------------------
+
+def test_a_conversation_updates_live_with_sides_and_ticks(dashboard):
+    web = dashboard()
+    web.open("#/chats")
+    page = web.page
+    web.webhook(load_sample(EVOLUTION_IN))
+    chat_link(page, "percy alvarez E1").click(timeout=LIVE)
+    incoming = page.locator(".message.in")
+    expect(incoming).to_have_count(1, timeout=LIVE)
+    expect(incoming).to_contain_text("hola - text")
+    expect(incoming.locator(".ticks")).to_have_count(0)  # ticks only on ours
+
+    outgoing_payload = load_sample(EVOLUTION_OUT)
+    message_id = outgoing_payload["data"]["key"]["id"]
+    web.webhook(outgoing_payload)
+    outgoing = page.locator(".message.out")
+    expect(outgoing).to_contain_text("menasje saliente solo texto", timeout=LIVE)
+    ticks = outgoing.locator(".ticks")
+    expect(ticks).to_have_attribute("data-status", "sent")
+    expect(ticks).to_have_text("✓")
+    grey = ticks.evaluate("element => getComputedStyle(element).color")
+    bubble = outgoing.locator(".bubble").bounding_box()
+    assert bubble["x"] > page.locator(".message.in .bubble").bounding_box()["x"] + 100  # right side, theirs left
+
+    web.webhook(status_update(message_id, "DELIVERY_ACK"))
+    expect(ticks).to_have_attribute("data-status", "delivered", timeout=LIVE)
+    expect(ticks).to_have_text("✓✓")
+    assert ticks.evaluate("element => getComputedStyle(element).color") == grey
+
+    web.webhook(status_update(message_id, "READ"))
+    expect(ticks).to_have_attribute("data-status", "read", timeout=LIVE)
+    expect(ticks).to_have_text("✓✓")
+    assert ticks.evaluate("element => getComputedStyle(element).color") == "rgb(83, 189, 235)"  # blue
+    web.screenshot("conversation")
+    page.goto(f"{web.url}/#/chats")
+    expect(chat_link(page, "percy alvarez E1")).to_contain_text("You: menasje saliente solo texto")
+    web.screenshot("chats")
+
+
+def test_a_failed_message_shows_a_red_mark_with_its_reason(dashboard):
+    web = dashboard()
+    web.open("#/chats")
+    outgoing = load_sample(EVOLUTION_OUT)
+    web.webhook(outgoing)
+    failed = status_update(outgoing["data"]["key"]["id"], "ERROR")
+    web.webhook(failed)
+    chat_link(web.page, "59171146267").click(timeout=LIVE)
+    ticks = web.page.locator(".message.out .ticks")
+    expect(ticks).to_have_attribute("data-status", "failed", timeout=LIVE)
+    expect(ticks).to_have_text("!")
+    assert ticks.evaluate("element => getComputedStyle(element).color") == "rgb(198, 40, 40)"
+    expect(ticks).to_have_attribute("title", "failed")
+
+
+def test_user_text_is_shown_as_text_never_run(dashboard):
+    web = dashboard()
+    web.open("#/chats")
+    payload = load_sample(EVOLUTION_IN)
+    payload["data"]["message"]["conversation"] = "<script>alert(1)</script>"
+    payload["data"]["pushName"] = '<img src=x onerror="alert(2)">'
+    web.webhook(payload)
+    link = web.page.locator(".chat-item").first
+    expect(link).to_contain_text('<img src=x onerror="alert(2)">', timeout=LIVE)
+    link.click()
+    bubble = web.page.locator(".message.in .text")
+    expect(bubble).to_have_text("<script>alert(1)</script>", timeout=LIVE)
+    assert web.page.locator("main script, main img[src='x']").count() == 0
+    web.page.wait_for_timeout(300)  # a handler that ran would have opened its dialog by now
+    # The fixture asserts that no dialog opened and no script error happened.
+
+
+# --- media --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cdn():
+    server = FakeServer()
+    yield server
+    server.close()
+
+
+def test_an_image_downloads_renders_in_its_chat_and_a_failed_one_can_be_retried(dashboard, cdn):
+    meta, encrypted, _plaintext = vector("image")
+    cdn.serve("GET", "/v/photo.enc", Reply(200, encrypted, {"Content-Type": "application/octet-stream"}))
+    web = dashboard(MEDIA_WORKERS=1, WA_MEDIA_BASE_URL=cdn.url, WAPI_BASE_URL=cdn.url, EVOLUTION_BASE_URL=cdn.url,
+                    META_GRAPH_URL=cdn.url + "/v21.0", MEDIA_RETRY_SECONDS=0.05, MEDIA_MAX_ATTEMPTS=1,
+                    MEDIA_CONNECT_TIMEOUT=2.0, MEDIA_READ_TIMEOUT=2.0)
+    web.open("#/chats")
+    page = web.page
+    web.webhook(wapi_payload(meta, "PHOTO1", "/v/photo.enc"))
+    gone, _encrypted, _plaintext = made_vector(2048, "image")
+    web.webhook(wapi_payload(gone, "GONE1", "/v/gone.enc"))  # the CDN answers 404
+    page.locator(".chat-item").first.click(timeout=LIVE)
+    image = page.locator(".message.in img.slot-image, .message.in .slot-image img")
+    expect(image).to_be_visible(timeout=LIVE)
+    assert image.evaluate("element => element.complete && element.naturalWidth > 0")
+    retry = page.locator(".message.in .media-state button")
+    expect(retry).to_be_visible(timeout=LIVE)
+    web.screenshot("conversation-media")
+
+    page.goto(f"{web.url}/#/media")
+    cards = page.locator(".media-card")
+    expect(cards).to_have_count(2, timeout=LIVE)
+    expect(page.locator(".media-card[data-media-state=done] img")).to_be_visible()
+    failed = page.locator(".media-card", has=page.locator("button"))
+    expect(failed).to_have_count(1)
+    page.select_option("#media-state", "done")
+    expect(cards).to_have_count(1, timeout=LIVE)
+    page.select_option("#media-state", "")
+    expect(cards).to_have_count(2, timeout=LIVE)
+    web.screenshot("media")
+    with page.expect_response(lambda response: response.url.endswith("/retry")) as answer:
+        failed.locator("button").click()
+    assert answer.value.status == 202
+    retried = wait_for_media(web.client, answer.value.json()["id"], timeout=5)
+    assert retried["state"] in ("failed", "expired")
+    assert len(cdn.hits("GET", "/v/gone.enc")) == 2  # fetched again
+    expect(failed.locator("button")).to_be_visible(timeout=LIVE)  # failed again, shown live
+
+
+# --- events ----------------------------------------------------------------------------------------
+
+def test_events_filter_show_redacted_json_replay_and_dry_run(dashboard):
+    web = dashboard()
+    first = web.webhook(load_sample(EVOLUTION_IN))
+    web.webhook(load_sample("meta/fixture_image.json"))
+    web.open("#/events")
+    page = web.page
+    rows = page.locator(".events-table tbody tr[data-event-id]")
+    expect(rows).to_have_count(2)
+    page.select_option("#filter-provider", "meta")
+    expect(rows).to_have_count(1, timeout=LIVE)
+    page.select_option("#filter-provider", "")
+    page.fill("#filter-text", "hola - text")
+    expect(rows).to_have_count(1, timeout=LIVE)
+    page.fill("#filter-text", "")
+    expect(rows).to_have_count(2, timeout=LIVE)
+
+    page.locator(f"a[href='#/events/{first['event_id']}']").click()
+    detail = page.locator(".event-detail")
+    expect(detail.locator("pre.json").first).to_contain_text('"apikey": "[redacted]"', timeout=LIVE)
+    page.get_by_role("button", name="Replay").click()
+    expect(detail.locator(".replay-result")).to_have_text("Replayed: processed", timeout=LIVE)
+    expect(detail.locator(".replay-count")).to_have_text("1", timeout=LIVE)
+
+    page.fill("#dry-run-payload", json.dumps(load_sample("meta/fixture_reaction.json")))
+    page.get_by_role("button", name="Run the dry run").click()
+    result = page.locator(".dry-run-result pre")
+    expect(result).to_contain_text('"would_store": true', timeout=LIVE)
+    expect(result).to_contain_text('"provider": "meta"')
+    web.webhook(load_sample("evolution/v1_connection.update_connecting.json"))
+    expect(rows).to_have_count(3, timeout=LIVE)
+    web.screenshot("events")
+
+
+# --- campaigns -------------------------------------------------------------------------------------
+
+def test_a_campaign_from_a_csv_shows_its_problems_then_counts_live(dashboard):
+    from tests.test_campaigns import EXTERNAL, Providers
+
+    providers = Providers()
+    try:
+        web = dashboard(CAMPAIGN_SENDER=True, CAMPAIGN_RATE_PER_MIN=600.0, CAMPAIGN_SEND_TIMEOUT=5.0,
+                        EVOLUTION_BASE_URL=providers.server.url, EVOLUTION_API_KEY="provider-secret-token-123456")
+        created = web.client.post("/api/instances", json={"provider": "evolution", "instance_id": EXTERNAL["evolution"],
+                                                          "name": "Shop"})
+        assert created.status_code == 201
+        web.open("#/campaigns")
+        page = web.page
+        page.fill("#campaign-name", "Black Friday")
+        page.fill("#campaign-text", "Promoção de hoje: 20% off!")
+        csv = "phone,name\n5511999990001,Ana\n5511999990002,Bia\n5511999990001,Ana again\nnot-a-phone,Bob\n" \
+              "5521988880003,Caio\n"
+        page.set_input_files("#campaign-file", {"name": "contacts.csv", "mimeType": "text/csv",
+                                                "buffer": csv.encode()})
+        report = page.locator(".campaign-report")
+        expect(report).to_contain_text("3 valid contact(s).", timeout=LIVE)
+        expect(report).to_contain_text("1 invalid row(s)")
+        expect(report).to_contain_text("1 duplicate(s)")
+        expect(report.locator(".invalid-rows")).to_contain_text("not-a-phone")
+        web.screenshot("campaigns")
+        page.get_by_role("button", name="Create campaign").click()
+        expect(page.locator("#campaign-state")).to_have_text("draft", timeout=LIVE)
+        expect(page.locator("[data-count=total_contacts]")).to_have_text("3")
+        expect(page.locator(".campaign-actions [data-action=pause]")).to_be_disabled()
+
+        page.locator(".campaign-actions [data-action=start]").click()
+        expect(page.locator("[data-count=sent_count]")).to_have_text("3", timeout=LIVE)
+        expect(page.locator("#campaign-state")).to_have_text("done", timeout=LIVE)
+        assert page.locator("#campaign-progress").evaluate("element => element.value") == 100
+        contacts = web.client.get("/api/campaigns/1/contacts").get_json()["items"]
+        for contact in contacts:
+            web.webhook(status_update_for(contact, "DELIVERY_ACK"), "/api/webhooks/evolution/")
+        web.webhook(status_update_for(contacts[0], "READ"), "/api/webhooks/evolution/")
+        expect(page.locator("[data-count=delivered_count]")).to_have_text("3", timeout=LIVE)
+        expect(page.locator("[data-count=read_count]")).to_have_text("1", timeout=LIVE)
+        expect(page.locator("[data-rate=delivery]")).to_have_text("100 %")
+        expect(page.locator("[data-rate=read]")).to_have_text("33.3 %")
+        page.select_option("#contact-state", "read")
+        expect(page.locator("tr[data-contact-state]")).to_have_count(1, timeout=LIVE)
+        expect(page.locator(".campaign-log li").first).to_be_visible()
+        web.screenshot("campaign")
+        assert len(providers.hits("evolution")) == 3
+    finally:
+        providers.server.close()
+
+
+def status_update_for(contact: dict, status: str) -> dict:
+    payload = copy.deepcopy(load_sample("seeds/campaign_messages_update_delivered.json"))
+    payload["instance"] = "shop_evo"
+    payload["data"]["key"] = {"id": contact["whatsapp_message_id"], "remoteJid": f"{contact['phone']}@s.whatsapp.net",
+                              "fromMe": True}
+    payload["data"]["update"]["status"] = status
+    return payload
+
+
+# --- QA, languages, phones ----------------------------------------------------------------------------
+
+def test_qa_renders_the_self_check_as_a_checklist(dashboard):
+    web = dashboard()
+    web.open("#/qa")
+    items = web.page.locator(".checklist li")
+    expect(items.first).to_be_visible(timeout=LIVE)
+    expect(web.page.locator(".checklist li.ok", has_text="database writable")).to_have_count(1)
+    assert items.count() == len(web.client.get("/test").get_json()["checks"])
+    web.screenshot("qa")
+
+
+def test_the_portuguese_switch_changes_the_labels_and_is_remembered(dashboard):
+    web = dashboard()
+    web.open("#/campaigns")
+    page = web.page
+    expect(page.get_by_role("heading", name="Campaigns")).to_be_visible()
+    page.select_option("#language", "pt-BR")
+    expect(page.get_by_role("heading", name="Campanhas")).to_be_visible(timeout=LIVE)
+    expect(page.locator("nav a[data-page=overview]")).to_have_text("Visão geral")
+    expect(page.get_by_role("button", name="Criar campanha")).to_be_visible()
+    assert page.evaluate("document.documentElement.lang") == "pt-BR"
+    page.reload()
+    expect(page.locator("nav a[data-page=chats]")).to_have_text("Conversas", timeout=LIVE)
+    web.screenshot("campaigns-pt-BR")
+    page.select_option("#language", "en")
+    expect(page.locator("nav a[data-page=chats]")).to_have_text("Chats", timeout=LIVE)
+
+
+def test_pages_fit_a_phone_and_controls_are_reachable_by_keyboard(dashboard):
+    web = dashboard()
+    web.webhook(load_sample(EVOLUTION_IN))
+    page = web.page
+    page.set_viewport_size({"width": 390, "height": 800})
+    for hash_path in ("#/overview", "#/chats", "#/chats/1", "#/events", "#/media", "#/campaigns", "#/qa"):
+        web.open(hash_path)
+        page.wait_for_timeout(200)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{hash_path} is {width} px wide on a 390 px phone"
+        if hash_path == "#/chats/1":
+            expect(page.locator(".message.in")).to_have_count(1, timeout=LIVE)
+            web.screenshot("conversation-phone")
+    page.goto(f"{web.url}/#/overview")
+    page.keyboard.press("Tab")  # the skip link first
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == "#/overview"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Chats")).to_be_visible(timeout=LIVE)
