@@ -43,8 +43,8 @@ from models import (
     WebhookEvent,
     Instance,
     clean,
-    db,
     row_lock,
+    savepoint,
     utcnow,
     write_transaction,
 )
@@ -157,6 +157,9 @@ class Pipeline:
         applying fails, only the effects are rolled back and the row says
         failed. A copy of an event already stored loses the race on the unique
         dedupe key and is recorded as a duplicate instead.
+
+        Everything that needs no database (the row, its JSON, the dedupe key)
+        is made before the write transaction, which holds SQLite's one writer.
         """
         key = dedupe_key(normalised, request.body) if failure_text is None else None
         outcome, error = expected_outcome(normalised, failure_text)
@@ -192,7 +195,7 @@ class Pipeline:
                      received_at: datetime) -> Optional[str]:
         """Apply the events in a savepoint; on failure roll them back and return the error."""
         try:
-            with db.atomic():
+            with savepoint("zaphook_apply"):
                 apply_events(normalised, instance, event_id, received_at, self.data_dir, self.opt_out_words)
         except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
             log.exception("event %s could not be applied", event_id)

@@ -122,6 +122,25 @@ def write_transaction():
             yield
 
 
+@contextmanager
+def savepoint(name: str = "zaphook"):
+    """A savepoint inside the current transaction: its work is undone alone if the block raises.
+
+    Peewee names each of its savepoints with a fresh uuid, so every one is a
+    new statement for SQLite to prepare; this one keeps a fixed name (savepoints
+    of the same name nest) and costs two prepared statements per use.
+    """
+    quoted = '"' + name.replace('"', '') + '"'
+    db.execute_sql(f"SAVEPOINT {quoted}")
+    try:
+        yield
+    except BaseException:
+        db.execute_sql(f"ROLLBACK TO SAVEPOINT {quoted}")
+        db.execute_sql(f"RELEASE SAVEPOINT {quoted}")
+        raise
+    db.execute_sql(f"RELEASE SAVEPOINT {quoted}")
+
+
 def create_schema() -> None:
     """Create missing tables, add columns that newer versions define, seed the default client."""
     db.create_tables(MODELS, safe=True)
@@ -167,7 +186,7 @@ _MISSING = object()
 _STATEMENTS: dict = {}
 
 
-def insert_row(model: type["BaseModel"], row: dict, conflict: str = "") -> Optional[int]:
+def insert_row(model: type["BaseModel"], row: dict, conflict: str = "", want_id: bool = True) -> Optional[int]:
     """INSERT one row with SQL built once per model and conflict clause.
 
     Peewee builds a statement's SQL anew on every call, which costs several
@@ -175,27 +194,65 @@ def insert_row(model: type["BaseModel"], row: dict, conflict: str = "") -> Optio
     few statements every webhook runs use this instead. Columns missing from
     ``row`` take their field's default. Returns the id of the inserted (or
     upserted) row, or None when ``conflict`` (e.g. "ON CONFLICT ... DO NOTHING")
-    skipped it.
+    skipped it. With ``want_id=False`` an upsert (DO UPDATE) returns None.
+
+    On SQLite a RETURNING clause doubles what an INSERT costs, so the id
+    comes from the cursor (rowcount and lastrowid) whenever it can: always
+    except for an upsert's id, which only RETURNING tells.
     """
-    key = ("insert", model, conflict, db.param)
+    key = ("insert", model, conflict, want_id, db.param)
     entry = _STATEMENTS.get(key)
     if entry is None:
         fields = [f for f in model._meta.sorted_fields if not isinstance(f, AutoField)]
         columns = ", ".join(f'"{f.column_name}"' for f in fields)
         marks = ", ".join([db.param] * len(fields))
-        sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks}) {conflict} RETURNING "id"'
-        entry = _STATEMENTS[key] = (sql, fields)
-    sql, fields = entry
+        upsert = "DO UPDATE" in conflict.upper()
+        from_cursor = isinstance(db.obj, SqliteDatabase) and not upsert
+        returning = "" if from_cursor or (upsert and not want_id) else ' RETURNING "id"'
+        sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks}) {conflict}{returning}'
+        entry = _STATEMENTS[key] = (sql, [_column_plan(f) for f in fields], from_cursor, bool(returning))
+    sql, plan, from_cursor, returning = entry
     params = []
-    for field in fields:
-        value = row.get(field.name, _MISSING)
+    get = row.get
+    for name, default, default_is_factory, ready_types, db_value, is_foreign_key in plan:
+        value = get(name, _MISSING)
         if value is _MISSING:
-            value = field.default() if callable(field.default) else field.default
-        elif isinstance(value, Model):
+            value = default() if default_is_factory else default
+        if value is None or type(value) in ready_types:
+            params.append(value)  # what db_value would return unchanged
+            continue
+        if is_foreign_key and isinstance(value, Model):
             value = value.get_id()
-        params.append(field.db_value(value))
-    found = db.execute_sql(sql, params).fetchall()
+        params.append(db_value(value))
+    cursor = db.execute_sql(sql, params)
+    if from_cursor:
+        return cursor.lastrowid if cursor.rowcount == 1 else None
+    if not returning:
+        return None
+    found = cursor.fetchall()
     return found[0][0] if found else None
+
+
+# Python types that a field's db_value() passes through unchanged: no call needed.
+_READY_TYPES = (
+    (ForeignKeyField, (int,)),  # an id: the referenced AutoField passes it through
+    (BooleanField, (bool,)),
+    (DateTimeField, (datetime,)),
+    (IntegerField, (int,)),  # BigIntegerField too; bool is not int here (type() is exact)
+    (DoubleField, (float,)),
+    (CharField, (str,)),
+    (TextField, (str,)),
+)
+
+
+def _column_plan(field) -> tuple:
+    ready: tuple = ()
+    for kind, types in _READY_TYPES:
+        if isinstance(field, kind):
+            ready = types
+            break
+    return (field.name, field.default, callable(field.default), ready, field.db_value,
+            isinstance(field, ForeignKeyField))
 
 
 def run_sql(text: str, params: Iterable[Any]):
@@ -415,7 +472,7 @@ class Contact(BaseModel):
             'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
             '"name" = COALESCE(excluded."name", "contact"."name"), '
             '"profile_picture_url" = COALESCE(excluded."profile_picture_url", "contact"."profile_picture_url"), '
-            '"updated_at" = excluded."updated_at"'))
+            '"updated_at" = excluded."updated_at"'), want_id=False)
 
 
 class Message(BaseModel):
@@ -625,15 +682,18 @@ class MediaFile(BaseModel):
     failed_check = CharField(null=True)  # e.g. "mac", "file_sha256" when verification refused the bytes
     way = CharField(null=True)  # how the stored bytes were obtained: inline | cdn | wapi | evolution | meta | copy
     # What identifies the content itself, so the same media delivered twice is fetched once.
-    content_key = CharField(null=True, index=True)
+    content_key = CharField(null=True)  # indexed with state (see Meta): twins are looked up by both
     next_attempt_at = DateTimeField(null=True)
     lease_owner = CharField(null=True)  # the worker downloading it...
     lease_until = DateTimeField(null=True)  # ...which renews this while it is alive
     finished_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow, index=True)  # the dashboard polls MAX() of it
 
     STATES = ("pending", "downloading", "done", "failed", "expired")
+
+    class Meta:
+        indexes = ((("content_key", "state"), False),)
 
     @classmethod
     def record(cls, message_id: int, instance: Instance, values: dict) -> None:
@@ -648,6 +708,23 @@ class MediaFile(BaseModel):
         return ((cls.state == "pending") & due) | abandoned
 
     @classmethod
+    def _not_waiting_for_twin(cls, now: datetime):
+        """Leaves out pending rows whose content is downloading for another row right now.
+
+        Claiming them only to put them back (media.py's WAIT_FOR_TWIN) made every
+        such row cost a write transaction a second while the first download
+        ran: hundreds of messages sharing one image kept the workers and the
+        write lock busy for nothing. The contents in flight are few (one per
+        worker), so they are read first and left out by value.
+        """
+        busy = [key for (key,) in run_sql(
+            'SELECT DISTINCT "content_key" FROM "media_file" WHERE "state" = ? AND "lease_until" >= ? '
+            'AND "content_key" IS NOT NULL', ("downloading", now)).fetchall()]
+        if not busy:
+            return SQL("1 = 1")
+        return (cls.state != "pending") | cls.content_key.is_null() | cls.content_key.not_in(busy)
+
+    @classmethod
     def claim_next(cls, owner: str, lease_seconds: float) -> Optional["MediaFile"]:
         """Take the next due row for ``owner``: pending ones, or downloads whose worker died.
 
@@ -657,7 +734,8 @@ class MediaFile(BaseModel):
         still runs out of attempts.
         """
         now = utcnow()
-        candidates = [row.id for row in cls.select(cls.id).where(cls._claimable(now)).order_by(cls.id).limit(8)]
+        candidates = [row.id for row in cls.select(cls.id).where(cls._claimable(now) & cls._not_waiting_for_twin(now))
+                      .order_by(cls.id).limit(8)]
         for media_id in candidates:
             with write_transaction():
                 taken = cls.update(
@@ -671,7 +749,8 @@ class MediaFile(BaseModel):
     @classmethod
     def seconds_until_due(cls) -> Optional[float]:
         """Seconds until the next pending row's back-off ends (None: nothing waiting)."""
-        due = cls.select(fn.MIN(cls.next_attempt_at)).where(cls.state == "pending").scalar()
+        due = cls.select(fn.MIN(cls.next_attempt_at)).where(
+            (cls.state == "pending") & cls._not_waiting_for_twin(utcnow())).scalar()
         if due is None:
             return None
         if isinstance(due, str):

@@ -167,6 +167,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of both servers")
     parser.add_argument("--generator-processes", type=int, default=2)
+    parser.add_argument("--media-workers", type=int, default=None,
+                        help="MEDIA_WORKERS of zaphook (default: its own default). Here the media downloads "
+                             "cannot reach any CDN and fail and retry: 0 measures the webhook path alone")
     args = parser.parse_args()
 
     bodies = unique_bodies(args.requests)
@@ -177,6 +180,8 @@ def main() -> int:
         env = dict(os.environ, HOST="127.0.0.1", PORT=str(zaphook_port), DATA_DIR=str(data_dir),
                    DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
                    META_VERIFY_TOKEN="", THREADS=str(args.threads), LOG_LEVEL="INFO")
+        if args.media_workers is not None:
+            env["MEDIA_WORKERS"] = str(args.media_workers)
         with open(Path(temp) / "server.log", "w") as log:
             zaphook = subprocess.Popen([sys.executable, str(ROOT / "server.py")], env=env, cwd=temp,
                                        stdout=log, stderr=log)
@@ -201,7 +206,8 @@ def main() -> int:
 
     ratio = zaphook_result["per_second"] / noop_result["per_second"]
     print(f"load: {args.requests} requests per server, {args.connections} connections, "
-          f"{args.threads} waitress threads, {os.cpu_count()} cores")
+          f"{args.threads} waitress threads, {os.cpu_count()} cores, "
+          f"media workers {env.get('MEDIA_WORKERS') or 'default'}")
     for name, result in (("no-op endpoint", noop_result), ("zaphook ingest", zaphook_result)):
         print(f"{name:15s} {result['per_second']:8.0f} events/s   p50 {result['p50_ms']:6.2f} ms   "
               f"p99 {result['p99_ms']:6.2f} ms   ({result['ok']}/{result['requests']} answered 200)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from playhouse.migrate import SchemaMigrator, migrate
 
 import models
+from tests.helpers import load_sample
 
 
 def _columns(table: str) -> set[str]:
@@ -23,3 +25,71 @@ def test_a_database_made_by_an_older_version_gets_the_new_columns_on_start(make_
     with models.db.connection_context():
         assert "api_token" in _columns("instance")
         assert "lease_owner" in _columns("media_file")
+
+
+def test_a_database_made_by_an_older_version_gets_the_new_indexes_on_start(make_app):
+    def indexed_columns() -> set:
+        return {tuple(index.columns) for index in models.db.get_indexes("media_file")}
+
+    make_app()
+    with models.db.connection_context():
+        for index in models.db.get_indexes("media_file"):
+            if tuple(index.columns) in (("content_key", "state"), ("updated_at",)):
+                models.db.execute_sql(f'DROP INDEX "{index.name}"')
+        assert ("updated_at",) not in indexed_columns()
+
+    make_app()  # a restart with the newer code
+
+    with models.db.connection_context():
+        assert {("content_key", "state"), ("updated_at",)} <= indexed_columns()
+
+
+# --- the write path's fast paths ---------------------------------------------------------
+
+def _client_names() -> set[str]:
+    return {client.name for client in models.Client.select()}
+
+
+def test_a_savepoint_undoes_only_its_own_work(app):
+    with models.db.connection_context():
+        with models.write_transaction():
+            models.Client.insert(name="outer").execute()
+            with pytest.raises(RuntimeError):
+                with models.savepoint("test"):
+                    models.Client.insert(name="inner").execute()
+                    with models.savepoint("test"):  # same name: nests
+                        models.Client.insert(name="innermost").execute()
+                    raise RuntimeError("undo inner")
+            with models.savepoint("test"):
+                models.Client.insert(name="kept").execute()
+        assert {"outer", "kept"} <= _client_names()
+        assert not {"inner", "innermost"} & _client_names()
+
+
+def test_insert_row_gives_the_new_id_or_none_when_the_conflict_skipped_it(app):
+    with models.db.connection_context(), models.write_transaction():
+        first = models.WebhookEvent.store({"request_id": "a", "route": "/webhook/"}, dedupe_key="same")
+        second = models.WebhookEvent.store({"request_id": "b", "route": "/webhook/"}, dedupe_key="same")
+        third = models.WebhookEvent.store({"request_id": "c", "route": "/webhook/"}, dedupe_key="other")
+    assert isinstance(first, int) and second is None and third not in (None, first)
+    with models.db.connection_context():
+        assert models.WebhookEvent.get_by_id(first).request_id == "a"
+
+
+def test_media_waiting_for_its_twin_is_not_claimed_until_the_twin_is_settled(app, post_webhook):
+    image = "evolution/v1_messages.upsert_image_no_base64.json"
+    for message_id in ("TWIN-A", "TWIN-B"):
+        payload = load_sample(image)
+        payload["data"]["key"]["id"] = message_id
+        assert post_webhook("/webhook/", payload).get_json()["outcome"] == "processed"
+    with models.db.connection_context():
+        rows = list(models.MediaFile.select().order_by(models.MediaFile.id))
+        assert len(rows) == 2 and rows[0].content_key and rows[0].content_key == rows[1].content_key
+        first = models.MediaFile.claim_next("worker-1", 60)
+        assert first.id == rows[0].id
+        # the twin is due, but its content is downloading: left for later, and no spin on it
+        assert models.MediaFile.claim_next("worker-2", 60) is None
+        assert models.MediaFile.seconds_until_due() is None
+        first.settle("worker-1", "failed", error="test")
+        second = models.MediaFile.claim_next("worker-2", 60)
+        assert second is not None and second.id == rows[1].id
