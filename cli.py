@@ -512,18 +512,28 @@ def _event_query(provider=None, kind=None, outcome=None, instance=None):
     return query
 
 
+def printed_without_table(rows: list, as_json: bool, nothing: str) -> bool:
+    """Print ``rows`` as JSON Lines (``--json``), or say ``nothing`` when there are none.
+
+    False: the caller prints its table.
+    """
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return True
+    if not rows:
+        print(nothing)
+        return True
+    return False
+
+
 def cmd_events(args: argparse.Namespace, settings: dict) -> int:
     from models import WebhookEvent, event_json
 
     with data_app(settings):
         query = _event_query(args.provider, args.kind, args.outcome, args.instance)
         rows = [event_json(row) for row in query.order_by(WebhookEvent.id.desc()).limit(args.limit)]
-    if args.json:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
-        return 0
-    if not rows:
-        print("no events")
+    if printed_without_table(rows, args.json, "no events"):
         return 0
     print(f"{'id':>6}  {'received_at':<20}  {'provider':<9}  {'kind':<14}  {'outcome':<9}  {'instance':<20}  route")
     for row in rows:
@@ -760,12 +770,7 @@ def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
     with data_app(settings):
         if args.action == "list":
             rows = [instance_json(row) for row in Instance.select().order_by(Instance.id)]
-            if args.json:
-                for row in rows:
-                    print(json.dumps(row, ensure_ascii=False))
-                return 0
-            if not rows:
-                print("no instances")
+            if printed_without_table(rows, args.json, "no instances"):
                 return 0
             print(f"{'id':>4}  {'provider':<9}  {'instance':<24}  {'name':<16}  {'state':<12}  {'token':<5}  api base URL")
             for row in rows:
