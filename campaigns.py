@@ -14,12 +14,13 @@ the webhook's write transaction, called from ingest.
 
 from __future__ import annotations
 
-import logging
 import csv
 import io
+import logging
 import random
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Optional
@@ -402,8 +403,6 @@ class CampaignSender:
     # --- loop -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        import time
-
         while not self._stop.is_set():
             if self.database is not None and db.obj is not self.database:
                 log.debug("campaign sender stops: its app's database is no longer bound")

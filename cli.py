@@ -23,16 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, TextIO
 
+from storage.register import register_evolution, register_wapi
+
 SAMPLES_DIR = Path(__file__).resolve().parent / "simulate_samples"
 SIMULATE_PROVIDERS = ("wapi", "evolution", "meta", "plain")
 REGISTER_PROVIDERS = ("wapi", "evolution", "meta")
-# W-API: one URL per event kind, set with PUT /v1/webhook/update-webhook-<kind>.
-WAPI_KINDS = ("received", "delivery", "message-status", "chat-presence", "connected", "disconnected")
-EVOLUTION_EVENTS = (
-    "MESSAGES_UPSERT", "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "CONNECTION_UPDATE",
-    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "QRCODE_UPDATED",
-)
-HTTP_TIMEOUT = (10, 30)  # (connect, read) seconds for provider and server calls
+HTTP_TIMEOUT = (10, 30)  # (connect, read) seconds for calls to a running zaphook
 
 
 class CommandError(Exception):
@@ -240,64 +236,6 @@ def webhook_urls(base_url: str, token: Optional[str]) -> dict:
         elif provider == "Meta":
             urls["meta"] = url
     return urls
-
-
-def register_wapi(api_base: str, token: str, instance_id: str, urls: Mapping[str, str]) -> list[dict]:
-    """PUT each W-API webhook URL; one result per kind."""
-    session = _http()
-    results = []
-    for kind in WAPI_KINDS:
-        endpoint = f"{api_base.rstrip('/')}/v1/webhook/update-webhook-{kind}"
-        result = {"provider": "wapi", "instance": instance_id, "event": kind, "url": urls[kind]}
-        try:
-            response = session.put(endpoint, params={"instanceId": instance_id}, json={"value": urls[kind]},
-                                   headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - any network failure is reported, not raised
-            result.update(ok=False, status=None, answer=f"{type(exc).__name__}: {exc}")
-        else:
-            refused = False
-            try:
-                refused = bool(response.json().get("error"))  # W-API may answer 200 {"error": true}
-            except (ValueError, AttributeError):
-                pass
-            result.update(ok=response.ok and not refused, status=response.status_code, answer=_answer_text(response))
-        results.append(result)
-    return results
-
-
-def evolution_bodies(url: str, with_base64: bool) -> list[tuple[str, dict]]:
-    """The forms /webhook/set accepts, newest first: 2.2+ nested, ≤2.1 flat, v1 snake_case."""
-    events = list(EVOLUTION_EVENTS)
-    return [
-        ("nested (2.2+)", {"webhook": {"enabled": True, "url": url, "byEvents": False, "base64": with_base64,
-                                       "events": events}}),
-        ("flat (≤2.1)", {"enabled": True, "url": url, "webhookByEvents": False, "webhookBase64": with_base64,
-                         "events": events}),
-        ("flat (v1)", {"enabled": True, "url": url, "webhook_by_events": False, "webhook_base64": with_base64,
-                       "events": events}),
-    ]
-
-
-def register_evolution(api_base: str, api_key: str, instance: str, url: str, with_base64: bool = False) -> list[dict]:
-    """POST /webhook/set/<instance>, falling back to the older forms when one is refused as invalid."""
-    from urllib.parse import quote
-
-    session = _http()
-    endpoint = f"{api_base.rstrip('/')}/webhook/set/{quote(instance, safe='')}"
-    result = {"provider": "evolution", "instance": instance, "event": "all events", "url": url}
-    tried = []
-    for form, body in evolution_bodies(url, with_base64):
-        try:
-            response = session.post(endpoint, json=body, headers={"apikey": api_key}, timeout=HTTP_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001
-            result.update(ok=False, status=None, form=form, answer=f"{type(exc).__name__}: {exc}")
-            return [result]
-        tried.append(f"{form}: {response.status_code}")
-        result.update(ok=response.ok, status=response.status_code, form=form, answer=_answer_text(response))
-        if response.ok or response.status_code not in (400, 422):
-            break
-    result["tried"] = tried
-    return [result]
 
 
 def _base_url(args_base: Optional[str], settings: Mapping[str, Any]) -> str:

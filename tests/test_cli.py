@@ -10,6 +10,7 @@ import pytest
 import cli
 import server
 from config import SECRET_SETTINGS
+from storage.register import WAPI_KINDS
 from tests.fakes import FakeServer, json_reply
 
 SAMPLES = Path(cli.SAMPLES_DIR)
@@ -80,7 +81,7 @@ def messages(data_dir: Path) -> list:
 
 def test_register_wapi_sets_every_webhook_url(env, fake, capsys, monkeypatch):
     monkeypatch.setenv("WEBHOOK_TOKEN", "hooktoken")
-    for kind in cli.WAPI_KINDS:
+    for kind in WAPI_KINDS:
         fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False, "message": "ok"}))
     assert run(capsys, "instances", "add", "--provider", "wapi", "--instance", "INST1",
                "--token", "wapi-secret", "--base-url", fake.url)[0] == 0
@@ -107,7 +108,7 @@ def test_register_wapi_sets_every_webhook_url(env, fake, capsys, monkeypatch):
 def test_register_wapi_refused_is_a_failed_operation(env, fake, capsys, monkeypatch):
     monkeypatch.setenv("WAPI_BASE_URL", fake.url)
     monkeypatch.setenv("WAPI_TOKEN", "wrong")
-    for kind in cli.WAPI_KINDS:
+    for kind in WAPI_KINDS:
         fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": True, "message": "bad token"}, 401))
     code, out, err = run(capsys, "register", "--provider", "wapi", "--instance", "X", "--base-url", "https://h.example")
     assert code == 1
@@ -162,7 +163,7 @@ def test_register_without_base_url_uses_the_running_servers_tunnel(env, fake, ca
     running = FakeServer()  # stands in for the zaphook already running on PORT, its tunnel open
     running.serve("GET", "/status", json_reply({"tunnel": {"state": "open", "public_url": "https://t.example"}}))
     monkeypatch.setenv("PORT", running.url.rsplit(":", 1)[1])
-    for kind in cli.WAPI_KINDS:
+    for kind in WAPI_KINDS:
         fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))
     run(capsys, "instances", "add", "--provider", "wapi", "--instance", "I1", "--token", "t", "--base-url", fake.url)
     try:
@@ -193,7 +194,7 @@ def test_register_bad_input(env, capsys, monkeypatch):
 
 def test_register_all_registers_instances_with_credentials(env, fake, capsys, tmp_path):
     fake.serve("POST", "/webhook/set/evo1", json_reply({}, 201))
-    for kind in cli.WAPI_KINDS:
+    for kind in WAPI_KINDS:
         fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))
     run(capsys, "instances", "add", "--provider", "evolution", "--instance", "evo1", "--token", "k", "--base-url", fake.url)
     run(capsys, "instances", "add", "--provider", "wapi", "--instance", "w1", "--token", "t", "--base-url", fake.url)

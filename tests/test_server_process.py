@@ -210,10 +210,10 @@ def test_with_an_authtoken_the_server_opens_the_tunnel_prints_the_urls_and_close
 def test_register_webhooks_on_points_the_providers_at_the_tunnel_at_start_up(tmp_path):
     from tests.fakes import FakeServer, json_reply
 
-    import cli
+    from storage.register import WAPI_KINDS
 
     wapi = FakeServer()
-    for kind in cli.WAPI_KINDS:
+    for kind in WAPI_KINDS:
         wapi.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))
     env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), DATABASE_URL="", TUNNEL="off")
     subprocess.run([sys.executable, str(ROOT / "server.py"), "instances", "add", "--provider", "wapi",
@@ -223,7 +223,7 @@ def test_register_webhooks_on_points_the_providers_at_the_tunnel_at_start_up(tmp
     process = start_server(tmp_path, port, REGISTER_WEBHOOKS="on", **fake_agent_settings(tmp_path, "ok"))
     try:
         deadline = time.monotonic() + 30
-        while len(wapi.requests) < len(cli.WAPI_KINDS):
+        while len(wapi.requests) < len(WAPI_KINDS):
             assert time.monotonic() < deadline, wapi.requests
             time.sleep(0.1)
     finally:
@@ -231,7 +231,7 @@ def test_register_webhooks_on_points_the_providers_at_the_tunnel_at_start_up(tmp
         wapi.close()
     token = (tmp_path / "data" / "webhook_token").read_text().strip()
     assert sorted(hit.path for hit in wapi.requests) == sorted(f"/v1/webhook/update-webhook-{kind}"
-                                                               for kind in cli.WAPI_KINDS)
+                                                               for kind in WAPI_KINDS)
     for hit in wapi.requests:
         assert hit.json()["value"].startswith("https://zaphook-test.ngrok-free.app/")
         assert hit.json()["value"].endswith(f"token={token}")
