@@ -74,13 +74,8 @@ def post_webhook(client):
 @pytest.fixture
 def live_server(app):
     """The app served by waitress on 127.0.0.1 (a free port), as `python server.py` does."""
-    import threading
+    from tests.helpers import ServedApp
 
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=16)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    served = ServedApp(app)
+    yield served.url
+    served.close()

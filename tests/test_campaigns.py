@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import models
-from tests.helpers import load_sample
+from tests.helpers import ServedApp, load_sample
 from tests.fakes import FakeServer, Recorded, Reply, json_reply
 
 pytestmark = pytest.mark.slow
@@ -83,18 +83,8 @@ def providers():
     fake.server.close()
 
 
-class Served:
+class Served(ServedApp):
     """An app served by waitress on 127.0.0.1, so webhooks come in over real HTTP from many threads."""
-
-    def __init__(self, app) -> None:
-        from waitress import create_server
-
-        self.app = app
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=16)
-        self.closing = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
 
     def get(self, path: str):
         response = requests.get(self.url + path, timeout=10)
@@ -103,19 +93,6 @@ class Served:
 
     def post(self, path: str, payload=None, **kwargs):
         return requests.post(self.url + path, json=payload, timeout=10, **kwargs)
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            if not self.closing:  # closing the sockets under the loop's select() is expected
-                raise
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.closing = True
-            self.server.close()
-            self.thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.fakes import FakeServer, Reply
-from tests.helpers import load_sample
+from tests.helpers import ServedApp, load_sample
 from tests.media_support import made_vector, vector, wait_for_media, wapi_payload
 
 pytestmark = pytest.mark.slow
@@ -57,27 +56,16 @@ class Dashboard:
     """The app served by waitress on a free port of 127.0.0.1, and a page in the browser."""
 
     def __init__(self, app, page) -> None:
-        from waitress import create_server
-
         self.app = app
         self.client = app.test_client()
-        # A short loop timeout only makes closing quick; the app is served as in production.
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.1)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.served = ServedApp(app, threads=8)
+        self.url = self.served.url
         self.page = page
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         page.on("dialog", self._dialog)
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            pass  # closing the sockets under the loop's select()
 
     def _dialog(self, dialog) -> None:
         self.dialogs.append(dialog.message)
@@ -98,12 +86,7 @@ class Dashboard:
 
     def close(self) -> None:
         self.page.close()
-        self.server.close()
-        # The browser keeps its connections alive, and waitress's loop runs while any is open.
-        for channel in list(self.server._map.values()):
-            channel.close()
-        self.thread.join(timeout=5)
-        self.server.task_dispatcher.shutdown()
+        self.served.close()
 
 
 @pytest.fixture

@@ -444,9 +444,7 @@ def _p99_of_webhook_answers(base_url: str, prefix: str, count: int = 80) -> floa
 
 
 def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, cdn):
-    import threading
-
-    from waitress import create_server
+    from tests.helpers import ServedApp
 
     files = [made_vector(8 * 1024 * 1024) for _ in range(8)]
     for number, (_meta, encrypted, _plaintext) in enumerate(files):
@@ -455,9 +453,8 @@ def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, 
         cdn.serve("GET", f"/v/large{number}.enc",
                   Reply(200, trickle(encrypted, 256 * 1024, 0.1), content_length=len(encrypted)))
     app = media_app(MEDIA_WORKERS=8, MEDIA_READ_TIMEOUT=10.0)
-    server = create_server(app, host="127.0.0.1", port=0, threads=8)
-    threading.Thread(target=server.run, daemon=True).start()
-    base_url = f"http://127.0.0.1:{server.effective_port}"
+    served = ServedApp(app, threads=8)
+    base_url = served.url
     client = app.test_client()
     try:
         quiet = _p99_of_webhook_answers(base_url, "QUIET")
@@ -471,7 +468,7 @@ def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, 
                              for media_id in ids)
         results = [wait_for_media(client, media_id, timeout=60) for media_id in ids]
     finally:
-        server.close()
+        served.close()
 
     assert still_arriving == 8, "the downloads finished before the webhooks were measured"
     assert [media["state"] for media in results] == ["done"] * 8
