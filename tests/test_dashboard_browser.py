@@ -167,12 +167,12 @@ def test_a_conversation_updates_live_with_sides_and_ticks(dashboard):
     web.webhook(status_update(message_id, "DELIVERY_ACK"))
     expect(ticks).to_have_attribute("data-status", "delivered", timeout=LIVE)
     expect(ticks).to_have_text("✓✓")
-    assert ticks.evaluate("element => getComputedStyle(element).color") == grey
+    expect(ticks).to_have_css("color", grey)
 
     web.webhook(status_update(message_id, "READ"))
     expect(ticks).to_have_attribute("data-status", "read", timeout=LIVE)
     expect(ticks).to_have_text("✓✓")
-    assert ticks.evaluate("element => getComputedStyle(element).color") == "rgb(83, 189, 235)"  # blue
+    expect(ticks).to_have_css("color", "rgb(83, 189, 235)")  # blue
     web.screenshot("conversation")
     page.goto(f"{web.url}/#/chats")
     expect(chat_link(page, "percy alvarez E1")).to_contain_text("You: menasje saliente solo texto")
@@ -190,7 +190,7 @@ def test_a_failed_message_shows_a_red_mark_with_its_reason(dashboard):
     ticks = web.page.locator(".message.out .ticks")
     expect(ticks).to_have_attribute("data-status", "failed", timeout=LIVE)
     expect(ticks).to_have_text("!")
-    assert ticks.evaluate("element => getComputedStyle(element).color") == "rgb(198, 40, 40)"
+    expect(ticks).to_have_css("color", "rgb(198, 40, 40)")
     expect(ticks).to_have_attribute("title", "failed")
 
 
@@ -234,7 +234,10 @@ def test_an_image_downloads_renders_in_its_chat_and_a_failed_one_can_be_retried(
     page.locator(".chat-item").first.click(timeout=LIVE)
     image = page.locator(".message.in img.slot-image, .message.in .slot-image img")
     expect(image).to_be_visible(timeout=LIVE)
-    assert image.evaluate("element => element.complete && element.naturalWidth > 0")
+    # visible comes before loaded: wait until the browser has fetched and decoded the stored file
+    page.wait_for_function(
+        "selector => [...document.querySelectorAll(selector)].some(img => img.complete && img.naturalWidth > 0)",
+        arg=".message.in img.slot-image, .message.in .slot-image img", timeout=LIVE)
     retry = page.locator(".message.in .media-state button")
     expect(retry).to_be_visible(timeout=LIVE)
     web.screenshot("conversation-media")
@@ -328,7 +331,7 @@ def test_a_campaign_from_a_csv_shows_its_problems_then_counts_live(dashboard):
         page.locator(".campaign-actions [data-action=start]").click()
         expect(page.locator("[data-count=sent_count]")).to_have_text("3", timeout=LIVE)
         expect(page.locator("#campaign-state")).to_have_text("done", timeout=LIVE)
-        assert page.locator("#campaign-progress").evaluate("element => element.value") == 100
+        expect(page.locator("#campaign-progress")).to_have_js_property("value", 100)
         contacts = web.client.get("/api/campaigns/1/contacts").get_json()["items"]
         for contact in contacts:
             web.webhook(status_update_for(contact, "DELIVERY_ACK"), "/api/webhooks/evolution/")
