@@ -1,11 +1,14 @@
 """Ingest benchmark: the real store-and-normalise path against a no-op endpoint.
 
-Starts two servers on 127.0.0.1, both under waitress with the same threads:
-zaphook itself (`python server.py`, SQLite in a temporary DATA_DIR) and a
-Flask app whose only route reads the body and answers. One load generator
-drives both with the same mix of real samples (every request a new event),
-at 16 concurrent keep-alive connections, and prints events/s, p50/p99
-latency and the ratio against the targets:
+Starts three servers on 127.0.0.1, all under waitress with the same threads:
+zaphook itself (`python server.py`, SQLite in a temporary DATA_DIR); a Flask
+app whose only route reads the body and answers (the no-op); and "store-only",
+the no-op plus one INSERT of the raw body into SQLite and a COMMIT before it
+answers: the least any design that commits each event first can cost. One
+load generator drives all three with the same mix of real samples (every
+request a new event) at 16 concurrent keep-alive connections, and prints
+events/s, p50/p99 latency, the servers' CPU per event (Linux) and the ratio
+against the targets:
 
     throughput >= 75% of the no-op's, p99 < 25 ms, every 200 committed.
 
@@ -60,6 +63,41 @@ def receive():
     return jsonify(ok=True)
 serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
 """
+
+
+# The least any design that commits each event before answering can do: the
+# same no-op app plus one INSERT of the raw body and a COMMIT, on SQLite with
+# zaphook's settings (WAL, synchronous=NORMAL) and writers queued on one lock.
+STORE_ONLY_SERVER = """
+import sqlite3, sys, threading
+from flask import Flask, jsonify, request
+from waitress import serve
+connection = sqlite3.connect(sys.argv[3], check_same_thread=False, isolation_level=None)
+connection.execute("PRAGMA journal_mode=wal")
+connection.execute("PRAGMA synchronous=normal")
+connection.execute("CREATE TABLE IF NOT EXISTS event (id INTEGER PRIMARY KEY, received_at TEXT, body TEXT)")
+writer = threading.Lock()
+app = Flask("store_only")
+@app.post("/webhook/")
+def receive():
+    body = request.get_data()
+    with writer:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO event (received_at, body) VALUES (datetime('now'), ?)",
+                           (body.decode("utf-8"),))
+        connection.execute("COMMIT")
+    return jsonify(ok=True)
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
+"""
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def unique_bodies(count: int) -> list[bytes]:
@@ -133,8 +171,12 @@ def _generator_process(port: int, chunks: list[list[bytes]], results) -> None:
     results.put((latencies, statuses))
 
 
-def drive(port: int, bodies: list[bytes], connections: int, processes: int) -> dict:
-    """Send every body once over ``connections`` keep-alive connections; measure."""
+def drive(port: int, bodies: list[bytes], connections: int, processes: int, server_pid: int | None = None) -> dict:
+    """Send every body once over ``connections`` keep-alive connections; measure.
+
+    With ``server_pid``, also the server's CPU time per request.
+    """
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
     per_connection = [bodies[i::connections] for i in range(connections)]
     groups = [per_connection[i::processes] for i in range(processes)]
     results = multiprocessing.Queue()
@@ -151,7 +193,10 @@ def drive(port: int, bodies: list[bytes], connections: int, processes: int) -> d
     for worker in workers:
         worker.join()
     latencies.sort()
+    cpu_after = cpu_seconds(server_pid) if server_pid else None
     return {
+        "server_cpu_ms": None if cpu_before is None or cpu_after is None
+        else (cpu_after - cpu_before) * 1000 / max(len(latencies), 1),
         "requests": len(latencies),
         "ok": sum(1 for status in statuses if status == 200),
         "seconds": elapsed,
@@ -176,26 +221,32 @@ def main() -> int:
     warmup = unique_bodies(args.requests + 300)[args.requests:]
     with tempfile.TemporaryDirectory(prefix="zaphook-bench-") as temp:
         data_dir = Path(temp) / "data"
-        zaphook_port, noop_port = free_port(), free_port()
+        zaphook_port, noop_port, store_port = free_port(), free_port(), free_port()
         env = dict(os.environ, HOST="127.0.0.1", PORT=str(zaphook_port), DATA_DIR=str(data_dir),
                    DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
                    META_VERIFY_TOKEN="", THREADS=str(args.threads), LOG_LEVEL="INFO")
         if args.media_workers is not None:
             env["MEDIA_WORKERS"] = str(args.media_workers)
         with open(Path(temp) / "server.log", "w") as log:
-            zaphook = subprocess.Popen([sys.executable, str(ROOT / "server.py")], env=env, cwd=temp,
-                                       stdout=log, stderr=log)
-            noop = subprocess.Popen([sys.executable, "-c", NOOP_SERVER, str(noop_port), str(args.threads)],
-                                    cwd=temp, stdout=log, stderr=log)
+            servers = {
+                "zaphook": (zaphook_port, [str(ROOT / "server.py")]),
+                "noop": (noop_port, ["-c", NOOP_SERVER, str(noop_port), str(args.threads)]),
+                "store": (store_port, ["-c", STORE_ONLY_SERVER, str(store_port), str(args.threads),
+                                       str(Path(temp) / "store-only.db")]),
+            }
+            processes = {name: subprocess.Popen([sys.executable, *argv], env=env, cwd=temp, stdout=log, stderr=log)
+                         for name, (_port, argv) in servers.items()}
+            results = {}
             try:
-                wait_until_up(zaphook_port, zaphook)
-                wait_until_up(noop_port, noop)
-                drive(zaphook_port, warmup, args.connections, args.generator_processes)
-                drive(noop_port, warmup, args.connections, args.generator_processes)
-                noop_result = drive(noop_port, bodies, args.connections, args.generator_processes)
-                zaphook_result = drive(zaphook_port, bodies, args.connections, args.generator_processes)
+                for name, (port, _argv) in servers.items():
+                    wait_until_up(port, processes[name])
+                for port, _argv in servers.values():
+                    drive(port, warmup, args.connections, args.generator_processes)
+                for name in ("noop", "store", "zaphook"):
+                    results[name] = drive(servers[name][0], bodies, args.connections, args.generator_processes,
+                                          server_pid=processes[name].pid)
             finally:
-                for process in (zaphook, noop):
+                for process in processes.values():
                     process.terminate()
                     process.wait(timeout=30)
         database = sqlite3.connect(data_dir / "zaphook.db")
@@ -204,14 +255,20 @@ def main() -> int:
         ).fetchone()[0] - len(warmup)
         database.close()
 
+    noop_result, store_result, zaphook_result = results["noop"], results["store"], results["zaphook"]
     ratio = zaphook_result["per_second"] / noop_result["per_second"]
+    store_ratio = store_result["per_second"] / noop_result["per_second"]
     print(f"load: {args.requests} requests per server, {args.connections} connections, "
           f"{args.threads} waitress threads, {os.cpu_count()} cores, "
           f"media workers {env.get('MEDIA_WORKERS') or 'default'}")
-    for name, result in (("no-op endpoint", noop_result), ("zaphook ingest", zaphook_result)):
+    for name, result in (("no-op endpoint", noop_result), ("store-only", store_result),
+                         ("zaphook ingest", zaphook_result)):
+        cpu = result["server_cpu_ms"]
+        cpu_text = f"   server CPU {cpu:5.2f} ms/event" if cpu is not None else ""
         print(f"{name:15s} {result['per_second']:8.0f} events/s   p50 {result['p50_ms']:6.2f} ms   "
-              f"p99 {result['p99_ms']:6.2f} ms   ({result['ok']}/{result['requests']} answered 200)")
-    print(f"throughput ratio {ratio:.2f} (floor {THROUGHPUT_FLOOR:.2f}: {ratio / THROUGHPUT_FLOOR:.2f}x of it)")
+              f"p99 {result['p99_ms']:6.2f} ms   ({result['ok']}/{result['requests']} answered 200){cpu_text}")
+    print(f"throughput ratio {ratio:.2f} (floor {THROUGHPUT_FLOOR:.2f}: {ratio / THROUGHPUT_FLOOR:.2f}x of it); "
+          f"store-only reaches {store_ratio:.2f}")
     print(f"p99 {zaphook_result['p99_ms']:.2f} ms (ceiling {P99_CEILING_MS:.0f} ms: "
           f"{zaphook_result['p99_ms'] / P99_CEILING_MS:.2f} of it)")
     print(f"committed: {committed} of {zaphook_result['ok']} acknowledged events")

@@ -109,7 +109,8 @@ def child(mode: str, url: str, target: Path, descriptor: dict) -> None:
 
     base, _, path = url.partition("/media/")
     limits = Limits(connect_timeout=5, read_timeout=30, max_bytes=1_000_000_000)
-    started_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started_rss, started_cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     if mode == "zaphook":
         config = FetchConfig(wa_media_base_url=base, wapi_base_url="", evolution_base_url="", meta_graph_url="",
@@ -127,8 +128,9 @@ def child(mode: str, url: str, target: Path, descriptor: dict) -> None:
             for chunk in read_chunks(response, limits):
                 out.write(chunk)
     seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "startup_rss_mb": started_rss / 1024}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "startup_rss_mb": started_rss / 1024,
+                      "cores_busy": (usage.ru_utime + usage.ru_stime - started_cpu) / seconds}))
 
 
 def openssl_seconds(cipher_only: Path, descriptor: dict) -> float | None:
@@ -201,9 +203,9 @@ def main() -> int:
     speed = size_mb / zaphook["seconds"]
     print(f"\nfile: {size_mb:.0f} MB (best of 3 runs each)")
     print(f"zaphook download + decrypt + all checks: {speed:7.0f} MB/s  peak RSS {zaphook['peak_rss_mb']:.0f} MB "
-          f"(interpreter alone {zaphook['startup_rss_mb']:.0f} MB)")
+          f"(interpreter alone {zaphook['startup_rss_mb']:.0f} MB), {zaphook['cores_busy']:.2f} cores busy")
     print(f"plain download, no decryption:           {size_mb / plain['seconds']:7.0f} MB/s  "
-          f"peak RSS {plain['peak_rss_mb']:.0f} MB")
+          f"peak RSS {plain['peak_rss_mb']:.0f} MB, {plain['cores_busy']:.2f} cores busy")
     if ceiling is not None:
         print(f"ceiling, openssl enc -d -aes-256-cbc:    {size_mb / ceiling:7.0f} MB/s")
         print(f"zaphook / openssl: {speed / (size_mb / ceiling):.2f}")
