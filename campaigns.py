@@ -457,10 +457,8 @@ class CampaignSender:
         return None
 
     def send_one(self, campaign: Campaign, contact: CampaignContact) -> None:
-        from media import provider_access
-
         instance = Instance.get_by_id(campaign.instance_id)
-        base, token = provider_access(instance, self.settings)
+        base, token = instance.api_access(self.settings)
         target = SendTarget(base_url=base or "", token=token, instance=instance.external_id,
                             allowed_hosts=allowed_hosts([base]),
                             limits=Limits(min(10.0, self.send_timeout), self.send_timeout, 256 * 1024))

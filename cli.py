@@ -260,13 +260,11 @@ def running_tunnel_url(settings: Mapping[str, Any]) -> Optional[str]:
 
 def _credentials(provider: str, instance_id: str, settings: Mapping[str, Any]) -> tuple[str, str]:
     """The instance's API base URL and token (its own, else the .env defaults)."""
-    from media import provider_access
-    from models import Instance
+    from models import PROVIDER_API_SETTINGS, Instance
 
     instance = Instance.find(provider, instance_id) or Instance(provider=provider, external_id=instance_id)
-    base, token = provider_access(instance, settings)
-    names = {"wapi": ("WAPI_BASE_URL", "WAPI_TOKEN"), "evolution": ("EVOLUTION_BASE_URL", "EVOLUTION_API_KEY")}
-    base_name, token_name = names[provider]
+    base, token = instance.api_access(settings)
+    base_name, token_name = PROVIDER_API_SETTINGS[provider]
     if not base:
         raise bad_input(f"no API base URL for {provider} instance {instance_id!r}: set {base_name} "
                         f"or `instances add --base-url`")
@@ -335,7 +333,6 @@ def register_all(app_or_settings: Any, base_url: str) -> list:
     import logging
 
     from models import Instance
-    from media import provider_access
 
     log = logging.getLogger("zaphook.register")
     app = app_or_settings if hasattr(app_or_settings, "app_context") else None
@@ -344,7 +341,7 @@ def register_all(app_or_settings: Any, base_url: str) -> list:
     def run() -> list:
         results: list = []
         for instance in Instance.select().where(Instance.provider.in_(("wapi", "evolution"))).order_by(Instance.id):
-            api_base, token = provider_access(instance, settings)
+            api_base, token = instance.api_access(settings)
             if not (api_base and token):
                 results.append({"provider": instance.provider, "instance": instance.external_id, "event": None,
                                 "url": None, "ok": False, "status": None, "answer": "skipped: no API credentials"})

@@ -28,11 +28,6 @@ from storage.files import remove_stale_temp_files, remove_temp_files
 log = logging.getLogger(__name__)
 
 # Which settings hold each provider's API defaults: (base URL, credential).
-PROVIDER_DEFAULTS = {
-    "wapi": ("WAPI_BASE_URL", "WAPI_TOKEN"),
-    "evolution": ("EVOLUTION_BASE_URL", "EVOLUTION_API_KEY"),
-    "meta": ("META_GRAPH_URL", "META_ACCESS_TOKEN"),
-}
 # A row left in progress by another worker of the same content is looked at again this much later.
 WAIT_FOR_TWIN = timedelta(seconds=1)
 
@@ -43,14 +38,6 @@ class Stopping(Exception):
 
 class LeaseLost(Exception):
     """Another worker took the row over (this one stalled past its lease)."""
-
-
-def provider_access(instance: Instance, settings: Mapping[str, Any]) -> tuple[Optional[str], Optional[str]]:
-    """The API base URL and credential for an instance: its own, else the .env defaults."""
-    base_name, token_name = PROVIDER_DEFAULTS.get(instance.provider, (None, None))
-    base = instance.api_base_url or (settings.get(base_name) if base_name else None)
-    token = instance.api_token or (settings.get(token_name) if token_name else None)
-    return base or None, token or None
 
 
 class MediaWorkers:
@@ -220,7 +207,7 @@ class MediaWorkers:
 
     def job_for(self, row: MediaFile, message: Message, instance: Instance,
                 twin: Optional[MediaFile]) -> MediaJob:
-        base, token = provider_access(instance, self.settings)
+        base, token = instance.api_access(self.settings)
         chat = Chat.get_by_id(message.chat_id)
         copy_from = self.media_dir / twin.local_path if twin is not None else None
         return MediaJob(

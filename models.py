@@ -284,6 +284,15 @@ class Client(BaseModel):
         return cls.get(cls.name == clean(name, 255))
 
 
+# Each provider's settings that give an instance without credentials of its own its API base URL
+# and credential.
+PROVIDER_API_SETTINGS = {
+    "wapi": ("WAPI_BASE_URL", "WAPI_TOKEN"),
+    "evolution": ("EVOLUTION_BASE_URL", "EVOLUTION_API_KEY"),
+    "meta": ("META_GRAPH_URL", "META_ACCESS_TOKEN"),
+}
+
+
 class Instance(BaseModel):
     """One WhatsApp number connected through one provider."""
 
@@ -341,6 +350,13 @@ class Instance(BaseModel):
         with write_transaction():
             created = insert_row(cls, row, conflict='ON CONFLICT ("provider", "external_id") DO NOTHING')
         return cls.find(provider, external_id), created is not None
+
+    def api_access(self, settings: dict) -> tuple[Optional[str], Optional[str]]:
+        """The provider API's base URL and credential for this instance: its own, else the settings' defaults."""
+        base_name, token_name = PROVIDER_API_SETTINGS.get(self.provider, (None, None))
+        base = self.api_base_url or (settings.get(base_name) if base_name else None)
+        token = self.api_token or (settings.get(token_name) if token_name else None)
+        return base or None, token or None
 
     def touch(self, at: datetime) -> None:
         """Move last_event_at forward (never back: events arrive out of order)."""

@@ -76,6 +76,18 @@ def test_insert_row_gives_the_new_id_or_none_when_the_conflict_skipped_it(app):
         assert models.WebhookEvent.get_by_id(first).request_id == "a"
 
 
+def test_an_instance_uses_its_own_api_credentials_else_its_providers_settings():
+    settings = {"WAPI_BASE_URL": "https://api.w-api.app/v1", "WAPI_TOKEN": "env-token",
+                "EVOLUTION_BASE_URL": "", "EVOLUTION_API_KEY": None}
+    declared = models.Instance(provider="wapi", external_id="A", api_base_url="https://mine.example/v1",
+                               api_token="own-token")
+    assert declared.api_access(settings) == ("https://mine.example/v1", "own-token")
+    assert models.Instance(provider="wapi", external_id="B").api_access(settings) == (
+        "https://api.w-api.app/v1", "env-token")
+    assert models.Instance(provider="evolution", external_id="C").api_access(settings) == (None, None)
+    assert models.Instance(provider="betzap", external_id="D").api_access(settings) == (None, None)
+
+
 def test_media_waiting_for_its_twin_is_not_claimed_until_the_twin_is_settled(app, post_webhook):
     image = "evolution/v1_messages.upsert_image_no_base64.json"
     for message_id in ("TWIN-A", "TWIN-B"):
