@@ -37,6 +37,7 @@ from models import (
     db,
     row_lock,
     run_sql,
+    still_bound,
     utcnow,
     write_transaction,
 )
@@ -404,7 +405,7 @@ class CampaignSender:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.database is not None and db.obj is not self.database:
+            if not still_bound(self.database):
                 log.debug("campaign sender stops: its app's database is no longer bound")
                 return
             try:

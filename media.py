@@ -20,14 +20,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from models import Chat, Instance, MediaAttempt, MediaFile, Message, db, utcnow
+from models import Chat, Instance, MediaAttempt, MediaFile, Message, db, still_bound, utcnow
 from storage import names
 from storage.fetch import FetchConfig, MediaJob, Outcome, fetch
 from storage.files import remove_stale_temp_files, remove_temp_files
 
 log = logging.getLogger(__name__)
 
-# Which settings hold each provider's API defaults: (base URL, credential).
 # A row left in progress by another worker of the same content is looked at again this much later.
 WAIT_FOR_TWIN = timedelta(seconds=1)
 
@@ -98,8 +97,7 @@ class MediaWorkers:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.database is not None and db.obj is not self.database:
-                # Another app in this process (tests) rebound the models: this pool's app is gone.
+            if not still_bound(self.database):
                 log.debug("media worker stops: its app's database is no longer bound")
                 return
             try:

@@ -101,6 +101,12 @@ def open_database(url: str, max_connections: int = 64):
     return database
 
 
+def still_bound(database) -> bool:
+    """False once another app in this process (tests) rebound the models: a background thread
+    of the first app must then stop instead of working on the other app's database."""
+    return database is None or db.obj is database
+
+
 _sqlite_writer = threading.RLock()
 
 
