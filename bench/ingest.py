@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from processes import cpu_seconds  # bench/processes.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"
 THROUGHPUT_FLOOR = 0.75
@@ -89,15 +91,6 @@ def receive():
     return jsonify(ok=True)
 serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
 """
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def unique_bodies(count: int) -> list[bytes]:

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from processes import cpu_seconds  # bench/processes.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -131,15 +133,6 @@ def child(mode: str, url: str, target: Path, descriptor: dict) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "startup_rss_mb": started_rss / 1024,
                       "cores_busy": (usage.ru_utime + usage.ru_stime - started_cpu) / seconds}))
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def openssl_seconds(cipher_only: Path, descriptor: dict) -> float | None:
