@@ -107,7 +107,7 @@ def run_child(mode: str, url: str, target: Path, descriptor: dict) -> dict:
 
 def child(mode: str, url: str, target: Path, descriptor: dict) -> None:
     from storage.fetch import FetchConfig, MediaJob, fetch
-    from storage.http import Limits, open_stream, read_chunks
+    from storage.http import Limits, entries_for_urls, open_stream, read_chunks
 
     base, _, path = url.partition("/media/")
     limits = Limits(connect_timeout=5, read_timeout=30, max_bytes=1_000_000_000)
@@ -125,7 +125,7 @@ def child(mode: str, url: str, target: Path, descriptor: dict) -> None:
         if outcome.state != "done":
             raise SystemExit(f"download failed: {outcome.error}")
     else:
-        response = open_stream("GET", url, allowed=("127.0.0.1",), limits=limits)
+        response = open_stream("GET", url, allowed=entries_for_urls([url]), limits=limits)
         with open(target, "wb") as out:
             for chunk in read_chunks(response, limits):
                 out.write(chunk)

@@ -19,26 +19,29 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Optional
+from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 from urllib.parse import quote
 
 from storage.decrypt import MediaDecryptor, PlainVerifier, VerificationError, decode_digest, derive_keys
 from storage.files import AtomicFile
 from storage.http import (
     CHUNK_SIZE,
+    AllowedHost,
     DownloadError,
     Limits,
     check_url,
-    host_of,
-    host_allowed,
+    configured_hosts,
+    entries_for_urls,
     open_stream,
     read_chunks,
     read_json,
     too_large,
+    url_allowed,
 )
 
 # WhatsApp's media CDN (mmg.whatsapp.net, media-*.cdn.whatsapp.net) and Meta's
-# media hosts (lookaside.fbsbx.com): always allowed.
+# media hosts (lookaside.fbsbx.com): always allowed, on https's (or http's)
+# default port and only at public addresses.
 WHATSAPP_HOSTS = (".whatsapp.net",)
 META_HOSTS = (".fbsbx.com", ".facebook.com")
 WHATSAPP_ORIGIN = "https://web.whatsapp.com"
@@ -82,10 +85,14 @@ class FetchConfig:
             ),
         )
 
-    def allowed_hosts(self, *more_urls: Optional[str]) -> tuple[str, ...]:
-        """WhatsApp's and Meta's media hosts, the configured base URLs' hosts and MEDIA_ALLOWED_HOSTS."""
+    def allowed_hosts(self, *more_urls: Optional[str]) -> tuple[Union[str, AllowedHost], ...]:
+        """WhatsApp's and Meta's media hosts, MEDIA_ALLOWED_HOSTS, and the configured base URLs' hosts and ports.
+
+        ``more_urls`` are configured too (an instance's api_base_url): their
+        hosts, like MEDIA_ALLOWED_HOSTS', may be on a private network.
+        """
         urls = (self.wa_media_base_url, self.wapi_base_url, self.evolution_base_url, self.meta_graph_url, *more_urls)
-        return WHATSAPP_HOSTS + META_HOSTS + self.extra_hosts + tuple(host_of(url) for url in urls if url)
+        return WHATSAPP_HOSTS + META_HOSTS + configured_hosts(self.extra_hosts) + entries_for_urls(urls)
 
 
 @dataclass
@@ -201,7 +208,7 @@ def fetch(job: MediaJob, target: Path, config: FetchConfig, tick: Tick = None, t
 def cdn_url(job: MediaJob, config: FetchConfig) -> Optional[str]:
     if job.direct_path:
         return config.wa_media_base_url.rstrip("/") + "/" + job.direct_path.lstrip("/")
-    if job.url and host_allowed(host_of(job.url), WHATSAPP_HOSTS):
+    if job.url and url_allowed(job.url, WHATSAPP_HOSTS):
         return job.url
     return None
 

@@ -11,7 +11,7 @@ import json
 from typing import Mapping, Optional
 from urllib.parse import quote
 
-from storage.http import DownloadError, Limits, host_of, open_stream, read_chunks
+from storage.http import DownloadError, Limits, entries_for_urls, open_stream, read_chunks
 
 # W-API: one URL per event kind, set with PUT /v1/webhook/update-webhook-<kind>.
 WAPI_KINDS = ("received", "delivery", "message-status", "chat-presence", "connected", "disconnected")
@@ -23,9 +23,14 @@ LIMITS = Limits(connect_timeout=10, read_timeout=30, max_bytes=256 * 1024)  # an
 
 
 def _call(method: str, url: str, headers: dict, body: dict) -> tuple[Optional[int], str]:
-    """(HTTP status, the answer's text, shortened) or (None, what went wrong)."""
+    """(HTTP status, the answer's text, shortened) or (None, what went wrong).
+
+    ``url`` is built on the instance's configured API base URL: its host and
+    port are the only ones allowed (a redirect elsewhere is refused).
+    """
     try:
-        response = open_stream(method, url, allowed=(host_of(url),), limits=LIMITS, headers=headers, json_body=body)
+        response = open_stream(method, url, allowed=entries_for_urls([url]), limits=LIMITS, headers=headers,
+                               json_body=body)
         status = response.status_code
         text = b"".join(read_chunks(response, LIMITS)).decode("utf-8", "replace")
     except DownloadError as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 from urllib.parse import quote
 
-from storage.http import DownloadError, Limits, host_of, open_stream, read_chunks
+from storage.http import AllowedHost, DownloadError, Limits, entries_for_urls, host_of, open_stream, read_chunks
 
 # A send answer is small; anything bigger is not a provider talking.
 MAX_ANSWER = 256 * 1024
@@ -34,7 +34,7 @@ class SendTarget:
     base_url: str
     token: Optional[str]
     instance: str  # Evolution instance name, W-API instanceId, Meta phone_number_id
-    allowed_hosts: tuple[str, ...]
+    allowed_hosts: tuple[AllowedHost, ...]
     limits: Limits
 
 
@@ -158,5 +158,6 @@ def send_text(provider: str, target: SendTarget, phone: str, text: str) -> str:
     return sender(target, phone, text)
 
 
-def allowed_hosts(urls: Iterable[Optional[str]]) -> tuple[str, ...]:
-    return tuple(sorted({host_of(url) for url in urls if url}))
+def allowed_hosts(urls: Iterable[Optional[str]]) -> tuple[AllowedHost, ...]:
+    """The configured base URLs' hosts, each on its own port (the operator named them: private is fine)."""
+    return entries_for_urls(urls)
