@@ -499,37 +499,34 @@ def cmd_replay(args: argparse.Namespace, settings: dict) -> int:
 
 
 def redact_bytes_base64(body: str, secrets: list) -> str:
-    """A base64 body (not clean UTF-8) with every configured secret's bytes masked."""
-    import base64
-    import binascii
+    """A base64 body (not clean UTF-8) with its secrets masked (see security.redact_base64)."""
+    from security import redact_base64
 
-    try:
-        raw = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return body
-    for secret in secrets:
-        if secret:
-            raw = raw.replace(secret.encode("utf-8"), b"[redacted]")
-    return base64.b64encode(raw).decode("ascii")
+    return redact_base64(body, secrets)
 
 
 def export_line(event: Any, secrets: Optional[list]) -> dict:
-    """One stored request as a JSON object; redacted with ``secrets`` unless it is None."""
+    """One stored request as a JSON object; redacted with ``secrets`` unless it is None.
+
+    Redacted, a request that failed authentication is written without its
+    body, as the API shows it; ``--with-secrets`` keeps everything.
+    """
     from models import iso
-    from security import redact, redact_text
+    from security import redact, redact_text, shown_body_text
 
     headers = event.headers_dict
-    body, encoding = event.body, event.body_encoding
+    body, encoding, error = event.body, event.body_encoding, event.error
+    hidden = None
     if secrets is not None:
         headers = redact(headers, secrets)
-        if encoding == "utf-8" and body is not None:
-            try:
-                body = json.dumps(redact(json.loads(body), secrets), ensure_ascii=False)
-            except ValueError:
-                body = redact_text(body, secrets)
+        error = redact_text(error, secrets) if error else error
+        if event.failed_authentication:
+            body, hidden = None, event.HIDDEN_BODY_REASON
+        elif encoding == "utf-8" and body is not None:
+            body = shown_body_text(body, secrets)
         elif body is not None:
             body = redact_bytes_base64(body, secrets)
-    return {
+    line = {
         "id": event.id,
         "received_at": iso(event.received_at),
         "request_id": event.request_id,
@@ -547,11 +544,14 @@ def export_line(event: Any, secrets: Optional[list]) -> dict:
         "instance_id": event.instance.external_id if event.instance_id else None,
         "message_id": event.message_id,
         "outcome": event.outcome,
-        "error": event.error,
+        "error": error,
         "http_status": event.http_status,
         "duplicate_of": event.duplicate_of_id,
         "redacted": secrets is not None,
     }
+    if hidden:
+        line["body_hidden"] = hidden
+    return line
 
 
 def cmd_export(args: argparse.Namespace, settings: dict) -> int:
@@ -700,7 +700,7 @@ def cmd_import(args: argparse.Namespace, settings: dict) -> int:
 
 def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
     from handlers import PROVIDERS as PROVIDER_MODULES
-    from models import Client, Instance, instance_json
+    from models import Client, Instance, instance_json, provider_api_defaults, same_api_base
 
     with data_app(settings):
         if args.action == "list":
@@ -730,6 +730,10 @@ def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
             if not base.startswith(("http://", "https://")):
                 raise bad_input(f"--base-url must start with http:// or https://, got {args.base_url!r}")
             values["api_base_url"] = base
+            default_base, _ = provider_api_defaults(args.provider, settings)
+            if not args.token and not same_api_base(base, default_base):
+                raise bad_input("--base-url names another host than the .env default: give that host's own "
+                                "--token too (the .env key is never sent to another host)")
         if args.client:
             values["client"] = Client.named(args.client.strip())
         instance, created = Instance.register(args.provider, external_id, values)

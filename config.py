@@ -92,10 +92,15 @@ def _public_url(value: str) -> str:
 
 
 def _host_list(value: str) -> tuple[str, ...]:
+    """Host names (``.example.com`` for a domain and its subdomains), each with an optional ``:port``."""
     hosts = tuple(part.strip().lower() for part in value.split(",") if part.strip())
     for host in hosts:
-        if any(char.isspace() or char in "/?#@" for char in host):
+        if any(char.isspace() or char in "/?#@\\" for char in host):
             raise ValueError(f"must be host names separated by commas, got {host!r}")
+        port = host.rsplit("]:", 1)[1] if host.startswith("[") and "]:" in host else (
+            host.rsplit(":", 1)[1] if host.count(":") == 1 else None)
+        if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"has a port that is not a number between 1 and 65535: {host!r}")
     return hosts
 
 
@@ -125,6 +130,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "LOG_LEVEL": ("INFO", _log_level),
     "ALLOW_UNKNOWN_INSTANCES": ("true", _bool),
     "PUBLIC_URL": ("", _public_url),
+    "ALLOWED_HOSTS": ("", _host_list),
+    "LOGIN_ATTEMPTS_PER_MIN": ("10", _int_between(1, 10000)),
+    "AUTH_FAILURES_STORED_PER_MIN": ("30", _int_between(0, 100000)),
     "THREADS": ("8", _int_between(1, 256)),
     # Media downloads
     "MEDIA_DIR": ("", _text),
@@ -146,6 +154,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "META_ACCESS_TOKEN": ("", _optional_secret),
     # Tunnel (ngrok)
     "TUNNEL": ("auto", _tunnel_mode),
+    "TUNNEL_PORT": ("0", _int_between(0, 65535)),
     "NGROK_AUTHTOKEN": ("", _optional_secret),
     "NGROK_DOMAIN": ("", _text),
     "NGROK_PATH": ("", _text),

@@ -48,7 +48,8 @@ from models import (
     utcnow,
     write_transaction,
 )
-from security import REDACTED, check_meta_signature, check_webhook_token, redact
+from access import AuthFailures
+from security import REDACTED, check_meta_signature, check_webhook_token, redact, shown_body_text
 from storage.decrypt import decode_digest
 from storage.inline import blob_path, extract_inline_media
 
@@ -95,8 +96,10 @@ class Answer:
 class Pipeline:
     """One per app: the settings the pipeline needs and its instance cache."""
 
-    def __init__(self, settings: Mapping[str, Any], on_media: Optional[Callable[[], None]] = None):
+    def __init__(self, settings: Mapping[str, Any], on_media: Optional[Callable[[], None]] = None,
+                 auth_failures: Optional[AuthFailures] = None):
         self.on_media = on_media  # told after a commit that queued media downloads
+        self.auth_failures = auth_failures  # caps how many refused, untrusted requests become rows
         self.data_dir = Path(settings["DATA_DIR"])
         self.opt_out_words = tuple(settings["CAMPAIGN_OPT_OUT_WORDS"])
         self.webhook_token = settings.get("WEBHOOK_TOKEN")
@@ -121,7 +124,8 @@ class Pipeline:
         if error:
             return self.reject(request, 400, error)
         if self.meta_app_secret and not signed and handlers.meta.detect(payload, request.hint):
-            return self.reject(request, 401, "missing X-Hub-Signature-256 (META_APP_SECRET is set)")
+            # Unsigned while a signature is required: as untrusted as a bad signature.
+            return self.reject(request, 401, "missing X-Hub-Signature-256 (META_APP_SECRET is set)", trusted=False)
 
         blobs = extract_inline_media(payload, self.data_dir)
         body_text = json.dumps(payload, ensure_ascii=False) if blobs else None
@@ -133,7 +137,7 @@ class Pipeline:
             if instance is None:
                 return self.reject(request, 403, f"unknown instance {normalised.instance_id!r} "
                                    "(ALLOW_UNKNOWN_INSTANCES is off)", normalised=normalised)
-        return self.store_and_apply(request, normalised, failure_text, instance, body_text)
+        return self.store_and_apply(request, normalised, failure_text, instance, body_text, payload)
 
     def instance_for(self, provider: str, external_id: str) -> Optional[Instance]:
         """The instance (cached: its id never changes), created when unknown ones are allowed."""
@@ -150,7 +154,7 @@ class Pipeline:
 
     def store_and_apply(self, request: IncomingRequest, normalised: Optional[Normalised],
                         failure_text: Optional[str], instance: Optional[Instance],
-                        body_text: Optional[str]) -> Answer:
+                        body_text: Optional[str], payload: Any = None) -> Answer:
         """Insert the raw event and apply it, in one transaction.
 
         The row is written with the outcome it will most likely have; if
@@ -163,7 +167,7 @@ class Pipeline:
         """
         key = dedupe_key(normalised, request.body) if failure_text is None else None
         outcome, error = expected_outcome(normalised, failure_text)
-        row = self.event_row(request, normalised, instance, body_text)
+        row = self.event_row(request, normalised, instance, body_text, payload=payload)
         row.update(outcome=outcome, error=error, processed_at=utcnow())
         with write_transaction():
             event_id = self.store_once(row, key)
@@ -204,7 +208,8 @@ class Pipeline:
 
     def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
                   instance: Optional[Instance], body_text: Optional[str] = None,
-                  trusted: bool = True) -> dict:
+                  trusted: bool = True, payload: Any = None) -> dict:
+        """The event's row; ``payload``: the body's JSON (as stored) when it was parsed already."""
         body, encoding = encode_body(request.body, body_text, trusted)
         return dict(
             request_id=request.request_id,
@@ -217,6 +222,7 @@ class Pipeline:
             body=body,
             body_encoding=encoding,
             body_size=len(request.body) if request.body else (request.content_length or 0),
+            search_text=searchable_text(body, encoding, self.secrets, payload),
             provider=normalised.provider if normalised else None,
             kind=normalised.kind if normalised else None,
             event_name=clean(normalised.event_name, 255) if normalised else None,
@@ -226,7 +232,14 @@ class Pipeline:
 
     def reject(self, request: IncomingRequest, status: int, error: str, trusted: bool = True,
                normalised: Optional[Normalised] = None) -> Answer:
-        """Record a refused request (what was received is kept) and say why."""
+        """Record a refused request (what was received is kept) and say why.
+
+        Untrusted ones (failed authentication, cross-site posts) are only
+        counted, not stored, once their client is over its limit per minute.
+        """
+        if not trusted and self.auth_failures is not None and not self.auth_failures.record(request.remote_addr):
+            return Answer(status, {"error": error, "detail": {"event_id": None, "stored": False}}, None,
+                          None, None, "rejected")
         row = self.event_row(request, normalised, None, trusted=trusted)
         with write_transaction():
             event = WebhookEvent.create(outcome="rejected", error=error, http_status=status,
@@ -419,6 +432,18 @@ def encode_body(body: bytes, body_text: Optional[str], trusted: bool) -> tuple[O
     if "\x00" in text:
         return base64.b64encode(body).decode("ascii"), "base64"
     return text, "utf-8"
+
+
+def searchable_text(body: Optional[str], encoding: str, secrets: list, payload: Any = None) -> Optional[str]:
+    """What the event search looks in: the body as the API shows it, secrets redacted.
+
+    None for bodies the API does not show as text (untrusted or base64).
+    """
+    if body is None or encoding != "utf-8":
+        return None
+    if payload is None:
+        return clean(shown_body_text(body, secrets))
+    return clean(shown_body_text(body, secrets, parsed=payload))
 
 
 def headers_json(headers: Mapping[str, str]) -> str:

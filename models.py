@@ -12,6 +12,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
+from urllib.parse import urlsplit
 
 from peewee import (
     SQL,
@@ -299,6 +300,33 @@ PROVIDER_API_SETTINGS = {
 }
 
 
+def provider_api_defaults(provider: str, settings: dict) -> tuple[Optional[str], Optional[str]]:
+    """The settings' (.env) default base URL and credential of a provider's API; (None, None) if it has none."""
+    base_name, token_name = PROVIDER_API_SETTINGS.get(provider, (None, None))
+    base = settings.get(base_name) if base_name else None
+    token = settings.get(token_name) if token_name else None
+    return base or None, token or None
+
+
+def _api_base_key(url: Optional[str]) -> Optional[tuple]:
+    """What makes two API base URLs the same place: scheme, host, port and path (no trailing slash)."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: only the very same text is the same place
+        return ("unparsed", url.strip())
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme),
+            parts.path.rstrip("/"))
+
+
+def same_api_base(first: Optional[str], second: Optional[str]) -> bool:
+    """Whether two API base URLs name the same place (two missing ones are the same: the default)."""
+    return _api_base_key(first) == _api_base_key(second)
+
+
 class Instance(BaseModel):
     """One WhatsApp number connected through one provider."""
 
@@ -358,11 +386,16 @@ class Instance(BaseModel):
         return cls.find(provider, external_id), created is not None
 
     def api_access(self, settings: dict) -> tuple[Optional[str], Optional[str]]:
-        """The provider API's base URL and credential for this instance: its own, else the settings' defaults."""
-        base_name, token_name = PROVIDER_API_SETTINGS.get(self.provider, (None, None))
-        base = self.api_base_url or (settings.get(base_name) if base_name else None)
-        token = self.api_token or (settings.get(token_name) if token_name else None)
-        return base or None, token or None
+        """The provider API's base URL and credential for this instance: its own, else the settings' defaults.
+
+        A credential stays with its host: the settings' default key belongs to the
+        settings' default base URL, so an instance whose own base URL points elsewhere
+        gets only its own api_token (or none), never the default key.
+        """
+        default_base, default_token = provider_api_defaults(self.provider, settings)
+        if self.api_base_url and not same_api_base(self.api_base_url, default_base):
+            return self.api_base_url, self.api_token or None
+        return self.api_base_url or default_base, self.api_token or default_token
 
     def touch(self, at: datetime) -> None:
         """Move last_event_at forward (never back: events arrive out of order)."""
@@ -393,6 +426,9 @@ class Instance(BaseModel):
 class WebhookEvent(BaseModel):
     """One HTTP request as it was received, before anything was made of it."""
 
+    # What the API and exports say instead of the body of an untrusted request (a code the dashboard translates).
+    HIDDEN_BODY_REASON = "untrusted"
+
     request_id = CharField()
     received_at = DateTimeField(default=utcnow)
     method = CharField(default="POST")
@@ -415,12 +451,28 @@ class WebhookEvent(BaseModel):
     duplicate_of = ForeignKeyField("self", null=True, on_delete="SET NULL")
     processed_at = DateTimeField(null=True)
     replay_count = IntegerField(default=0)
+    # The body as the API shows it (secrets redacted), made when the request is
+    # stored: the event search looks here, never in the body, so it cannot be
+    # used to guess a redacted value. NULL for rows stored before it existed,
+    # for bodies that failed authentication and for bodies that are not text.
+    search_text = TextField(null=True)
 
     @classmethod
     def store(cls, row: dict, dedupe_key: Optional[str] = None) -> Optional[int]:
         """Insert the raw request; None when an event with the same dedupe key exists."""
         return insert_row(cls, {**row, "dedupe_key": dedupe_key},
                           conflict='ON CONFLICT ("dedupe_key") DO NOTHING')
+
+    @property
+    def failed_authentication(self) -> bool:
+        """Whether this request was refused before its sender was trusted.
+
+        A wrong or missing webhook token or Meta signature (or a cross-site
+        post, which carries none): only those are stored "untrusted" (see
+        ingest.Pipeline.reject). Their body is kept, cut short, for inspection
+        of the database on this machine, but never shown, searched or replayed.
+        """
+        return self.outcome == "rejected" and self.body_encoding == "untrusted"
 
     @property
     def headers_dict(self) -> dict:
@@ -1149,9 +1201,36 @@ class OptOut(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class DashboardSession(BaseModel):
+    """A browser logged in to the dashboard through the tunnel (``/login``).
+
+    The cookie is signed and expires by itself; this row is what ``/logout``
+    deletes, so a copied cookie stops working at once. Only a hash of the
+    session id is kept.
+    """
+
+    key = CharField(unique=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    @classmethod
+    def open(cls, key: str, seconds: int) -> None:
+        now = utcnow()
+        cls.delete().where(cls.expires_at < now).execute()  # the expired ones go whenever someone logs in
+        cls.create(key=key, created_at=now, expires_at=now + timedelta(seconds=seconds))
+
+    @classmethod
+    def is_open(cls, key: str) -> bool:
+        return cls.select().where((cls.key == key) & (cls.expires_at > utcnow())).exists()
+
+    @classmethod
+    def close(cls, key: str) -> None:
+        cls.delete().where(cls.key == key).execute()
+
+
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
-    MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut,
+    MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession,
 )
 
 
@@ -1183,6 +1262,7 @@ def event_json(event: WebhookEvent) -> dict:
         "request_id": event.request_id,
         "received_at": iso(event.received_at),
         "route": event.route,
+        "remote_addr": event.remote_addr,
         "provider": event.provider,
         "kind": event.kind,
         "event_name": event.event_name,
@@ -1208,6 +1288,27 @@ def chat_json(chat: Chat) -> dict:
     }
 
 
+# The only types a stored file is served as (and the dashboard shows) inline: the
+# sender declares the mimetype, and anything a browser could run as a page on
+# zaphook's origin (HTML, SVG, XML, scripts, unknown types) must be a download.
+INLINE_MIMETYPES = frozenset({
+    "image/jpeg", "image/png", "image/gif", "image/webp",
+    "audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr", "audio/wav", "audio/webm", "audio/opus",
+    "video/mp4", "video/3gpp", "video/webm", "video/quicktime",
+    "application/pdf",
+})
+
+
+def bare_mimetype(mimetype: Optional[str]) -> str:
+    """The declared type without parameters, lower case ("audio/ogg; codecs=opus" -> "audio/ogg")."""
+    return (mimetype or "").split(";", 1)[0].strip().lower()
+
+
+def served_inline(mimetype: Optional[str]) -> bool:
+    """Whether a file declared as ``mimetype`` may be shown in the browser rather than downloaded."""
+    return bare_mimetype(mimetype) in INLINE_MIMETYPES
+
+
 def media_json(media: Optional[MediaFile]) -> Optional[dict]:
     """What a message shows of its attachment (mediaKey never)."""
     if media is None:
@@ -1221,6 +1322,7 @@ def media_json(media: Optional[MediaFile]) -> Optional[dict]:
         "file_length": media.file_length,
         "error": media.error,
         "file_url": f"/api/media/{media.id}/file" if media.state == "done" else None,
+        "inline": served_inline(media.mimetype),
     }
 
 

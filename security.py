@@ -4,70 +4,216 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
+import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Optional
-from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 
-# Keys whose values are secrets wherever they appear in a payload or headers
-# (compared lower-case, ignoring "-" and "_").
-SECRET_KEYS = frozenset({
-    "mediakey", "apikey", "token", "accesstoken", "authorization", "jwtkey", "secret",
-    "password", "clienttoken", "xwebhooktoken", "xapikey", "messagesecret", "xhubsignature256",
-    "cookie", "pairingcode", "appsecret", "verifytoken",
-})
+# A key, header or query parameter whose name contains one of these holds a
+# secret. Names are compared lower-case without "-", "_", "." and spaces, so
+# X-Api-Key, api_key, apiKey and "API KEY" are one name.
+SECRET_NAME_PARTS = (
+    "token", "secret", "password", "passwd", "passphrase", "apikey", "privatekey", "accesskey", "authkey",
+    "signingkey", "encryptionkey", "authorization", "cookie", "signature", "session", "credential", "jwt",
+    "hmac", "mediakey", "pairingcode",
+)
+# Whole names that hold a secret although they contain none of the parts.
+SECRET_KEYS = frozenset({"auth", "pwd", "pass"})
+# Names that contain a part but hold no secret: WAHA's and WPPConnect's
+# "session" is the name of the instance, an id people search for.
+NOT_SECRET_KEYS = frozenset({"session", "sessionname"})
+# Query parameters that are secrets only in URLs, where they are signed-link
+# signatures (?sig=) and API keys (?key=); as payload keys they are too common.
+SECRET_QUERY_NAMES = frozenset({"sig", "key"})
 
 # Inside a QR code event the code itself would let anyone link the account.
 QRCODE_KEYS = frozenset({"code", "base64"})
 
-# Query parameters carrying secrets in URLs (e.g. the token in a webhook URL).
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|apikey|api_key|access_token|hub\.verify_token)=)[^&#\s\"']+")
+_NAME_SEPARATORS = str.maketrans("", "", "-_. ")
+_SECRET_NAME = re.compile("|".join(SECRET_NAME_PARTS))
+
+# "name=value" in a URL's query (the value is masked when the name is a secret's).
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&#\s\"'<>]+)=([^&#\s\"'<>]+)")
+# The password of "scheme://user:password@host".
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)([^/\s@]+)(@)")
+# "name=value", "name: value", "name": "value" and 'name': 'value' in free text
+# (log lines, error messages, bodies that are not JSON). The look-behind makes
+# a name start only after a non-name character, which keeps the scan linear.
+_SECRET_PAIR = re.compile(
+    r"""(?<![\w.\-])(?P<quote>["']?)(?P<name>[A-Za-z][\w.\-]*)(?P=quote)(?P<separator>\s*[:=]\s*)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?i:(?:bearer|basic|digest|token)\s+)?[^\s"',;&()\[\]{}]+)""")
+_LITERALS_NOT_SECRET = frozenset({"true", "false", "null", "none"})
+_TRACEBACKS = logging.Formatter()
 
 
-def _normal_key(key: str) -> str:
-    return key.lower().replace("-", "").replace("_", "")
+# Names up to this long are remembered (payloads repeat the same few keys);
+# longer ones are checked each time, so no payload can fill the memory.
+_REMEMBERED_NAME_LENGTH = 64
+
+
+def _normal_name(name: str) -> str:
+    return name.lower().translate(_NAME_SEPARATORS)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a payload key, header name or query parameter names a secret.
+
+    Matching by part (token, secret, password, apikey, signature, cookie, ...)
+    catches the names no list foresees: X-Auth-Token, client_secret,
+    webhook_signature, sessionToken. Some non-secrets match too (tokenExpiry):
+    redacting them costs little, and redact() keeps booleans and numbers
+    (hasApiToken: true) anyway.
+    """
+    if len(name) > _REMEMBERED_NAME_LENGTH:
+        return _names_a_secret(name)
+    return _remembered_names_a_secret(name)
+
+
+def _names_a_secret(name: str) -> bool:
+    normal = _normal_name(name)
+    if normal in NOT_SECRET_KEYS:
+        return False
+    return normal in SECRET_KEYS or _SECRET_NAME.search(normal) is not None
+
+
+_remembered_names_a_secret = lru_cache(maxsize=4096)(_names_a_secret)
+
+
+def is_secret_query_name(name: str) -> bool:
+    return name.lower() in SECRET_QUERY_NAMES or is_secret_key(name)
+
+
+def _maskable(value: Any) -> bool:
+    """Whether a value under a secret's key is masked: text, objects and lists, not flags or counts."""
+    return not (value is None or value == "" or isinstance(value, (bool, int, float)))
 
 
 def redact(value: Any, secrets: Iterable[str] = (), _inside_qrcode: bool = False) -> Any:
     """A copy of a JSON value with every secret replaced by "[redacted]".
 
-    Secrets are found by key name (mediaKey, apikey, token, ...), by query
-    parameter inside URLs, and by value for the configured secrets.
+    Secrets are found by key name (is_secret_key: a text is masked, an object
+    or list under such a key is replaced whole), by name inside text (query
+    parameters, "name=value" pairs: see redact_text), and by value for the
+    configured secrets.
     """
-    secret_values = [s for s in secrets if s]
+    return _redact(value, [s for s in secrets if s], _inside_qrcode)
+
+
+def _redact(value: Any, secret_values: list, inside_qrcode: bool) -> Any:
     if isinstance(value, dict):
         result = {}
         for key, item in value.items():
-            normal = _normal_key(str(key))
-            if item not in (None, "") and (
-                normal in SECRET_KEYS or (_inside_qrcode and normal in QRCODE_KEYS)
-            ):
+            name = str(key)
+            if _maskable(item) and (is_secret_key(name) or (inside_qrcode and _normal_name(name) in QRCODE_KEYS)):
                 result[key] = REDACTED
             else:
-                result[key] = redact(item, secret_values, _inside_qrcode or normal == "qrcode")
+                result[key] = _redact(item, secret_values, inside_qrcode or _normal_name(name) == "qrcode")
         return result
     if isinstance(value, list):
-        return [redact(item, secret_values, _inside_qrcode) for item in value]
+        return [_redact(item, secret_values, inside_qrcode) for item in value]
     if isinstance(value, str):
         return redact_text(value, secret_values)
     return value
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
-    if "=" in text:
-        text = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    """Text with the configured secrets and every secret-named value masked.
+
+    Secret-named values are query parameters (``?access_token=``), URL
+    passwords and ``name=value`` / ``"name": "value"`` pairs; text without a
+    "=" or ":" (most message text, names, ids) is not scanned for them.
+    """
+    text = redact_values(text, secrets)
+    if "=" in text or ":" in text:
+        text = _SECRET_PAIR.sub(_mask_pair, text)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+        if "=" in text:
+            text = _QUERY_PARAMETER.sub(_mask_query_parameter, text)
     return text
 
 
+def redact_values(text: str, secrets: Iterable[str] = ()) -> str:
+    """Text with every configured secret masked, wherever it appears."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _mask_pair(match: re.Match) -> str:
+    value = match["value"]
+    if not is_secret_key(match["name"]) or value.lower() in _LITERALS_NOT_SECRET:
+        return match[0]
+    quote = value[0] if value[0] in "\"'" else ""
+    return match[0][:match.start("value") - match.start()] + quote + REDACTED + quote
+
+
+def _mask_query_parameter(match: re.Match) -> str:
+    if match[3] == REDACTED or not is_secret_query_name(match[2]):
+        return match[0]
+    return f"{match[1]}{match[2]}={REDACTED}"
+
+
+def redact_base64(body: str, secrets: Iterable[str] = ()) -> str:
+    """A base64 body (bytes that are not clean UTF-8 text) with its secrets masked.
+
+    The bytes are read as UTF-8 with the invalid ones set aside
+    (surrogateescape), masked as text, and written back: everything that is
+    not a secret stays byte for byte.
+    """
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return body
+    text = raw.decode("utf-8", "surrogateescape")
+    cleaned = redact_text(text, [s for s in secrets if s])
+    if cleaned == text:
+        return body
+    return base64.b64encode(cleaned.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+_NOT_JSON = object()
+
+
+def redact_body(body: str, secrets: Iterable[str] = (), parsed: Any = _NOT_JSON) -> tuple[bool, Any]:
+    """A stored UTF-8 request body as it may be shown.
+
+    (True, the redacted JSON value) when the body is JSON, else (False, the
+    redacted text). ``parsed``: the body's JSON value when the caller has it.
+    """
+    secret_values = [s for s in secrets if s]
+    if parsed is _NOT_JSON:
+        try:
+            parsed = json.loads(body.removeprefix("\ufeff"))
+        except (ValueError, RecursionError):
+            return False, redact_text(body, secret_values)
+    try:
+        return True, _redact(parsed, secret_values, False)
+    except RecursionError:  # deeper than Python recurses: masked as text instead
+        return False, redact_text(body, secret_values)
+
+
+def shown_body_text(body: str, secrets: Iterable[str] = (), parsed: Any = _NOT_JSON) -> str:
+    """redact_body as one text: what an export writes and the event search looks in."""
+    is_json, shown = redact_body(body, secrets, parsed)
+    return json.dumps(shown, ensure_ascii=False) if is_json else shown
+
+
 class RedactingFilter(logging.Filter):
-    """Masks the configured secrets in every log record, whatever logged them."""
+    """Masks secrets in every log record, whatever logged them.
+
+    The configured secrets by value, and by name what redact_text finds
+    (``apikey=...``, ``"token": "..."``, ``?access_token=``), in the message
+    and in the traceback of a logged exception.
+    """
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
@@ -78,6 +224,10 @@ class RedactingFilter(logging.Filter):
         cleaned = redact_text(message, self.secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text, self.secrets)
         return True
 
 
@@ -136,55 +286,3 @@ def check_meta_signature(app_secret: Optional[str], header: Optional[str], body:
     if not hmac.compare_digest(given.strip().lower().encode("ascii", "replace"), expected.encode("ascii")):
         return AuthFailure(403, "X-Hub-Signature-256 does not match the body")
     return None
-
-
-def is_direct_local(remote_addr: Optional[str], headers: Mapping[str, str]) -> bool:
-    """Whether a request came straight from this machine.
-
-    A tunnel agent (ngrok) connects from 127.0.0.1 too, but adds
-    X-Forwarded-For; such a request counts as coming from the internet.
-    """
-    for header in ("X-Forwarded-For", "Forwarded", "X-Real-Ip", "X-Forwarded-Host"):
-        if headers.get(header):
-            return False
-    if not remote_addr:
-        return False
-    try:
-        return ipaddress.ip_address(remote_addr.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-# --- the dashboard through the tunnel -------------------------------------------------------
-
-SESSION_COOKIE = "zaphook_session"
-_SESSION_PURPOSE = b"zaphook dashboard session v1"
-
-
-def dashboard_session(admin_token: str) -> str:
-    """The cookie value that stands for "this browser knows ADMIN_TOKEN".
-
-    An HMAC keyed with the token, never the token itself: a leaked cookie does
-    not reveal ADMIN_TOKEN, and changing ADMIN_TOKEN logs every browser out.
-    """
-    return hmac.new(admin_token.encode("utf-8"), _SESSION_PURPOSE, hashlib.sha256).hexdigest()
-
-
-def valid_session(cookie: Optional[str], admin_token: Optional[str]) -> bool:
-    """Constant-time check of a session cookie; nothing matches without ADMIN_TOKEN."""
-    if not admin_token or not cookie:
-        return False
-    return hmac.compare_digest(cookie.encode("utf-8", "replace"), dashboard_session(admin_token).encode("ascii"))
-
-
-def origin_allowed(origin: Optional[str], hosts: Iterable[Optional[str]]) -> bool:
-    """Whether a request's Origin header names one of its own hosts.
-
-    No Origin (curl, scripts, same-origin GETs) is allowed; browsers send it on
-    every cross-site POST, so a page elsewhere cannot drive the API through the
-    visitor's browser. "null" (sandboxed frames, file://) never matches.
-    """
-    if origin is None:
-        return True
-    netloc = urlsplit(origin.strip()).netloc.lower() if "://" in origin else ""
-    return bool(netloc) and any(netloc == host.strip().lower() for host in hosts if host)

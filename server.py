@@ -18,16 +18,20 @@ from typing import Any, Mapping, Optional
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from config import SECRET_SETTINGS, ConfigError, load_settings
-from security import (
+from access import (
+    FOREIGN_HOST,
+    LOCAL,
     SESSION_COOKIE,
-    RedactingFilter,
-    bearer_token,
-    is_direct_local,
+    AuthFailures,
+    SlidingWindow,
+    host_name,
     origin_allowed,
-    same_secret,
-    valid_session,
+    own_host_names,
+    session_key_from_cookie,
+    where_from,
 )
+from config import SECRET_SETTINGS, ConfigError, load_settings
+from security import RedactingFilter, bearer_token, same_secret
 from tunnel import format_url_table, resolve_webhook_token, webhook_url_table
 
 VERSION = "0.1.0"
@@ -63,12 +67,16 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from views import api, campaigns_api, dashboard, dashboard_api, media_api, webhooks
     from campaigns import CampaignSender
 
+    app.extensions["zaphook.own_hosts"] = own_host_names(settings)
+    app.extensions["zaphook.login_attempts"] = SlidingWindow(settings["LOGIN_ATTEMPTS_PER_MIN"])
+    app.extensions["zaphook.auth_failures"] = AuthFailures(settings["AUTH_FAILURES_STORED_PER_MIN"])
     app.extensions["zaphook.database"] = models.open_database(settings["DATABASE_URL"])
     with models.db.connection_context():
         models.create_schema()
     workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
     app.extensions["zaphook.tunnel"] = Tunnel(settings)  # opened by serve(), once the port is known
-    app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify)
+    app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify,
+                                                      auth_failures=app.extensions["zaphook.auth_failures"])
     sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"])
 
     app.register_blueprint(webhooks.bp)
@@ -110,18 +118,22 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
                             login_endpoints: set[str]) -> None:
     import models
 
+    own_hosts = app.extensions["zaphook.own_hosts"]
+    auth_failures = app.extensions["zaphook.auth_failures"]
+
     @app.before_request
     def start_request():
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:12]
         g.started = time.perf_counter()
         g.log_fields = {}
-        if not _may_reach(request.endpoint, tunnel_endpoints, app.config.get("ADMIN_TOKEN"), login_endpoints):
-            # Through the tunnel only the webhooks exist: answer as if nothing else did.
-            return jsonify(error="not found", detail=None), 404
+        g.caller = where_from(request.environ, request.remote_addr, request.headers, own_hosts)
+        if request.endpoint not in tunnel_endpoints and g.caller != LOCAL:
+            models.db.connect(reuse_if_open=True)  # the session cookie is checked against the database
+            if not _proves_admin(app.config.get("ADMIN_TOKEN"), request.endpoint in login_endpoints, auth_failures):
+                return _refusal(g.caller)
         if (request.method in STATE_CHANGING_METHODS and request.endpoint not in webhook_endpoints
-                and not origin_allowed(request.headers.get("Origin"),
-                                       (request.host, request.headers.get("X-Forwarded-Host")))):
+                and not origin_allowed(request.headers.get("Origin"), (request.host,))):
             # A page on another site posting through the visitor's browser (CSRF): the
             # dashboard is same-origin, and curl or scripts send no Origin at all.
             return jsonify(error="cross-origin request refused", detail=None), 403
@@ -146,27 +158,43 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
         return response
 
 
-def _may_reach(endpoint: Optional[str], tunnel_endpoints: set[str], admin_token: Optional[str],
-               login_endpoints: set[str] = frozenset()) -> bool:
-    """The tunnel rule: from outside this machine only webhooks and /health answer.
+def _proves_admin(admin_token: Optional[str], is_login_page: bool, auth_failures: AuthFailures) -> bool:
+    """Whether a request that is not local may go beyond the webhooks: it knows ADMIN_TOKEN.
 
-    With ADMIN_TOKEN set, the rest answers a request that carries it as a Bearer
-    header, or the session cookie the dashboard's login page sets (browsers
-    cannot send a header when they open a page); the login page itself answers
-    only then.
+    As a Bearer header, or as the session cookie the dashboard's login page
+    sets (browsers cannot send a header when they open a page); the login page
+    itself answers only when ADMIN_TOKEN is set. A wrong Bearer token is
+    counted as a failed authentication.
     """
-    if endpoint in tunnel_endpoints:
-        return True
-    if is_direct_local(request.remote_addr, request.headers):
-        return True
+    import models
+
     if not admin_token:
         return False
-    if endpoint in login_endpoints:
+    if is_login_page:
         return True
     token = bearer_token(request.headers)
-    if token and same_secret(token, admin_token):
-        return True
-    return valid_session(request.cookies.get(SESSION_COOKIE), admin_token)
+    if token:
+        if same_secret(token, admin_token):
+            return True
+        auth_failures.record(request.remote_addr)
+        return False
+    key = session_key_from_cookie(request.cookies.get(SESSION_COOKIE), admin_token)
+    return key is not None and models.DashboardSession.is_open(key)
+
+
+def _refusal(caller: str):
+    """What a request gets for a route it may not reach.
+
+    Through the tunnel only the webhooks exist: it is answered as if nothing
+    else did. A local request naming a foreign host (DNS rebinding) is told
+    why, so a person who uses another name for this machine can allow it.
+    """
+    if caller == FOREIGN_HOST:
+        host = host_name(request.headers.get("Host"))
+        return jsonify(error=f"host {host!r} is not one of this server's names: add it to ALLOWED_HOSTS "
+                             "if you reach zaphook by that name",
+                       detail={"host": host, "setting": "ALLOWED_HOSTS"}), 403
+    return jsonify(error="not found", detail=None), 404
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -202,42 +230,36 @@ def configure_logging(level: str) -> None:
 
 
 def serve(app: Flask) -> int:
-    """Serve with waitress until Ctrl+C."""
-    from waitress import create_server
+    """Serve with waitress until Ctrl+C: the local listener, and the tunnel's (see serving.py)."""
+    from serving import build_listeners
 
     settings = app.config
     try:
-        server = create_server(
-            app,
-            host=settings["HOST"],
-            port=settings["PORT"],
-            threads=settings["THREADS"],
-            # Let Flask see (and record) bodies over MAX_BODY_MB instead of waitress
-            # cutting them off before the app could say why.
-            max_request_body_size=settings["MAX_CONTENT_LENGTH"] + 1024 * 1024,
-            ident="zaphook",
-        )
+        listeners = build_listeners(app, settings)
     except OSError as exc:
-        log.error("cannot listen on %s:%s: %s (is zaphook already running? choose another PORT)",
-                  settings["HOST"], settings["PORT"], exc.strerror or exc)
+        log.error("cannot listen on %s:%s (or the tunnel port %s): %s (is zaphook already running? "
+                  "choose another PORT)", settings["HOST"], settings["PORT"], settings.get("TUNNEL_PORT") or "auto",
+                  exc.strerror or exc)
         return 2
-    host, port = server.effective_host, server.effective_port
-    log.info("zaphook %s listening on http://%s:%s (data in %s)", VERSION, host, port, settings["DATA_DIR"])
-    base = f"http://{host}:{port}"
+    base = listeners.local_url
+    log.info("zaphook %s listening on %s (data in %s)", VERSION, base, settings["DATA_DIR"])
+    log.info("dashboard: %s/", base.replace("://0.0.0.0:", "://127.0.0.1:"))
     log.info("webhook URLs: %s/webhook/ (any provider), %s/api/webhooks/evolution/ (Evolution)", base, base)
+    log.info("tunnel listener on %s: only the webhooks and /health answer there", listeners.tunnel_url)
     tunnel = app.extensions["zaphook.tunnel"]
     try:
-        if tunnel.wanted and tunnel.open(port, host="127.0.0.1" if host in ("0.0.0.0", "::") else host):
+        if tunnel.wanted and tunnel.open(listeners.tunnel.effective_port, host="127.0.0.1"):
             # The one place the webhook token is shown: on the console, to paste, never in the log.
             print(format_url_table(webhook_url_table(tunnel.public_url, settings.get("WEBHOOK_TOKEN"))), flush=True)
         if settings["REGISTER_WEBHOOKS"]:
             register_webhooks_in_background(app, tunnel.public_url or settings["PUBLIC_URL"])
-        server.run()
+        listeners.run()
     except KeyboardInterrupt:
-        log.info("stopping")
+        pass
     finally:
+        log.info("stopping")
         tunnel.close()
-        server.close()
+        listeners.close()
         app.extensions["zaphook.media"].shutdown()
         app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()

@@ -13,6 +13,7 @@ from flask import Flask
 from peewee import fn
 
 from models import Client, Instance, MediaFile, Message, WebhookEvent, db, instance_json, iso, utcnow
+from security import REDACTED, redact_text
 
 # Below this much free space in DATA_DIR the self-check fails.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -22,12 +23,12 @@ MIN_TOKEN_LENGTH = 16
 
 
 def database_label(url: str) -> str:
-    """The database URL without its password."""
+    """The database URL without its password (in the address or as ?password=, ?sslpassword=...)."""
     parts = urlsplit(url)
     if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":[redacted]@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@")
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return redact_text(url)
 
 
 def webhook_urls(base: str, token_set: bool) -> dict:
@@ -84,6 +85,12 @@ def build(app: Flask, request_base_url: str) -> dict:
         "media": media_summary(app),
         "campaigns": campaigns_summary(app),
         "tunnel": app.extensions["zaphook.tunnel"].as_json(),
+        "security": {
+            "auth_failures": app.extensions["zaphook.auth_failures"].as_json(),
+            "allowed_hosts": list(app.extensions["zaphook.own_hosts"]),
+            "admin_token_set": bool(config.get("ADMIN_TOKEN")),
+            "webhook_token_set": bool(config.get("WEBHOOK_TOKEN")),
+        },
         "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
         "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or app.extensions["zaphook.tunnel"].public_url
                                      or request_base_url,

@@ -27,7 +27,9 @@ def all_samples() -> list[str]:
 
 
 class ServedApp:
-    """An app served by waitress on a free port of 127.0.0.1, in a thread, as `python server.py` serves it.
+    """An app served as `python server.py` serves it (serving.build_listeners), in a thread.
+
+    ``url`` is the local listener, ``tunnel_url`` the one the ngrok agent forwards to.
 
     waitress 3.0.2's ``close()`` from another thread races with the loop's
     select() (EBADF kills the loop thread: Pylons/waitress#468, fixed after
@@ -36,24 +38,24 @@ class ServedApp:
     """
 
     def __init__(self, app, threads: int = 16) -> None:
-        from waitress import create_server
+        from serving import build_listeners
 
         self.app = app
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=0.05)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        settings = dict(app.config, HOST="127.0.0.1", PORT=0, THREADS=threads)
+        self.listeners = build_listeners(app, settings, asyncore_loop_timeout=0.05)
+        self.url = self.listeners.local_url
+        self.tunnel_url = self.listeners.tunnel_url
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="served-app", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        server = self.server
         while not self._stop.is_set():
-            server.asyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=server._map, count=1)
+            self.listeners.run_once(timeout=0.05)
 
     def close(self) -> None:
         if self._stop.is_set():
             return
         self._stop.set()
         self._thread.join(timeout=10)
-        self.server.task_dispatcher.shutdown()
-        self.server.asyncore.close_all(self.server._map)
+        self.listeners.close()

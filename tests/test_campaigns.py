@@ -568,3 +568,31 @@ def test_the_self_check_names_a_counter_that_disagrees_with_the_contacts(make_ap
     counters = next(item for item in check["checks"] if item["name"] == "campaign counters")
     assert check["ok"] is False and counters["ok"] is False
     assert f"campaign {campaign['id']}: sent 5 != 0 contacts" in counters["detail"]
+
+
+@pytest.mark.parametrize("provider", ["evolution", "wapi", "meta"])
+def test_the_default_key_never_travels_to_an_instance_moved_to_another_host(make_app, providers, serve, provider):
+    """The .env key (EVOLUTION_API_KEY...) is for the .env base URL (server A) only.
+
+    The instance's base URL is moved to server B straight in the database, past the
+    API's own check, with no token of its own: its sends go to B without any key.
+    """
+    elsewhere = Providers()
+    try:
+        web = serve(campaign_app(make_app, providers))
+        instance_id = new_instance(web, provider)
+        with web.app.app_context(), models.db.connection_context():
+            models.Instance.update(api_base_url=elsewhere.server.url, api_token=None).where(
+                models.Instance.id == instance_id).execute()
+        campaign = new_campaign(web, instance_id, PHONES[:2])
+        act(web, campaign["id"], "start")
+        wait_for(web, campaign["id"], lambda c: c["state"] == "done", what="done")
+
+        assert providers.server.requests == []  # the default host saw nothing of this instance
+        assert len(elsewhere.hits(provider)) == 2
+        for request in elsewhere.server.requests:
+            assert "apikey" not in request.headers and "authorization" not in request.headers, request.headers
+            assert all(SECRET not in value for value in request.headers.values()), request.headers
+            assert SECRET.encode() not in request.body
+    finally:
+        elsewhere.server.close()

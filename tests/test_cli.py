@@ -249,6 +249,15 @@ def test_replay(env, capsys, tmp_path):
     assert exited.value.code == 2
 
 
+def test_instances_add_with_another_hosts_base_url_needs_that_hosts_token(env, capsys):
+    code, _, err = run(capsys, "instances", "add", "--provider", "wapi", "--instance", "w", "--base-url",
+                       "https://elsewhere.example")
+    assert code == 2 and "--token" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "instances", "add", "--provider", "wapi", "--instance", "w", "--base-url",
+                       "https://api.w-api.app/")  # the .env default host: its key may go there
+    assert code == 0, out
+
+
 def test_instances_add_and_list(env, capsys):
     code, out, _ = run(capsys, "instances", "list")
     assert code == 0 and out.strip() == "no instances"

@@ -17,14 +17,17 @@ def test_a_database_made_by_an_older_version_gets_the_new_columns_on_start(make_
     make_app()
     with models.db.connection_context():
         migrator = SchemaMigrator.from_database(models.db.obj)
-        migrate(migrator.drop_column("instance", "api_token"), migrator.drop_column("media_file", "lease_owner"))
+        migrate(migrator.drop_column("instance", "api_token"), migrator.drop_column("media_file", "lease_owner"),
+                migrator.drop_column("webhook_event", "search_text"))
         assert "api_token" not in _columns("instance")
+        assert "search_text" not in _columns("webhook_event")
 
     make_app()  # a restart with the newer code
 
     with models.db.connection_context():
         assert "api_token" in _columns("instance")
         assert "lease_owner" in _columns("media_file")
+        assert "search_text" in _columns("webhook_event")
 
 
 def test_a_database_made_by_an_older_version_gets_the_new_indexes_on_start(make_app):
@@ -86,6 +89,44 @@ def test_an_instance_uses_its_own_api_credentials_else_its_providers_settings():
         "https://api.w-api.app/v1", "env-token")
     assert models.Instance(provider="evolution", external_id="C").api_access(settings) == (None, None)
     assert models.Instance(provider="betzap", external_id="D").api_access(settings) == (None, None)
+
+
+ACCESS_SETTINGS = {"EVOLUTION_BASE_URL": "https://evo.example.com/api/", "EVOLUTION_API_KEY": "env-key",
+                   "WAPI_BASE_URL": "https://api.w-api.app", "WAPI_TOKEN": ""}
+
+
+@pytest.mark.parametrize("provider, own_base, own_token, expected", [
+    # an own base URL elsewhere: only the instance's own token goes there, never the .env key
+    ("evolution", "https://other.example.com", "own-key", ("https://other.example.com", "own-key")),
+    ("evolution", "https://other.example.com", None, ("https://other.example.com", None)),
+    ("evolution", "https://other.example.com", "", ("https://other.example.com", None)),
+    ("evolution", "http://evo.example.com/api", None, ("http://evo.example.com/api", None)),  # other scheme
+    ("evolution", "https://evo.example.com:8443/api", None, ("https://evo.example.com:8443/api", None)),  # port
+    ("evolution", "https://evo.example.com/other", None, ("https://evo.example.com/other", None)),  # path
+    ("evolution", "https://evo.example.com.evil.test/api", None, ("https://evo.example.com.evil.test/api", None)),
+    ("evolution", "https://evo.example.com:bad/api", None, ("https://evo.example.com:bad/api", None)),
+    # an own base URL that is the default one, however written: the default key still applies
+    ("evolution", "https://evo.example.com/api", None, ("https://evo.example.com/api", "env-key")),
+    ("evolution", "HTTPS://EVO.example.com:443/api///", None, ("HTTPS://EVO.example.com:443/api///", "env-key")),
+    ("evolution", "https://evo.example.com/api", "own-key", ("https://evo.example.com/api", "own-key")),
+    # no override: the defaults, or the own token with the default base
+    ("evolution", None, None, ("https://evo.example.com/api/", "env-key")),
+    ("evolution", "", None, ("https://evo.example.com/api/", "env-key")),
+    ("evolution", None, "own-key", ("https://evo.example.com/api/", "own-key")),
+    ("wapi", None, None, ("https://api.w-api.app", None)),  # an empty default key is no key
+    # a provider without defaults: only what the instance has
+    ("betzap", "https://betzap.example", None, ("https://betzap.example", None)),
+    ("betzap", None, "own-key", (None, "own-key")),
+])
+def test_a_default_key_goes_only_to_the_default_base_url(provider, own_base, own_token, expected):
+    instance = models.Instance(provider=provider, external_id="X", api_base_url=own_base, api_token=own_token)
+    assert instance.api_access(ACCESS_SETTINGS) == expected
+
+
+def test_an_overridden_base_url_with_no_default_base_gets_no_default_key():
+    settings = {"EVOLUTION_BASE_URL": "", "EVOLUTION_API_KEY": "env-key"}
+    instance = models.Instance(provider="evolution", external_id="X", api_base_url="https://mine.example")
+    assert instance.api_access(settings) == ("https://mine.example", None)
 
 
 def test_media_waiting_for_its_twin_is_not_claimed_until_the_twin_is_settled(app, post_webhook):

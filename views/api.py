@@ -5,8 +5,6 @@ Reachable from this machine; through the tunnel only with the ADMIN_TOKEN.
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, abort, current_app, jsonify, request
 from peewee import JOIN, fn
 
@@ -14,6 +12,7 @@ import status as status_report
 from handlers import PROVIDERS as PROVIDER_MODULES
 from models import (
     OUTCOMES,
+    PROVIDER_API_SETTINGS,
     Chat,
     Client,
     Instance,
@@ -26,9 +25,11 @@ from models import (
     instance_json,
     iso,
     message_json,
+    provider_api_defaults,
+    same_api_base,
     status_change_json,
 )
-from security import redact
+from security import redact, redact_base64, redact_body, redact_text, redact_values
 from views.webhooks import hint_for_path
 
 bp = Blueprint("api", __name__)
@@ -105,23 +106,78 @@ def dry_run():
     return jsonify(answer.body), answer.status
 
 
+# What the event list reads of each row: what event_json shows, not the request itself.
+_LISTED_EVENT_FIELDS = tuple(field for field in WebhookEvent._meta.sorted_fields
+                             if field.name not in ("headers", "body", "search_text"))
+# What ?q= looks in: what identifies a request, its error and its body as shown
+# (search_text, redacted when stored), never the stored body itself.
+_SEARCHED_EVENT_FIELDS = ("route", "event_name", "message_id", "request_id", "error", "search_text")
+
+
 @bp.get("/api/events")
 def list_events():
-    query = WebhookEvent.select(WebhookEvent, Instance).join(Instance, JOIN.LEFT_OUTER)
+    text = request.args.get("q", "").strip()
+    fields = _LISTED_EVENT_FIELDS + ((WebhookEvent.search_text,) if text else ())
+    query = WebhookEvent.select(*fields, Instance).join(Instance, JOIN.LEFT_OUTER)
     if request.args.get("outcome") and request.args["outcome"] not in OUTCOMES:
         raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
     for name in ("provider", "kind", "outcome"):
         if request.args.get(name):
             query = query.where(getattr(WebhookEvent, name) == request.args[name])
     query = instance_filter(query, WebhookEvent.instance)
-    text = request.args.get("q", "").strip()
     if text:
-        # Case-insensitive "contains" on what identifies a request, and its stored body.
-        query = query.where(WebhookEvent.route.contains(text) | WebhookEvent.event_name.contains(text)
-                            | WebhookEvent.message_id.contains(text) | WebhookEvent.request_id.contains(text)
-                            | WebhookEvent.error.contains(text) | WebhookEvent.body.contains(text))
-    rows, next_before = page(query, WebhookEvent)
-    return jsonify(items=[event_json(row) for row in rows], next_before_id=next_before)
+        rows, next_before = _search_page(query, text)
+    else:
+        rows, next_before = page(query, WebhookEvent)
+    return jsonify(items=[_event_summary(row) for row in rows], next_before_id=next_before)
+
+
+def _search_page(query, text: str):
+    """A page of the events whose shown text contains ``text`` (case-insensitive).
+
+    SQL finds the candidates; each is then checked against what the API shows
+    of it: an error is stored as written (and may quote a payload) and a
+    secret may have been configured after search_text was made. So no answer
+    depends on a redacted value: the search cannot be used to guess one.
+    Candidates that fail the check are rare; the loop reads on past them.
+    """
+    condition = None
+    for name in _SEARCHED_EVENT_FIELDS:
+        matches = getattr(WebhookEvent, name).contains(text)
+        condition = matches if condition is None else condition | matches
+    query = query.where(condition)
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = _int_arg("before_id")
+    found = []
+    while True:
+        batch = query if before is None else query.where(WebhookEvent.id < before)
+        rows = list(batch.order_by(WebhookEvent.id.desc()).limit(limit))
+        for row in rows:
+            if _shows(row, text):
+                found.append(row)
+                if len(found) == limit:
+                    return found, row.id
+        if len(rows) < limit:
+            return found, None
+        before = rows[-1].id
+
+
+def _shows(event: WebhookEvent, text: str) -> bool:
+    """Whether what the API shows of a searched field of the event contains ``text``."""
+    secrets = _secrets()
+    shown = (event.route, event.event_name, event.message_id, event.request_id,
+             redact_text(event.error, secrets) if event.error else None,
+             redact_values(event.search_text, secrets) if event.search_text else None)
+    needle = text.lower()
+    return any(needle in value.lower() for value in shown if value)
+
+
+def _event_summary(event: WebhookEvent) -> dict:
+    """An event as the list and the detail show it (its error may quote a payload: redacted)."""
+    data = event_json(event)
+    if data["error"]:
+        data["error"] = redact_text(data["error"], _secrets())
+    return data
 
 
 def _event_or_404(event_id: int) -> WebhookEvent:
@@ -134,18 +190,20 @@ def _event_or_404(event_id: int) -> WebhookEvent:
 @bp.get("/api/events/<int:event_id>")
 def show_event(event_id: int):
     event = _event_or_404(event_id)
-    data = event_json(event)
-    data["headers"] = redact(event.headers_dict, _secrets())
+    secrets = _secrets()
+    data = _event_summary(event)
+    data["headers"] = redact(event.headers_dict, secrets)
     data["body_encoding"] = event.body_encoding
-    if event.body_encoding == "utf-8" and event.body is not None:
-        try:
-            data["payload"] = redact(json.loads(event.body), _secrets())
-        except ValueError:
-            data["payload"] = None
-            data["body"] = redact(event.body, _secrets())
+    data["payload"] = None
+    if event.failed_authentication:
+        # Whoever sent it was not who they claimed: nothing of it is shown.
+        data["body"] = None
+        data["body_hidden"] = WebhookEvent.HIDDEN_BODY_REASON
+    elif event.body_encoding == "utf-8" and event.body is not None:
+        is_json, shown = redact_body(event.body, secrets)
+        data["payload" if is_json else "body"] = shown
     else:
-        data["payload"] = None
-        data["body_base64"] = event.body
+        data["body_base64"] = redact_base64(event.body, secrets) if event.body else event.body
     return jsonify(data)
 
 
@@ -189,6 +247,31 @@ def _instance_changes(data: dict) -> dict:
     return changes
 
 
+def _keep_credentials_with_their_host(changes: dict, provider: str, current_base: str | None) -> None:
+    """Refuse or adjust a change of api_base_url so that no credential reaches another host.
+
+    Moving the instance to a host other than where it points now and other than
+    the .env default needs its own api_token in the same request (the .env key
+    never follows, see Instance.api_access). Moving it back to the default host
+    (or clearing the override) drops the stored token unless one is given: it
+    belonged to the host being left.
+    """
+    if "api_base_url" not in changes:
+        return
+    default_base, _default_token = provider_api_defaults(provider, current_app.config)
+    new_base = changes["api_base_url"]
+    if same_api_base(new_base or default_base, current_base or default_base):
+        return
+    if changes.get("api_token"):
+        return
+    if new_base and not same_api_base(new_base, default_base):
+        base_name, token_name = PROVIDER_API_SETTINGS.get(provider, (None, None))
+        default_key = f" ({token_name}, which only goes to {base_name})" if token_name else ""
+        raise BadRequest("a changed api_base_url needs its own api_token in the same request: "
+                         f"the default credential{default_key} is never sent to another host")
+    changes["api_token"] = None
+
+
 @bp.post("/api/instances")
 def create_instance():
     data = _json_object()
@@ -199,6 +282,7 @@ def create_instance():
     if not isinstance(external_id, str) or not external_id.strip():
         raise BadRequest("instance_id (the provider's instance id or name) is required")
     changes = _instance_changes(data)
+    _keep_credentials_with_their_host(changes, provider, current_base=None)
     instance, created = Instance.register(provider, external_id.strip(), changes)
     if not created:
         return jsonify(error=f"instance {provider}/{external_id} already exists: PATCH /api/instances/{instance.id}",
@@ -212,6 +296,7 @@ def update_instance(instance_id: int):
     if instance is None:
         abort(404, description=f"no instance {instance_id}")
     changes = _instance_changes(_json_object())
+    _keep_credentials_with_their_host(changes, instance.provider, current_base=instance.api_base_url)
     if changes:
         Instance.update(changes).where(Instance.id == instance.id).execute()
     return jsonify(instance_json(Instance.get_by_id(instance.id)))
@@ -232,10 +317,11 @@ def _last_messages(chat_ids: list[int]) -> dict:
     if not chat_ids:
         return {}
     newest = (Message.select(fn.MAX(Message.id)).where(Message.chat.in_(chat_ids)).group_by(Message.chat))
+    secrets = _secrets()
     return {
-        row.chat_id: {"id": row.id, "type": row.type, "text": row.text, "caption": row.caption,
-                      "from_me": row.from_me, "status": row.status, "sender_name": row.sender_name,
-                      "timestamp": iso(row.timestamp), "deleted": row.deleted_at is not None}
+        row.chat_id: redact({"id": row.id, "type": row.type, "text": row.text, "caption": row.caption,
+                             "from_me": row.from_me, "status": row.status, "sender_name": row.sender_name,
+                             "timestamp": iso(row.timestamp), "deleted": row.deleted_at is not None}, secrets)
         for row in Message.select().where(Message.id.in_(newest))
     }
 
@@ -250,6 +336,11 @@ def _messages_query():
 def _media_of(message: Message):
     media = getattr(message, "media_file", None)
     return media if media is not None and media.id is not None else None
+
+
+def _shown_message(message: Message) -> dict:
+    """A message as the API shows it: a secret in it (a token in a link, a configured one) masked."""
+    return redact(message_json(message, _media_of(message)), _secrets())
 
 
 @bp.get("/api/messages")
@@ -267,7 +358,7 @@ def list_messages():
         if request.args.get(name):
             query = query.where(getattr(Message, name) == request.args[name])
     rows, next_before = page(query, Message)
-    return jsonify(items=[message_json(row, _media_of(row)) for row in rows], next_before_id=next_before)
+    return jsonify(items=[_shown_message(row) for row in rows], next_before_id=next_before)
 
 
 @bp.get("/api/messages/<int:message_id>")
@@ -275,11 +366,11 @@ def show_message(message_id: int):
     message = _messages_query().where(Message.id == message_id).first()
     if message is None:
         abort(404, description=f"no message {message_id}")
-    data = message_json(message, _media_of(message))
+    data = _shown_message(message)
     changes = (MessageStatusChange.select()
                .where((MessageStatusChange.instance == message.instance_id)
                       & (MessageStatusChange.provider_message_id == message.provider_message_id))
                .order_by(MessageStatusChange.timestamp, MessageStatusChange.id))
-    data["status_history"] = [status_change_json(change) for change in changes]
+    data["status_history"] = redact([status_change_json(change) for change in changes], _secrets())
     return jsonify(data)
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request
 
-from security import SESSION_COOKIE, dashboard_session, same_secret
+from access import SESSION_COOKIE, SESSION_SECONDS, new_session_cookie, session_key_from_cookie
+from models import DashboardSession
+from security import same_secret
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,6 @@ bp = Blueprint("dashboard", __name__)
 # Reachable through the tunnel without credentials, and only when ADMIN_TOKEN is set.
 LOGIN_ENDPOINTS = {"dashboard.login"}
 LANGUAGES = ("en", "pt-BR")
-SESSION_DAYS = 30
 # Scripts and styles from zaphook only; media from the API; no framing by other sites.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
                            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -42,7 +43,9 @@ def _language() -> str:
 
 
 def _is_https() -> bool:
-    return request.is_secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    """Whether the browser talks https: through the tunnel (the agent says so, and only the agent
+    is trusted to on that listener) or behind a server that sets wsgi.url_scheme."""
+    return request.is_secure
 
 
 @bp.get("/")
@@ -65,16 +68,30 @@ def login():
     strings = _catalogue(current_app.static_folder, language)
     failed = False
     if request.method == "POST":
+        attempts = current_app.extensions["zaphook.login_attempts"]
+        if not attempts.hit(request.remote_addr or "-"):
+            wait = attempts.retry_after(request.remote_addr or "-")
+            log.warning("dashboard login refused: too many attempts from %s", request.remote_addr)
+            response = make_response(render_template("login.html", t=strings, language=language, failed=False,
+                                                     retry_after=wait), 429)
+            response.headers["Retry-After"] = str(wait)
+            return _login_headers(response)
         given = (request.form.get("token") or "").strip()
         if given and same_secret(given, admin_token):
+            cookie, key = new_session_cookie(admin_token)
+            DashboardSession.open(key, SESSION_SECONDS)
             response = redirect("/", code=303)
-            response.set_cookie(SESSION_COOKIE, dashboard_session(admin_token), max_age=SESSION_DAYS * 86400,
-                                httponly=True, secure=_is_https(), samesite="Strict", path="/")
+            response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, secure=_is_https(),
+                                samesite="Strict", path="/")
             return response
         log.warning("dashboard login refused: wrong ADMIN_TOKEN from %s", request.remote_addr)
         failed = True
     response = make_response(render_template("login.html", t=strings, language=language, failed=failed),
                              403 if failed else 200)
+    return _login_headers(response)
+
+
+def _login_headers(response):
     response.headers["Content-Security-Policy"] = LOGIN_CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -82,6 +99,10 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """End the session on the server too: a copy of the cookie stops working at once."""
+    key = session_key_from_cookie(request.cookies.get(SESSION_COOKIE), current_app.config.get("ADMIN_TOKEN"))
+    if key:
+        DashboardSession.close(key)
     response = redirect("/login" if current_app.config.get("ADMIN_TOKEN") else "/", code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=_is_https(), samesite="Strict")
     return response

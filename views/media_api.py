@@ -10,10 +10,19 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
-from models import MediaAttempt, MediaFile, media_detail_json
+from models import MediaAttempt, MediaFile, bare_mimetype, media_detail_json, served_inline
 from views.api import BadRequest, instance_filter, page
 
 bp = Blueprint("media_api", __name__)
+
+# On every stored file, whatever its type: no type sniffing, no scripts, no
+# subresources, a unique origin if a browser renders it anyway, and no
+# embedding from other sites.
+FILE_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 
 def _media_or_404(media_id: int) -> MediaFile:
@@ -57,8 +66,13 @@ def media_file(media_id: int):
     path = (media_dir / media.local_path).resolve()
     if not path.is_relative_to(media_dir) or not path.is_file():
         abort(404, description=f"the file of media {media_id} is missing from the media folder")
-    return send_file(path, mimetype=(media.mimetype or "application/octet-stream").split(";")[0].strip(),
-                     download_name=path.name, conditional=True)
+    # The sender declares the mimetype: only the allow-list is served as itself and
+    # inline; anything else (HTML, SVG, XML, scripts, unknown) is a bare download.
+    inline = served_inline(media.mimetype)
+    response = send_file(path, mimetype=bare_mimetype(media.mimetype) if inline else "application/octet-stream",
+                         as_attachment=not inline, download_name=path.name, conditional=True)
+    response.headers.update(FILE_SECURITY_HEADERS)
+    return response
 
 
 @bp.post("/api/media/<int:media_id>/retry")

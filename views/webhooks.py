@@ -7,6 +7,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from handlers.base import RouteHint
 from ingest import IncomingRequest
+from access import origin_allowed
 from security import same_secret
 
 bp = Blueprint("webhooks", __name__)
@@ -70,12 +71,16 @@ def receive_webhook(event: str | None = None) -> Response:
     except RequestEntityTooLarge:
         answer = pipeline.reject_oversized(incoming, current_app.config["MAX_BODY_MB"])
     else:
-        answer = pipeline.receive(incoming)
+        if origin_allowed(request.headers.get("Origin"), (request.host,)):
+            answer = pipeline.receive(incoming)
+        else:
+            # Providers send no Origin; a browser does, when a page on another site
+            # posts here (a plain-text form post needs no CORS preflight).
+            answer = pipeline.reject(incoming, 403, "cross-site post refused: webhooks take no posts from web "
+                                     "pages of other sites (the request carried an Origin header)", trusted=False)
     g.log_fields = {"provider": answer.provider, "kind": answer.kind, "outcome": answer.outcome}
     response = jsonify(answer.body)
     response.status_code = answer.status
-    if answer.status == 413:
-        response.headers["Connection"] = "close"
     return response
 
 

@@ -14,10 +14,19 @@ Environment:
   FAKE_NGROK_PUBLIC_URL  the URL a tunnel without a domain gets
   FAKE_NGROK_RECORD      a file to append one JSON line per event to (argv, API calls)
   FAKE_NGROK_MAX_SECONDS exit after this long whatever happens (default 60)
+
+Each endpoint it starts carries traffic, as the ngrok edge and agent do: a real
+reverse proxy on 127.0.0.1 (a port chosen at run time) forwards every request to
+the upstream zaphook asked for, keeping the public Host header and adding
+X-Forwarded-For (the client's address appended), X-Forwarded-Proto and
+X-Forwarded-Host. Its address is in the endpoint's JSON as ``fake_edge_url`` and
+recorded as a ``{"event": "edge", ...}`` line, since the public URL itself is not
+reachable from a test.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -26,6 +35,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 MODE = os.environ.get("FAKE_NGROK_MODE", "ok")
 RECORD = os.environ.get("FAKE_NGROK_RECORD")
@@ -90,6 +100,66 @@ def authtoken_from(args: dict) -> str | None:
     return None
 
 
+# Hop-by-hop headers a proxy does not forward (RFC 9110 7.6.1), plus the ones it sets itself.
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "content-length"}
+EDGES: dict[str, ThreadingHTTPServer] = {}
+
+
+def start_edge(public_url: str, upstream: str) -> str:
+    """A reverse proxy that forwards like the ngrok edge and agent; returns its local URL."""
+    public = urlsplit(public_url)
+    target = urlsplit(upstream if "://" in upstream else f"http://{upstream}")
+
+    class Edge(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
+            headers = {name: value for name, value in headers.items() if name.lower() != "host"}
+            headers["Host"] = public.netloc
+            client = self.client_address[0]
+            given = self.headers.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = f"{given}, {client}" if given else client
+            headers["X-Forwarded-Proto"] = public.scheme
+            headers["X-Forwarded-Host"] = public.netloc
+            connection = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=30)
+            try:
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+            except OSError as exc:
+                data = f"upstream unreachable: {exc}".encode()
+                self.send_response(502)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            finally:
+                connection.close()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in HOP_BY_HOP:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Edge)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    EDGES[public_url] = server
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class AgentApi(BaseHTTPRequestHandler):
     """The parts of the agent's local API pyngrok uses (v3 endpoints, and the older tunnels)."""
 
@@ -138,6 +208,9 @@ class AgentApi(BaseHTTPRequestHandler):
                     "upstream": body.get("upstream") or {"url": body.get("addr")}}
         if segment == "tunnels":
             endpoint["public_url"] = url
+        edge = start_edge(url, endpoint["upstream"].get("url") or "")
+        endpoint["fake_edge_url"] = edge
+        record({"event": "edge", "name": name, "url": url, "edge": edge, "upstream": endpoint["upstream"]})
         with LOCK:
             ENDPOINTS[name] = endpoint
         logfmt("info", "started tunnel", obj="tunnels", name=name, addr=endpoint["upstream"].get("url") or "",

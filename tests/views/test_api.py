@@ -6,7 +6,8 @@ import logging
 import pytest
 
 from tests.helpers import load_sample
-from models import Message, WebhookEvent
+from models import Instance, Message, WebhookEvent
+from security import REDACTED
 
 EVOLUTION_TEXT = "evolution/v1_messages.upsert_text_incoming.json"
 EVOLUTION_IMAGE = "evolution/v1_messages.upsert_image_no_base64.json"
@@ -224,3 +225,239 @@ def test_each_request_is_logged_in_one_line_without_secrets(make_app, caplog):
     assert lines[0].startswith("rid=req-1 POST /webhook/ provider=evolution kind=message outcome=processed status=200 ms=")
     assert "log-secret-token" not in caplog.text
     assert "0CE98F9E" not in caplog.text  # the payload's apikey never reaches the log
+
+
+# --- an instance's credentials stay with their host ---------------------------------------------
+
+DEFAULT_EVOLUTION = "https://evo.example.com"
+ELSEWHERE = "https://elsewhere.example"
+
+
+@pytest.fixture
+def evolution_defaults(make_app):
+    """An app whose .env has an Evolution base URL and key (the key must only ever go there)."""
+    return make_app(EVOLUTION_BASE_URL=DEFAULT_EVOLUTION, EVOLUTION_API_KEY="env-key").test_client()
+
+
+def _stored(instance_id: int) -> tuple:
+    row = Instance.get_by_id(instance_id)
+    return row.api_base_url, row.api_token, row.name
+
+
+@pytest.mark.parametrize("start, body, status, stored", [
+    # to a new host without its own token: refused, nothing changed (not even the name)
+    ({}, {"api_base_url": ELSEWHERE}, 400, (None, None, None)),
+    ({}, {"api_base_url": ELSEWHERE, "api_token": None, "name": "Shop"}, 400, (None, None, None)),
+    ({}, {"api_base_url": ELSEWHERE, "api_token": "  "}, 400, (None, None, None)),
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": "https://third.example"}, 400,
+     (ELSEWHERE, "own", None)),
+    # to a new host with its own token: done
+    ({}, {"api_base_url": ELSEWHERE + "/", "api_token": "own"}, 200, (ELSEWHERE, "own", None)),
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": "https://third.example", "api_token": "t3"},
+     200, ("https://third.example", "t3", None)),
+    # the same host again (however written), or only other fields: the token stays
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": "https://Elsewhere.example:443/"}, 200,
+     ("https://Elsewhere.example:443", "own", None)),
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"name": "Shop"}, 200, (ELSEWHERE, "own", "Shop")),
+    # the default host needs no token of its own (the .env key belongs there)
+    ({}, {"api_base_url": DEFAULT_EVOLUTION + "/"}, 200, (DEFAULT_EVOLUTION, None, None)),
+    # clearing the override goes back to the defaults: the old host's token is dropped unless one is given
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": None}, 200, (None, None, None)),
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": ""}, 200, (None, None, None)),
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": None, "api_token": "new"}, 200,
+     (None, "new", None)),
+    ({"api_base_url": ELSEWHERE, "api_token": "own"}, {"api_base_url": DEFAULT_EVOLUTION}, 200,
+     (DEFAULT_EVOLUTION, None, None)),
+])
+def test_a_changed_base_url_needs_its_own_token_in_the_same_request(evolution_defaults, start, body, status, stored):
+    client = evolution_defaults
+    created = client.post("/api/instances", json={"provider": "evolution", "instance_id": "shop", **start})
+    assert created.status_code == 201, created.get_json()
+    instance_id = created.get_json()["id"]
+
+    answer = client.patch(f"/api/instances/{instance_id}", json=body)
+
+    assert answer.status_code == status, answer.get_json()
+    if status == 400:
+        error = answer.get_json()["error"]
+        assert "a changed api_base_url needs its own api_token in the same request" in error
+        assert "EVOLUTION_API_KEY" in error and "env-key" not in error
+    else:
+        assert answer.get_json()["has_api_token"] is bool(stored[1])
+    assert _stored(instance_id) == stored
+
+
+def test_a_new_instance_on_another_host_needs_its_own_token(evolution_defaults):
+    client = evolution_defaults
+    refused = client.post("/api/instances", json={"provider": "evolution", "instance_id": "a", "api_base_url": ELSEWHERE})
+    assert refused.status_code == 400
+    assert "needs its own api_token" in refused.get_json()["error"]
+    assert client.get("/api/instances").get_json()["items"] == []
+
+    on_default = client.post("/api/instances", json={"provider": "evolution", "instance_id": "b",
+                                                    "api_base_url": DEFAULT_EVOLUTION})
+    own = client.post("/api/instances", json={"provider": "evolution", "instance_id": "c",
+                                             "api_base_url": ELSEWHERE, "api_token": "own"})
+    assert (on_default.status_code, own.status_code) == (201, 201)
+    settings = {"EVOLUTION_BASE_URL": DEFAULT_EVOLUTION, "EVOLUTION_API_KEY": "env-key"}
+    assert Instance.get_by_id(on_default.get_json()["id"]).api_access(settings) == (DEFAULT_EVOLUTION, "env-key")
+    assert Instance.get_by_id(own.get_json()["id"]).api_access(settings) == (ELSEWHERE, "own")
+
+
+# --- secrets are shown nowhere, and the search is no oracle --------------------------------------
+
+MESSAGE_WITH_LINK = "invoice ready: https://files.example/inv.pdf?access_token=URLTOKEN-9876&page=2 thanks"
+SECRET_HEADERS = {"X-Api-Key": "HEADERKEY-1234", "X-Hub-Signature-256": "sha256=SIGVALUE-7777",
+                  "Cookie": "sid=COOKIE-3333", "User-Agent": "axios/1.6"}
+SECRETS_SENT = ("s3cr3tXYZ", "NESTEDKEY-4711", "URLTOKEN-9876", "QUERYKEY-5555", "HEADERKEY-1234",
+                "SIGVALUE-7777", "COOKIE-3333", "Q3ngYL6Mi8gzb1naAYiHy")
+
+
+def evolution_with_secrets(message_id: str = "SECRETMSG01", apikey: str = "s3cr3tXYZ") -> dict:
+    """A text message whose payload carries secrets at the top, nested and in URLs."""
+    payload = load_sample(EVOLUTION_TEXT)
+    payload["apikey"] = apikey
+    payload["server_url"] = "https://evo.example/manager?apikey=QUERYKEY-5555"
+    payload["data"]["apiKey"] = "NESTEDKEY-4711"
+    payload["data"]["key"]["id"] = message_id
+    payload["data"]["message"]["conversation"] = MESSAGE_WITH_LINK
+    return payload
+
+
+def _export(app, monkeypatch, capsys, tmp_path) -> list[dict]:
+    """What `zaphook export` writes about the app's database (run last: it rebinds the models)."""
+    import server
+    from config import SECRET_SETTINGS
+
+    monkeypatch.chdir(tmp_path)
+    for name in SECRET_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("DATA_DIR", "DATABASE_URL", "WEBHOOK_TOKEN", "META_APP_SECRET"):
+        value = app.config.get(name)
+        if value:
+            monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("TUNNEL", "off")
+    capsys.readouterr()
+    assert server.main(["export"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _assert_no_secret(text: str) -> None:
+    for secret in SECRETS_SENT:
+        assert secret not in text, secret
+
+
+def test_secrets_in_a_payload_its_headers_and_its_urls_are_shown_nowhere(app, client, post_webhook, monkeypatch,
+                                                                        capsys, tmp_path):
+    event_id = post_webhook("/webhook/", evolution_with_secrets(), headers=SECRET_HEADERS).get_json()["event_id"]
+
+    event = client.get(f"/api/events/{event_id}").get_json()
+    _assert_no_secret(json.dumps(event))
+    assert event["payload"]["apikey"] == event["payload"]["data"]["apiKey"] == REDACTED
+    assert event["payload"]["server_url"] == f"https://evo.example/manager?apikey={REDACTED}"
+    assert event["payload"]["data"]["key"]["id"] == "SECRETMSG01"
+    assert event["payload"]["data"]["pushName"] == "percy alvarez E1"
+    assert event["headers"]["x-api-key"] == event["headers"]["x-hub-signature-256"] == REDACTED
+    assert event["headers"]["user-agent"] == "axios/1.6"
+
+    _assert_no_secret(client.get("/api/events").get_data(as_text=True))
+    messages = client.get("/api/messages").get_json()["items"]
+    _assert_no_secret(json.dumps(messages))
+    assert messages[0]["text"] == MESSAGE_WITH_LINK.replace("URLTOKEN-9876", REDACTED)
+    _assert_no_secret(client.get(f"/api/messages/{messages[0]['id']}").get_data(as_text=True))
+    _assert_no_secret(client.get("/api/chats").get_data(as_text=True))
+
+    lines = _export(app, monkeypatch, capsys, tmp_path)
+    _assert_no_secret(json.dumps(lines))
+    assert json.loads(lines[-1]["body"])["data"]["key"]["id"] == "SECRETMSG01"
+
+
+def _post_failing_authentication(make_app, how: str) -> tuple:
+    payload = evolution_with_secrets()
+    if how in ("wrong token", "missing token"):
+        client = make_app(WEBHOOK_TOKEN="the-webhook-token-0123").test_client()
+        query = {"token": "nope-nope-nope"} if how == "wrong token" else {}
+        response = client.post("/webhook/", json=payload, headers=SECRET_HEADERS, query_string=query)
+    else:
+        client = make_app(META_APP_SECRET="meta-app-secret").test_client()
+        payload = {**load_sample("meta/dashboard_test_webhook_text.json"), "apiKey": "NESTEDKEY-4711"}
+        headers = {**SECRET_HEADERS}
+        if how == "missing meta signature":
+            del headers["X-Hub-Signature-256"]
+        response = client.post("/webhook/", json=payload, headers=headers)
+    assert response.status_code in (401, 403)
+    return client, response.get_json()["detail"]["event_id"]
+
+
+@pytest.mark.parametrize("how", ["wrong token", "missing token", "bad meta signature", "missing meta signature"])
+def test_a_body_that_failed_authentication_is_not_shown(make_app, monkeypatch, capsys, tmp_path, how):
+    client, event_id = _post_failing_authentication(make_app, how)
+    stored = WebhookEvent.get_by_id(event_id)
+    assert stored.failed_authentication and stored.search_text is None
+
+    event = client.get(f"/api/events/{event_id}").get_json()
+    assert (event["outcome"], event["body"], event["payload"], event["body_hidden"]) == (
+        "rejected", None, None, "untrusted")
+    assert "body_base64" not in event
+    assert event["headers"]["x-api-key"] == REDACTED
+    text = json.dumps(event)
+    _assert_no_secret(text)
+    assert "invoice ready" not in text and "this is a text message" not in text
+    for words in ("invoice", "this is a text", "percy"):
+        assert client.get("/api/events", query_string={"q": words}).get_json()["items"] == []
+
+    line = _export(client.application, monkeypatch, capsys, tmp_path)[-1]
+    assert (line["body"], line["body_hidden"], line["body_encoding"]) == (None, "untrusted", "untrusted")
+    _assert_no_secret(json.dumps(line))
+
+
+def _found(client, text: str) -> set:
+    return {item["id"] for item in client.get("/api/events", query_string={"q": text}).get_json()["items"]}
+
+
+def test_the_event_search_finds_nothing_through_a_redacted_value(client, post_webhook):
+    secret = "s3cr3tXYZ"
+    with_secret = post_webhook("/webhook/", evolution_with_secrets("ORACLE0001", apikey=secret)).get_json()
+    without = post_webhook("/webhook/", evolution_with_secrets("ORACLE0002", apikey="other-val")).get_json()
+    pair = {with_secret["event_id"], without["event_id"]}
+
+    assert _found(client, "invoice ready") == _found(client, "PERCY ALVAREZ") == pair
+    assert _found(client, "ORACLE0001") == {with_secret["event_id"]}
+    for text in (secret, "s3cr3t", "XYZ", "3cr3", "tXY", "NESTEDKEY", "URLTOKEN", "QUERYKEY-5555"):
+        assert _found(client, text) == set(), text
+    # Whatever part of the secret is asked for, both events answer alike: nothing is learnt.
+    for start in range(len(secret)):
+        for end in range(start + 1, len(secret) + 1):
+            found = _found(client, secret[start:end]) & pair
+            assert found in (set(), pair), secret[start:end]
+
+
+def test_the_event_search_looks_in_the_shown_error_not_the_stored_one(make_app, monkeypatch, caplog):
+    import handlers
+
+    def crash(payload, hint):
+        raise RuntimeError(f"cannot read {json.dumps(payload)}")
+
+    client = make_app().test_client()  # made here, so its log filter is on this test's caplog handler
+    monkeypatch.setattr(handlers, "normalise", crash)
+    with caplog.at_level(logging.INFO):
+        answer = client.post("/webhook/", json=evolution_with_secrets(), headers=SECRET_HEADERS).get_json()
+        logging.getLogger("zaphook.test").warning("request headers: %s", SECRET_HEADERS)
+    assert answer["outcome"] == "failed"
+    assert "s3cr3tXYZ" in WebhookEvent.get_by_id(answer["event_id"]).error  # stored as written
+
+    event = client.get(f"/api/events/{answer['event_id']}").get_json()
+    assert event["error"].startswith("RuntimeError: cannot read {")
+    _assert_no_secret(json.dumps(event))
+    assert _found(client, "cannot read") == {answer["event_id"]}
+    assert _found(client, "s3cr3t") == _found(client, "NESTEDKEY") == set()
+
+    assert "RuntimeError: cannot read" in caplog.text  # the traceback was logged...
+    _assert_no_secret(caplog.text)  # ...without a secret from the payload or the headers
+
+
+def test_events_stored_before_the_search_text_existed_are_found_by_their_ids_only(client, post_webhook):
+    event_id = post_webhook("/webhook/", evolution_with_secrets()).get_json()["event_id"]
+    WebhookEvent.update(search_text=None).execute()  # as an older zaphook stored it
+    assert _found(client, "invoice ready") == _found(client, "s3cr3t") == set()
+    assert _found(client, "SECRETMSG01") == {event_id}

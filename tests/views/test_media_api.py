@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import models
 from tests.media_support import evolution_payload, media_of, post, vector, wait_for_media
 
 TUNNELLED = {"X-Forwarded-For": "203.0.113.7"}
@@ -66,6 +67,132 @@ def test_the_file_is_served_with_its_content_type_locally_only(downloaded):
         assert response.data == plaintext
         assert response.mimetype == "image/png"
     assert client.get(f"/api/media/{media['id']}/file", headers=TUNNELLED).status_code == 404
+
+
+# --- a file never runs as a page on zaphook's origin ------------------------------------------
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+# declared mimetype -> the Content-Type served inline, or None: a download as application/octet-stream
+SERVED_AS = {
+    # what a browser could run as a page (or sniff into one): downloads
+    "text/html": None,
+    "text/html; charset=utf-8": None,
+    "TEXT/HTML": None,
+    "image/svg+xml": None,
+    "application/xhtml+xml": None,
+    "text/xml": None,
+    "application/xml": None,
+    "application/javascript": None,
+    "text/javascript": None,
+    "text/plain": None,
+    "": None,
+    None: None,
+    "weird": None,
+    "x-weird/whatever; boundary=x": None,
+    "application/octet-stream": None,
+    # the allow-list: shown inline as the bare declared type
+    "image/jpeg": "image/jpeg",
+    "image/png": "image/png",
+    "image/gif": "image/gif",
+    "image/webp": "image/webp",
+    "IMAGE/PNG": "image/png",
+    "audio/ogg; codecs=opus": "audio/ogg",
+    "audio/mpeg": "audio/mpeg",
+    "audio/mp4": "audio/mp4",
+    "audio/aac": "audio/aac",
+    "audio/amr": "audio/amr",
+    "audio/wav": "audio/wav",
+    "audio/webm": "audio/webm",
+    "audio/opus": "audio/opus",
+    "video/mp4": "video/mp4",
+    "video/3gpp": "video/3gpp",
+    "video/webm": "video/webm",
+    "video/quicktime": "video/quicktime",
+    "application/pdf": "application/pdf",
+}
+
+
+def declare(app, media_id: int, mimetype) -> None:
+    """Make the stored row say what a sender could have declared."""
+    with app.app_context(), models.db.connection_context():
+        models.MediaFile.update(mimetype=mimetype).where(models.MediaFile.id == media_id).execute()
+
+
+def assert_protected(response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, (name, dict(response.headers))
+
+
+@pytest.mark.parametrize("declared, inline_type", SERVED_AS.items(), ids=[repr(key) for key in SERVED_AS])
+def test_only_allowed_types_are_served_inline_and_every_file_is_protected(downloaded, declared, inline_type):
+    app, client, media, plaintext = downloaded
+    declare(app, media["id"], declared)
+    with client.get(f"/api/media/{media['id']}/file") as response:
+        assert response.status_code == 200
+        assert response.data == plaintext
+        disposition = response.headers["Content-Disposition"]
+        if inline_type is None:
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert disposition.startswith("attachment; filename=")
+        else:
+            assert response.headers["Content-Type"] == inline_type
+            assert disposition.startswith("inline; filename=")
+        assert_protected(response)
+
+
+@pytest.mark.parametrize("declared, inline_type", SERVED_AS.items(), ids=[repr(key) for key in SERVED_AS])
+def test_the_json_inline_flag_says_what_the_file_route_does(downloaded, declared, inline_type):
+    app, client, media, _plaintext = downloaded
+    declare(app, media["id"], declared)
+    expected = inline_type is not None
+    assert client.get(f"/api/media/{media['id']}").get_json()["inline"] is expected
+    assert client.get("/api/media").get_json()["items"][0]["inline"] is expected
+    assert client.get("/api/messages").get_json()["items"][0]["media"]["inline"] is expected
+    assert models.served_inline(declared) is expected
+
+
+@pytest.mark.parametrize("declared", ["image/png", "text/html"])
+def test_conditional_and_range_answers_keep_the_security_headers(downloaded, declared):
+    app, client, media, plaintext = downloaded
+    declare(app, media["id"], declared)
+    url = f"/api/media/{media['id']}/file"
+    with client.get(url) as first:
+        etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    for conditions in ({"If-None-Match": etag}, {"If-Modified-Since": modified}):
+        with client.get(url, headers=conditions) as unchanged:
+            assert unchanged.status_code == 304, conditions
+            assert unchanged.data == b""
+            assert_protected(unchanged)
+    with client.get(url, headers={"Range": "bytes=0-9"}) as part:
+        assert part.status_code == 206
+        assert part.data == plaintext[:10]
+        assert part.headers["Content-Range"] == f"bytes 0-9/{len(plaintext)}"
+        assert_protected(part)
+        if declared == "text/html":
+            assert part.headers["Content-Type"] == "application/octet-stream"
+            assert part.headers["Content-Disposition"].startswith("attachment;")
+
+
+def test_a_sender_declaring_html_gets_a_download_end_to_end(make_app):
+    """The declared type comes from the webhook; nothing in between makes it a page."""
+    meta, _encrypted, plaintext = vector("image")
+    app = make_app(MEDIA_WORKERS=1, MEDIA_RETRY_SECONDS=0.05)
+    client = app.test_client()
+    payload = evolution_payload(meta, "HTMLFILE", "/v/x.enc", mimetype="text/html")
+    payload["data"]["message"]["base64"] = base64.b64encode(plaintext).decode()
+    post(client, "/api/webhooks/evolution/", payload)
+    media = wait_for_media(client, media_of(client, "HTMLFILE")["id"])
+    assert media["state"] == "done" and media["mimetype"] == "text/html" and media["inline"] is False
+    with client.get(f"/api/media/{media['id']}/file") as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        assert response.headers["Content-Disposition"].startswith("attachment;")
+        assert_protected(response)
 
 
 def test_a_file_that_is_not_downloaded_yet_is_404(make_app):
@@ -143,3 +270,23 @@ def test_bad_instance_declarations_are_400(client, body, error):
 def test_instance_routes_are_closed_through_the_tunnel(client):
     assert client.post("/api/instances", json={"provider": "wapi", "instance_id": "x"},
                        headers=TUNNELLED).status_code == 404
+
+
+def test_the_served_app_keeps_the_file_protections_and_the_tunnel_never_serves_files(downloaded):
+    """As waitress serves it: the headers survive the server; through the tunnel's listener files do not exist."""
+    import requests
+
+    from tests.helpers import ServedApp
+
+    app, _client, media, plaintext = downloaded
+    declare(app, media["id"], "image/svg+xml")
+    served = ServedApp(app)
+    try:
+        response = requests.get(f"{served.url}/api/media/{media['id']}/file", timeout=10)
+        assert response.status_code == 200 and response.content == plaintext
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        assert response.headers["Content-Disposition"].startswith("attachment;")
+        assert_protected(response)
+        assert requests.get(f"{served.tunnel_url}/api/media/{media['id']}/file", timeout=10).status_code == 404
+    finally:
+        served.close()

@@ -31,19 +31,28 @@ function mapLink(location) {
   return `https://www.openstreetmap.org/?mlat=${latitude}&mlon=${longitude}#map=17/${latitude}/${longitude}`;
 }
 
+const FILE_ICONS = {image: "🖼", video: "🎬", audio: "🎵", document: "📄", sticker: "🙂"};
+
 export function mediaBlock(media, onRetry, caption) {
   const slot = `media-slot slot-${media.media_type}`;
   if (media.state === "done" && media.file_url) {
     const url = media.file_url;
-    if (media.media_type === "image") {
+    // Only a type the server serves inline (media.inline, its allow-list) is shown or opened
+    // in the page; anything else the sender declared is offered as a download.
+    if (media.inline && media.media_type === "image") {
       return h("a", {class: slot, href: url, target: "_blank", rel: "noopener"},
         h("img", {src: url, alt: caption || tType("image"), loading: "lazy"}));
     }
-    if (media.media_type === "sticker") return h("img", {class: slot, src: url, alt: tType("sticker")});
-    if (media.media_type === "audio") return h("audio", {class: slot, controls: true, preload: "metadata", src: url});
-    if (media.media_type === "video") return h("video", {class: slot, controls: true, preload: "metadata", src: url});
+    if (media.inline && media.media_type === "sticker") return h("img", {class: slot, src: url, alt: tType("sticker")});
+    if (media.inline && media.media_type === "audio") {
+      return h("audio", {class: slot, controls: true, preload: "metadata", src: url});
+    }
+    if (media.inline && media.media_type === "video") {
+      return h("video", {class: slot, controls: true, preload: "metadata", src: url});
+    }
     return h("a", {class: "document", href: url, download: media.file_name || ""},
-      "📄 ", media.file_name || tType("document"), media.file_length ? ` (${formatBytes(media.file_length)})` : "");
+      `${FILE_ICONS[media.media_type] || "📎"} `, media.file_name || tType(media.media_type),
+      media.file_length ? ` (${formatBytes(media.file_length)})` : "");
   }
   return h("div", {class: `${slot} media-state`, dataset: {mediaState: media.state}},
     h("span", {}, `${tType(media.media_type)} · ${tState(media.state)}`),

@@ -128,7 +128,7 @@ export function mount(container, params) {
         current.error ? [h("dt", {}, t("events.error")), h("dd", {class: "error"}, current.error)] : null);
     }
     await loadMeta(null);
-    const body = event.payload ?? event.body ?? event.body_base64 ?? null;
+    const body = event.body_hidden ? t("events.body_hidden") : event.payload ?? event.body ?? event.body_base64 ?? null;
     replaceChildren(detail,
       h("h2", {}, t("events.event", {id: event.id})), meta,
       h("div", {class: "row"}, replay), result,

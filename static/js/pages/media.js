@@ -9,11 +9,20 @@ const RETRYABLE = ["failed", "expired"];
 const LIMIT = 200;
 
 function preview(media) {
-  if (media.state === "done" && media.file_url && (media.media_type === "image" || media.media_type === "sticker")) {
+  // Only a type the server serves inline (media.inline, its allow-list) is embedded.
+  if (media.state === "done" && media.file_url && media.inline
+      && (media.media_type === "image" || media.media_type === "sticker")) {
     return h("img", {src: media.file_url, alt: media.caption || tType(media.media_type), loading: "lazy"});
   }
   const icons = {image: "🖼", video: "🎬", audio: "🎵", document: "📄", sticker: "🙂"};
   return h("span", {class: "media-icon", "aria-hidden": "true"}, icons[media.media_type] || "📎");
+}
+
+function fileLink(media) {
+  // Opened in a tab only when its type is served inline; any other file is a download.
+  if (!media.file_url) return null;
+  if (media.inline) return h("a", {href: media.file_url, target: "_blank", rel: "noopener"}, t("media.open"));
+  return h("a", {href: media.file_url, download: media.file_name || ""}, t("media.download"));
 }
 
 export function mount(container) {
@@ -51,7 +60,7 @@ export function mount(container) {
         h("span", {class: "muted"}, formatDateTime(media.created_at)),
         media.error ? h("span", {class: "error small-text", title: media.error}, media.error) : null,
         h("div", {class: "row"},
-          media.file_url ? h("a", {href: media.file_url, target: "_blank", rel: "noopener"}, t("media.open")) : null,
+          fileLink(media),
           RETRYABLE.includes(media.state)
             ? h("button", {type: "button", class: "small", onclick: () => retry(media.id)}, t("media.retry")) : null)));
   }
