@@ -63,6 +63,7 @@ UNTRUSTED_BODY_BYTES = 4096
 # Request headers never stored: our own credentials, not the provider's data.
 DROPPED_HEADERS = frozenset({"authorization", "x-webhook-token", "cookie", "proxy-authorization"})
 MAX_HEADER_TEXT = 8192
+MAX_RECORDED_SIZE = 2**31 - 1
 
 
 @dataclass
@@ -197,13 +198,25 @@ class Pipeline:
 
     def apply_safely(self, normalised: Normalised, instance: Optional[Instance], event_id: int,
                      received_at: datetime) -> Optional[str]:
-        """Apply the events in a savepoint; on failure roll them back and return the error."""
+        """Apply the events in a savepoint; on failure roll them back and return the error.
+
+        When only some of a batch's messages and statuses fail (see
+        apply_events), the others are kept: the event stays ``processed`` and
+        its row's error names the failed items. That text is written here
+        because the callers only know "failed or not".
+        """
         try:
             with savepoint("zaphook_apply"):
-                apply_events(normalised, instance, event_id, received_at, self.data_dir, self.opt_out_words)
+                failures = apply_events(normalised, instance, event_id, received_at, self.data_dir,
+                                        self.opt_out_words)
+        except EveryItemFailed as exc:
+            return str(exc)
         except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
             log.exception("event %s could not be applied", event_id)
             return f"{type(exc).__name__}: {exc}"
+        if failures:
+            WebhookEvent.update(error=clean(partial_failure_text(failures, normalised))).where(
+                WebhookEvent.id == event_id).execute()
         return None
 
     def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
@@ -221,7 +234,8 @@ class Pipeline:
             content_type=clean(request.content_type, 255),
             body=body,
             body_encoding=encoding,
-            body_size=len(request.body) if request.body else (request.content_length or 0),
+            # a declared size (413) can exceed the 32-bit column: kept as "at least 2 GiB"
+            body_size=min(len(request.body) if request.body else (request.content_length or 0), MAX_RECORDED_SIZE),
             search_text=searchable_text(body, encoding, self.secrets, payload),
             provider=normalised.provider if normalised else None,
             kind=normalised.kind if normalised else None,
@@ -474,22 +488,61 @@ def json_ready(value: Any) -> Any:
 
 # --- applying normalised events to the model ---------------------------------
 
+class EveryItemFailed(Exception):
+    """No message or status of a batch could be applied: the whole event failed."""
+
+
+@dataclass
+class ItemFailure:
+    """A message or status of a batch that could not be applied (its work was undone)."""
+
+    item: Any  # the MessageEvent or StatusEvent
+    error: str  # "ExceptionName: text"
+
+    def __str__(self) -> str:
+        if isinstance(self.item, StatusEvent):
+            return f"status {self.item.status} of {self.item.message_id}: {self.error}"
+        return f"message {self.item.message_id}: {self.error}"
+
+
+def partial_failure_text(failures: list, normalised: Normalised) -> str:
+    """The event's error when some items failed: "1 of 3 items failed: message wamid.2: ..."."""
+    return f"{len(failures)} of {count_items(normalised)} items failed: " + "; ".join(map(str, failures))
+
+
+def count_items(normalised: Normalised) -> int:
+    """How many messages and statuses the request carries: each is applied on its own."""
+    return sum(isinstance(item, (MessageEvent, StatusEvent)) for item in normalised.events)
+
+
 def apply_events(normalised: Normalised, instance: Optional[Instance], event_id: int,
-                 received_at: datetime, data_dir: Path, opt_out_words: tuple = ()) -> None:
+                 received_at: datetime, data_dir: Path, opt_out_words: tuple = ()) -> list:
     """Write what the events say into the model, inside the caller's transaction.
 
     ``opt_out_words``: a reply that is only one of them opts its number out of campaigns.
+
+    When a request carries several messages and statuses (a Meta batch), each
+    is applied in a savepoint of its own: one that fails is undone alone and
+    returned as an ItemFailure, the others are kept. When all of them fail,
+    EveryItemFailed is raised. A request with a single one applies it as
+    before: its failure is raised as is.
     """
     if instance is None:
         raise PayloadError("missing instance id")
+    item_count = count_items(normalised)
+    isolated = item_count > 1
+    failures = []
     latest = None
     for item in normalised.events:
         at = getattr(item, "timestamp", None) or received_at
         latest = at if latest is None or at > latest else latest
-        if isinstance(item, MessageEvent):
-            record_message(instance, normalised.provider, item, at, event_id, data_dir, opt_out_words)
-        elif isinstance(item, StatusEvent):
-            record_status(instance, item, at, event_id)
+        if isinstance(item, (MessageEvent, StatusEvent)) and isolated:
+            failure = apply_item_alone(instance, normalised.provider, item, at, event_id, data_dir,
+                                       opt_out_words)
+            if failure is not None:
+                failures.append(failure)
+        elif isinstance(item, (MessageEvent, StatusEvent)):
+            record_item(instance, normalised.provider, item, at, event_id, data_dir, opt_out_words)
         elif isinstance(item, ConnectionEvent):
             instance.record_connection(item.state, at, item.reason, item.own_id)
         elif isinstance(item, QrCodeEvent):
@@ -505,8 +558,32 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
             Message.update(deleted_at=at).where(
                 (Message.instance == instance) & (Message.provider_message_id == item.message_id)
                 & Message.deleted_at.is_null()).execute()
+    if failures and len(failures) == item_count:
+        raise EveryItemFailed("every item failed: " + "; ".join(map(str, failures)))
     if latest is not None:
         instance.touch(latest)
+    return failures
+
+
+def apply_item_alone(instance: Instance, provider: str, item: Any, at: datetime, event_id: int,
+                     data_dir: Path, opt_out_words: tuple) -> Optional[ItemFailure]:
+    """Apply one message or status in its own savepoint; a failure undoes only its work."""
+    try:
+        # One fixed name: these savepoints follow each other, never nest in one another.
+        with savepoint("zaphook_item"):
+            record_item(instance, provider, item, at, event_id, data_dir, opt_out_words)
+    except Exception as exc:  # noqa: BLE001 - one bad item must not sink the others
+        log.exception("event %s: %s %s could not be applied", event_id, type(item).__name__, item.message_id)
+        return ItemFailure(item, f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def record_item(instance: Instance, provider: str, item: Any, at: datetime, event_id: int,
+                data_dir: Path, opt_out_words: tuple) -> None:
+    if isinstance(item, MessageEvent):
+        record_message(instance, provider, item, at, event_id, data_dir, opt_out_words)
+    else:
+        record_status(instance, item, at, event_id)
 
 
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
@@ -515,6 +592,8 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
     chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
     if item.sender_id and not item.from_me:
         Contact.record(instance, item.sender_id, item.sender_name)
+        if item.sender_linked_id:
+            record_linked_contact(instance, item.sender_linked_id, item.sender_name, item.sender_id)
     status = item.status or ("sent" if item.from_me else "delivered")
     values = dict(
         provider=provider,
@@ -554,6 +633,20 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
     if item.media is not None:
         MediaFile.record(message_id, instance, media_values(item.media, data_dir))
     campaigns.track_message(instance, item, at, event_id, opt_out_words)
+
+
+def record_linked_contact(instance: Instance, contact_id: str, name: Optional[str], phone_jid: str) -> None:
+    """Record another id of a person (a Meta BSUID) as a contact carrying their phone number.
+
+    The link lives in Contact.phone: the "bsuid:<id>" contact and the phone
+    JID's contact have the same phone, so either finds the other.
+    """
+    Contact.record(instance, contact_id, name)
+    phone = phone_jid.split("@", 1)[0] if phone_jid.endswith("@s.whatsapp.net") else None
+    if phone:
+        Contact.update(phone=phone).where(
+            (Contact.instance == instance) & (Contact.jid == contact_id)
+            & ((Contact.phone.is_null()) | (Contact.phone != phone))).execute()
 
 
 def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id: int) -> None:

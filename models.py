@@ -8,6 +8,7 @@ threads at the same moment, are single conditional SQL statements.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -57,11 +58,24 @@ def iso(value: Optional[datetime]) -> Optional[str]:
     return value.replace(microsecond=value.microsecond // 1000 * 1000).isoformat(timespec="milliseconds") + "Z"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean(value: Any, limit: Optional[int] = None) -> Any:
-    """Text safe for every backend: PostgreSQL refuses NUL characters in text."""
+    """Text safe for every backend.
+
+    PostgreSQL refuses NUL characters in text, and no database driver encodes
+    a lone UTF-16 surrogate: JSON may carry one ("\\ud83d", half an emoji cut by
+    a JavaScript client), and Python's json keeps it. Both become U+FFFD.
+    """
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = _LONE_SURROGATE.sub("\ufffd", value)
         if limit is not None and len(value) > limit:
             value = value[:limit]
     return value

@@ -89,6 +89,9 @@ class MessageEvent:
     raw_type: Optional[str] = None  # the provider's own type name
     chat_name: Optional[str] = None
     is_group: bool = False
+    # What sort of chat that is not one-to-one nor a group: "status" (Status
+    # posts, status@broadcast) or "newsletter" (channels); None otherwise.
+    chat_kind: Optional[str] = None
     sender_id: Optional[str] = None  # normalised JID of the author
     sender_name: Optional[str] = None
     text: Optional[str] = None
@@ -106,6 +109,12 @@ class MessageEvent:
     interactive_id: Optional[str] = None  # button / list reply id
     edited: bool = False
     event_name: Optional[str] = None  # provider event name, part of the dedupe key
+    # Another id of the same author, recorded as a contact linked to sender_id's
+    # phone number: Meta's business-scoped user id ("bsuid:<id>") when the
+    # payload gives both. Kept on the message (not a ContactEvent) so the request
+    # stays of kind "message" and keeps its dedupe key. Not compared: it says
+    # who the author also is, not what the message is.
+    sender_linked_id: Optional[str] = field(default=None, compare=False)
 
     @property
     def dedupe_key(self) -> str:
@@ -266,6 +275,21 @@ def is_group_jid(jid: Optional[str]) -> bool:
     return bool(jid) and jid.endswith("@g.us")
 
 
+# Chats that are neither one-to-one nor groups (see MessageEvent.chat_kind).
+CHAT_KIND_STATUS = "status"
+CHAT_KIND_NEWSLETTER = "newsletter"
+STATUS_BROADCAST_JID = "status@broadcast"
+
+
+def chat_kind_of(jid: Optional[str]) -> Optional[str]:
+    """"status" for Status posts, "newsletter" for channels, None for 1:1 chats and groups."""
+    if jid == STATUS_BROADCAST_JID:
+        return CHAT_KIND_STATUS
+    if jid and jid.endswith("@newsletter"):
+        return CHAT_KIND_NEWSLETTER
+    return None
+
+
 def to_int(value: Any) -> Optional[int]:
     """An int from an int, a float, a numeric string or a protobuf Long object."""
     if value is None or isinstance(value, bool):
@@ -376,6 +400,22 @@ def normalize_status(value: Any) -> Optional[str]:
     if isinstance(value, str):
         return _STATUS_WORDS.get(value.strip().lower())
     return None
+
+
+# Baileys' proto.WebMessageInfo.Status numbers, which Evolution maps to words
+# (ERROR, PENDING, SERVER_ACK, DELIVERY_ACK, READ, PLAYED) before sending.
+_BAILEYS_STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "sent", 3: "delivered", 4: "read",
+                         5: "played"}
+
+
+def normalize_baileys_status(value: Any) -> Optional[str]:
+    """Like normalize_status, but numbers are Baileys' codes (2 is sent, 3 delivered, 4 read)."""
+    if value is None or isinstance(value, bool):
+        return None
+    number = to_int(value)
+    if number is not None:
+        return _BAILEYS_STATUS_CODES.get(number)
+    return normalize_status(value)
 
 
 def status_rank(status: Optional[str]) -> int:

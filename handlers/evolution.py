@@ -8,24 +8,38 @@ instance's own JID. ``date_time`` is the server's local wall time written with a
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from . import proto
 from .base import (
-    KIND_CONNECTION, KIND_CONTACT, KIND_PRESENCE, KIND_QRCODE, KIND_STATUS,
+    KIND_CONNECTION, KIND_CONTACT, KIND_EDIT, KIND_PRESENCE, KIND_QRCODE, KIND_STATUS,
     ConnectionEvent, ContactEvent, DeleteEvent, Normalised, PayloadError,
     PresenceEvent, QrCodeEvent, RouteHint, StatusEvent, as_dict, as_records,
-    build_result, dotted_event_name, first_text, normalize_connection_state, normalize_jid,
-    normalize_presence, normalize_status, parse_timestamp, require_instance_id,
-    text_or_none,
+    build_result, dotted_event_name, first_text, normalize_baileys_status,
+    normalize_connection_state, normalize_jid, normalize_presence, normalize_status,
+    parse_timestamp, require_instance_id, text_or_none,
 )
 
 NAME = "evolution"
 
-# "messages.upsert", "MESSAGES_UPSERT", "messages-upsert"; also one-word names
-# such as "call" when the envelope has Evolution's "instance".
-_EVENT_NAME = re.compile(r"[a-z]+(?:[._-][a-z]+)+|[A-Z]+(?:_[A-Z]+)+")
+# Evolution's event names (enum Events in src/api/types/wa.types.ts, v1.8 to
+# 2.3.x), in their webhook form; "MESSAGES_UPSERT" and "messages-upsert" are
+# compared after dotted_event_name. Another gateway's {"event": "x.y", "data"}
+# is not taken for Evolution.
+KNOWN_EVENTS = frozenset({
+    "application.startup", "instance.create", "instance.delete", "qrcode.updated",
+    "connection.update", "status.instance", "messages.set", "messages.upsert",
+    "messages.edited", "messages.update", "messages.delete", "send.message",
+    "send.message.update", "contacts.set", "contacts.upsert", "contacts.update",
+    "presence.update", "chats.set", "chats.update", "chats.upsert", "chats.delete",
+    "groups.upsert", "groups.update", "group.participants.update", "call",
+    "typebot.start", "typebot.change.status", "labels.edit", "labels.association",
+    "creds.update", "messaging.history.set", "remove.instance", "logout.instance",
+    "new.jwt.token", "new.jwt",
+})
+# Fields of Evolution's envelope besides event/instance/data: an unlisted
+# (newer) event name is still Evolution's when the envelope has them.
+_ENVELOPE_FIELDS = ("server_url", "date_time", "destination", "apikey")
 
 # A QR code event's detail is a short text: the code itself is a secret.
 _MAX_DETAIL = 200
@@ -37,7 +51,10 @@ def detect(payload: dict, hint: RouteHint) -> bool:
     event = payload.get("event")
     if not isinstance(event, str) or "data" not in payload:
         return False
-    return bool(_EVENT_NAME.fullmatch(event)) or "instance" in payload
+    if dotted_event_name(event) in KNOWN_EVENTS:
+        return True
+    return isinstance(payload.get("instance"), str) \
+        and any(name in payload for name in _ENVELOPE_FIELDS)
 
 
 def parse(payload: dict, hint: RouteHint) -> Normalised:
@@ -74,11 +91,22 @@ def _updates(payload: dict, data: Any, instance_id: str, event: str) -> Normalis
 
     v1 ``{id, remoteJid, status, datetime (ms)}``; v2 ``{keyId, remoteJid,
     status}`` (its ``messageId`` is Evolution's database id, not WhatsApp's);
-    raw Baileys / campaign seeds ``{key: {id}, update: {status: <number>}}``.
+    campaign seeds ``{key: {id}, update: {status: <number>}}``.
     v2 reports a deleted message as status "DELETED".
+
+    Evolution sends status words; a number at ``status`` is Baileys' code (2
+    SERVER_ACK is sent), while ``update.status`` is the original campaign
+    specification's format, whose numbers differ (2 delivered, 3 read).
+    ``send.message.update`` also reports our own edits and revokes: a record
+    holding such a protocolMessage gives its EditEvent or DeleteEvent.
     """
     events = []
     for record in as_records(data):
+        change = proto.protocol_event(
+            proto.find_protocol(record), timestamp=parse_timestamp(record.get("messageTimestamp")))
+        if change is not None:
+            events.append(change)
+            continue
         key = as_dict(record.get("key"))
         update = as_dict(record.get("update"))
         message_id = first_text(record.get("keyId"), key.get("id"), record.get("id"))
@@ -87,13 +115,15 @@ def _updates(payload: dict, data: Any, instance_id: str, event: str) -> Normalis
         chat_id = normalize_jid(first_text(record.get("remoteJid"), key.get("remoteJid")),
                                 first_text(record.get("remoteJidAlt"), key.get("remoteJidAlt")))
         raw_status = record.get("status")
+        read_status = normalize_baileys_status
         if raw_status is None:
             raw_status = update.get("status")  # 0 is a status (error), so no "or"
+            read_status = normalize_status
         timestamp = parse_timestamp(record.get("datetime"))
         if isinstance(raw_status, str) and raw_status.strip().upper() == "DELETED":
             events.append(DeleteEvent(message_id=message_id, timestamp=timestamp, chat_id=chat_id))
             continue
-        status = normalize_status(raw_status)
+        status = read_status(raw_status)
         if status is not None:
             events.append(StatusEvent(message_id=message_id, status=status,
                                       timestamp=timestamp, chat_id=chat_id))
@@ -117,11 +147,20 @@ def _deletes(payload: dict, data: Any, instance_id: str, event: str) -> Normalis
 
 
 def _edits(payload: dict, data: Any, instance_id: str, event: str) -> Normalised:
-    """v2 sends the protocolMessage itself; accept it inside a WebMessageInfo too."""
+    """v2 sends the protocolMessage itself; accept it inside a WebMessageInfo too.
+
+    Other protocol messages arrive here too (a chat's disappearing-message
+    setting, a history sync notification): they edit nothing and are ignored.
+    """
     record = as_dict(data)
+    protocol = proto.find_protocol(record)
+    if not protocol:
+        raise PayloadError("missing edited message")
+    if not proto.is_edit_or_revoke(protocol):
+        return build_result(NAME, instance_id, [], event, empty_kind=KIND_EDIT,
+                            ignored_reason=f"protocol message is not an edit: {protocol.get('type')}")
     change = proto.protocol_event(
-        proto.find_protocol(record),
-        timestamp=parse_timestamp(record.get("messageTimestamp")))
+        protocol, timestamp=parse_timestamp(record.get("messageTimestamp")))
     if change is None:
         raise PayloadError("missing edited message")
     return build_result(NAME, instance_id, [change], event)

@@ -5,15 +5,21 @@ value}]}]}``; one request may batch several entries, changes, messages and
 statuses, all returned as events of one result. The instance is the business
 phone number (``value.metadata.phone_number_id``). Messages are always
 incoming: our own sends only come back as ``statuses``.
+
+People are known by their phone number (``from`` / ``wa_id``) and, since
+2026, by a business-scoped user id (BSUID: ``from_user_id`` / ``user_id``,
+``recipient_user_id`` on statuses). A user with a username may send no phone
+number at all; they are then keyed by their BSUID (see bsuid_chat_id).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import proto
 from .base import (
-    MEDIA_TYPES, MediaDescriptor, Normalised, PayloadError, RouteHint,
+    MEDIA_TYPES, MediaDescriptor, MessageEvent, Normalised, PayloadError, RouteHint,
     StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
     normalize_status, parse_timestamp, to_bool, to_float,
 )
@@ -21,6 +27,8 @@ from .base import (
 NAME = "meta"
 OBJECT = "whatsapp_business_account"
 FIELD_MESSAGES = "messages"
+# Chat and contact ids of people known only by their business-scoped user id.
+BSUID_PREFIX = "bsuid:"
 
 
 def detect(payload: dict, hint: RouteHint) -> bool:
@@ -42,8 +50,8 @@ def parse(payload: dict, hint: RouteHint) -> Normalised:
         if field != FIELD_MESSAGES:
             ignored_fields.append(str(field))
             continue
-        names = _contact_names(value)
-        events += [_message_event(m, names) for m in as_list(value.get("messages"))
+        people = _people(value)
+        events += [_message_event(m, people) for m in as_list(value.get("messages"))
                    if isinstance(m, dict)]
         events += [s for s in map(_status_event, as_list(value.get("statuses"))) if s]
     # Fields other than "messages" (account updates, template reviews...) carry
@@ -63,20 +71,53 @@ def _changes(payload: dict) -> list:
             for change in as_list(as_dict(entry).get("changes")) if isinstance(change, dict)]
 
 
-def _contact_names(value: dict) -> dict:
-    """wa_id -> profile name, from ``value.contacts``."""
-    names = {}
+def bsuid_chat_id(user_id: Any) -> Optional[str]:
+    """The chat/contact id of a person by their BSUID: "bsuid:US.13491208655302741918".
+
+    A BSUID is a country code, a dot and up to 128 letters and digits, not a
+    phone number: normalize_jid would turn its digits into a phone JID. With
+    the prefix before a ":" nothing reads a phone number out of it
+    (campaigns.phone_of_jid finds none, Contact.record stores no phone).
+    """
+    text = first_text(user_id)
+    return f"{BSUID_PREFIX}{text.strip()}" if text else None
+
+
+@dataclass
+class _Person:
+    """One ``value.contacts[]`` entry: who sent the messages next to it."""
+
+    wa_id: Optional[str]  # phone number, absent for a user with a username
+    user_id: Optional[str]  # BSUID
+    name: Optional[str]  # profile name, else the username
+
+
+def _people(value: dict) -> dict:
+    """wa_id and user_id -> _Person, from ``value.contacts``."""
+    people = {}
     for contact in as_list(value.get("contacts")):
         contact = as_dict(contact)
-        wa_id = first_text(contact.get("wa_id"))
-        if wa_id:
-            names[wa_id] = first_text(as_dict(contact.get("profile")).get("name"))
-    return names
+        profile = as_dict(contact.get("profile"))
+        person = _Person(
+            wa_id=first_text(contact.get("wa_id")),
+            user_id=first_text(contact.get("user_id")),
+            name=first_text(profile.get("name"), profile.get("username")),
+        )
+        for key in (person.wa_id, person.user_id):
+            if key:
+                people.setdefault(key, person)
+    return people
 
 
-def _message_event(message: dict, names: dict):
-    sender = first_text(message.get("from"))
-    sender_id = normalize_jid(sender)
+def _message_event(message: dict, people: dict):
+    phone = first_text(message.get("from"))
+    user_id = first_text(message.get("from_user_id"), message.get("user_id"))
+    person = people.get(phone) or people.get(user_id) or _Person(None, None, None)
+    phone_id = normalize_jid(phone or person.wa_id)
+    user_chat_id = bsuid_chat_id(user_id or person.user_id)
+    # The phone number stays the person's id when there is one, so chats begun
+    # before BSUIDs existed go on; the BSUID is then linked to it.
+    sender_id = phone_id or user_chat_id
     group = first_text(message.get("group_id"))
     chat_id = normalize_jid(group, is_group=True) if group else sender_id
     context = as_dict(message.get("context"))
@@ -93,8 +134,10 @@ def _message_event(message: dict, names: dict):
         timestamp=parse_timestamp(message.get("timestamp")),
         is_group=bool(group),
         sender_id=sender_id,
-        sender_name=names.get(sender),
+        sender_name=person.name,
     )
+    if isinstance(event, MessageEvent) and phone_id and user_chat_id:
+        event.sender_linked_id = user_chat_id
     return event
 
 
@@ -207,7 +250,8 @@ def _status_event(status: Any) -> Optional[StatusEvent]:
         status=value,
         timestamp=parse_timestamp(status.get("timestamp")),
         chat_id=normalize_jid(status.get("recipient_id"),
-                              is_group=status.get("recipient_type") == "group"),
+                              is_group=status.get("recipient_type") == "group")
+        or bsuid_chat_id(status.get("recipient_user_id")),
         error=_error_text(as_list(status.get("errors"))),
     )
 

@@ -96,7 +96,11 @@ def flat_message_events(payload: dict, event_name: Optional[str],
 
 
 def flat_status_events(payload: dict) -> list:
-    """A status of one message; an unknown status word gives no event."""
+    """A status of one message; an unknown status word gives no event.
+
+    Numbers are the original campaign specification's codes (0 error, 1
+    pending, 2 delivered, 3 read), not Baileys' (see normalize_status).
+    """
     message_id = first_text(payload.get("messageId"))
     if message_id is None:
         raise PayloadError("missing message id")

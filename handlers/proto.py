@@ -18,15 +18,17 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from .base import (
-    MEDIA_TYPES, DeleteEvent, EditEvent, MediaDescriptor, MessageEvent,
-    PayloadError, as_dict, as_list, first_text, is_group_jid, normalize_jid, normalize_status,
-    parse_timestamp, text_or_none, to_bool, to_float, to_int,
+    MEDIA_TYPES, UNKNOWN_CHAT_ID, DeleteEvent, EditEvent, MediaDescriptor, MessageEvent,
+    PayloadError, as_dict, as_list, chat_kind_of, first_text, is_group_jid, normalize_baileys_status,
+    normalize_jid, parse_timestamp, text_or_none, to_bool, to_float, to_int,
 )
 
-# Each wraps {"message": {...}} around the real content.
+# Each wraps {"message": {...}} around the real content (Baileys' FutureProofMessage);
+# lottieStickerMessage wraps the stickerMessage of an animated (Lottie) sticker.
 WRAPPERS = frozenset({
     "ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2",
     "viewOnceMessageV2Extension", "documentWithCaptionMessage", "editedMessage",
+    "lottieStickerMessage",
 })
 # Keys found next to the content node that are not content themselves.
 # senderKeyDistributionMessage rides along with the first message to a group.
@@ -259,7 +261,8 @@ def _buttons_response(node: Any) -> MessageContent:
 def _list_response(node: Any) -> MessageContent:
     node = as_dict(node)
     return _interactive(
-        node.get("title"), as_dict(node.get("singleSelectReply")).get("selectedRowId"))
+        first_text(node.get("title"), node.get("description")),
+        as_dict(node.get("singleSelectReply")).get("selectedRowId"))
 
 
 def _template_button_reply(node: Any) -> MessageContent:
@@ -279,6 +282,36 @@ def _interactive_response(node: Any) -> MessageContent:
         except (ValueError, RecursionError):
             selected = None
     return _interactive(as_dict(node.get("body")).get("text"), selected)
+
+
+# Messages with buttons or a list, as businesses send them: the type is
+# "interactive" and the text is what the recipient sees above the buttons.
+
+def _buttons_message(node: Any) -> MessageContent:
+    node = as_dict(node)
+    return _interactive(first_text(node.get("contentText"), node.get("text")), None)
+
+
+def _list_message(node: Any) -> MessageContent:
+    node = as_dict(node)
+    return _interactive(first_text(node.get("description"), node.get("title")), None)
+
+
+def _template_message(node: Any) -> MessageContent:
+    node = as_dict(node)
+    template = as_dict(node.get("hydratedTemplate")) or as_dict(node.get("hydratedFourRowTemplate"))
+    four_row = as_dict(node.get("fourRowTemplate"))
+    return _interactive(first_text(
+        template.get("hydratedContentText"),
+        as_dict(four_row.get("content")).get("text"),
+        as_dict(as_dict(node.get("interactiveMessageTemplate")).get("body")).get("text"),
+    ), None)
+
+
+def _interactive_message(node: Any) -> MessageContent:
+    node = as_dict(node)
+    return _interactive(first_text(
+        as_dict(node.get("body")).get("text"), as_dict(node.get("header")).get("title")), None)
 
 
 def _poll(node: Any) -> MessageContent:
@@ -307,6 +340,10 @@ _PARSERS: dict = {
     "listResponseMessage": _list_response,
     "templateButtonReplyMessage": _template_button_reply,
     "interactiveResponseMessage": _interactive_response,
+    "buttonsMessage": _buttons_message,
+    "listMessage": _list_message,
+    "templateMessage": _template_message,
+    "interactiveMessage": _interactive_message,
     "pollCreationMessage": _poll,
     "pollCreationMessageV2": _poll,
     "pollCreationMessageV3": _poll,
@@ -357,7 +394,8 @@ def message_events(
     Normally one MessageEvent. A protocolMessage that revokes or edits another
     message gives a DeleteEvent or EditEvent for that message instead, so a
     "deleted" notice is not stored as a message of its own. A 1:1 chat without
-    a name of its own is named after the other person (their push name).
+    a name of its own is named after the other person (their push name); Status
+    posts and channels (see chat_kind_of) are not named after whoever posted.
     """
     if not message_id:
         raise PayloadError("missing message id")
@@ -366,7 +404,9 @@ def message_events(
     change = protocol_event(content.protocol, chat_id=chat_id, timestamp=timestamp)
     if change is not None:
         return [change]
-    if chat_name is None and not is_group and not from_me:
+    chat_kind = chat_kind_of(chat_id)
+    if chat_name is None and not is_group and not from_me and chat_kind is None \
+            and chat_id != UNKNOWN_CHAT_ID:
         chat_name = sender_name
     return [MessageEvent(
         message_id=message_id,
@@ -375,12 +415,19 @@ def message_events(
         timestamp=timestamp,
         chat_name=chat_name,
         is_group=is_group,
+        chat_kind=chat_kind,
         sender_id=sender_id,
         sender_name=sender_name,
         status=status,
         event_name=event_name,
         **content.event_fields(),
     )]
+
+
+def is_edit_or_revoke(protocol: Any) -> bool:
+    """Whether a protocolMessage edits or revokes a message (other types are settings, syncs...)."""
+    action = as_dict(protocol).get("type")
+    return not isinstance(action, bool) and action in PROTOCOL_EDIT + PROTOCOL_REVOKE
 
 
 def protocol_event(protocol: Any, *, chat_id: Optional[str] = None,
@@ -408,9 +455,14 @@ def protocol_event(protocol: Any, *, chat_id: Optional[str] = None,
 
 
 def find_protocol(node: Any) -> dict:
-    """The protocolMessage in a node: the node itself, or inside its message and wrappers."""
+    """The protocolMessage in a node: the node itself, or inside its message and wrappers.
+
+    The node itself is one when it has a ``type`` and a ``key``, or a ``type``
+    and no ``message`` (protocol messages about no message, such as
+    HISTORY_SYNC_NOTIFICATION, have no key).
+    """
     node = as_dict(node)
-    if "key" in node and "type" in node:
+    if "type" in node and ("key" in node or "message" not in node):
         return node
     for message in (node.get("message"), node):
         key, value, _ = _unwrap(as_dict(message))
@@ -426,25 +478,39 @@ def web_message_events(
     default_from_me: bool,
     own_jid: Any = None,
     message: Any = None,
+    read_status: Callable[[Any], Optional[str]] = normalize_baileys_status,
 ) -> list:
     """Events from a Baileys WebMessageInfo (Evolution's ``data``, betZap's payload).
 
     ``key`` gives the ids (``remoteJidAlt``/``participantAlt`` resolve @lid
     ids), ``pushName`` the author's name, ``messageTimestamp`` the time and
-    ``status`` an initial status. ``message`` overrides ``info["message"]``.
-    In 1:1 chats the author is the chat, or ``own_jid`` for our own messages.
+    ``status`` an initial status, read by ``read_status`` (numbers are
+    Baileys' codes unless the format says otherwise). ``message`` overrides
+    ``info["message"]``.
+
+    Our own messages (fromMe) are by ``own_jid`` when the payload names it. Else
+    in 1:1 chats the author is the chat; in groups, Status posts
+    (status@broadcast) and channels (@newsletter) it is ``key.participant`` (a
+    channel without one is its own author). A chat id the sender blanked
+    (``"@s.whatsapp.net"``) files the message under UNKNOWN_CHAT_ID.
     """
     key = as_dict(info.get("key"))
     chat_id = normalize_jid(key.get("remoteJid"), key.get("remoteJidAlt"))
+    if chat_id is None and _is_blanked_jid(key.get("remoteJid")):
+        chat_id = UNKNOWN_CHAT_ID
     from_me = to_bool(key.get("fromMe"), default=None)
     if from_me is None:
         from_me = default_from_me
     is_group = is_group_jid(chat_id)
-    if is_group:
-        sender_id = normalize_jid(
-            first_text(key.get("participant"), info.get("participant")), key.get("participantAlt"))
+    participant_id = normalize_jid(
+        first_text(key.get("participant"), info.get("participant")), key.get("participantAlt"))
+    own_id = normalize_jid(own_jid) if from_me else None
+    if is_group or chat_id == UNKNOWN_CHAT_ID:
+        sender_id = own_id or participant_id
+    elif chat_kind_of(chat_id) is not None:
+        sender_id = own_id or participant_id or (chat_id if chat_id.endswith("@newsletter") else None)
     else:
-        sender_id = normalize_jid(own_jid) if from_me else chat_id
+        sender_id = own_id if from_me else chat_id
     content = parse_content(info.get("message") if message is None else message,
                             info.get("contextInfo"))
     if content.raw_type is None:
@@ -459,5 +525,10 @@ def web_message_events(
         is_group=is_group,
         sender_id=sender_id,
         sender_name=text_or_none(info.get("pushName")),
-        status=normalize_status(info.get("status")),
+        status=read_status(info.get("status")),
     )
+
+
+def _is_blanked_jid(raw: Any) -> bool:
+    """A JID whose user part was left out on purpose, e.g. "@s.whatsapp.net"."""
+    return isinstance(raw, str) and raw.strip().startswith("@")

@@ -204,3 +204,113 @@ def test_an_apply_failure_keeps_the_raw_event(client, post_webhook, monkeypatch)
     from models import Chat
 
     assert Chat.select().count() == 0  # the partial work was rolled back
+
+
+# --- Meta batches: one bad item never sinks the others -----------------------------
+# Envelope and message shapes from Meta's webhook reference ("messages" field, see
+# tests/samples/meta/); BSUID fields (`from_user_id`, `contacts[].user_id`,
+# `contacts[].profile.username`) from Meta's "Business-scoped user IDs" page,
+# https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids/
+BSUID = "US.13491208655302741918"
+
+
+def meta_batch(messages: list, contacts: list = ()) -> dict:
+    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": "PNID"},
+                  "contacts": list(contacts), "messages": messages}}]}]}
+
+
+def meta_text(message_id: str, sender: str, body: str) -> dict:
+    return {"from": sender, "id": message_id, "timestamp": "1697043379", "type": "text", "text": {"body": body}}
+
+
+def fail_for(monkeypatch, *message_ids: str) -> None:
+    """Make applying the messages with these ids fail after part of their work is done.
+
+    No payload the Meta handler accepts is refused by the model (the realistic
+    ones, e.g. a lone surrogate in a text, already fail when the raw row is
+    stored), so the failure is forced here.
+    """
+    import ingest
+
+    real = ingest.record_message
+
+    def record_message(instance, provider, item, *args, **kwargs):
+        real(instance, provider, item, *args, **kwargs)
+        if item.message_id in message_ids:
+            raise RuntimeError(f"cannot store {item.message_id}")
+
+    monkeypatch.setattr(ingest, "record_message", record_message)
+
+
+def test_a_message_that_cannot_be_applied_does_not_sink_the_rest_of_its_batch(client, post_webhook, monkeypatch):
+    from models import Chat
+
+    fail_for(monkeypatch, "wamid.B2")
+    answer = post_webhook("/webhook/", meta_batch([
+        meta_text("wamid.B1", "5511900000001", "first"),
+        meta_text("wamid.B2", "5511900000002", "second"),
+        meta_text("wamid.B3", "5511900000003", "third"),
+    ])).get_json()
+    assert answer["outcome"] == "processed"
+    assert sorted(m.provider_message_id for m in Message.select()) == ["wamid.B1", "wamid.B3"]
+    # the failed message's own work (its chat) was undone, the others' kept
+    assert sorted(c.jid for c in Chat.select()) == ["5511900000001@s.whatsapp.net", "5511900000003@s.whatsapp.net"]
+    event = client.get(f"/api/events/{answer['event_id']}").get_json()
+    assert event["outcome"] == "processed"
+    assert event["error"] == "1 of 3 items failed: message wamid.B2: RuntimeError: cannot store wamid.B2"
+
+
+def test_a_batch_whose_every_item_fails_is_failed_and_keeps_nothing(post_webhook, monkeypatch):
+    from models import Chat
+
+    fail_for(monkeypatch, "wamid.C1", "wamid.C2")
+    answer = post_webhook("/webhook/", meta_batch([
+        meta_text("wamid.C1", "5511900000001", "first"),
+        meta_text("wamid.C2", "5511900000002", "second"),
+    ])).get_json()
+    assert answer["outcome"] == "failed"
+    assert answer["detail"].startswith("every item failed: message wamid.C1: RuntimeError")
+    assert "wamid.C2" in answer["detail"]
+    assert (Message.select().count(), Chat.select().count()) == (0, 0)
+
+
+def test_a_message_with_only_a_business_scoped_user_id_is_stored(client, post_webhook):
+    username_only = {"from_user_id": BSUID, "id": "wamid.U1", "timestamp": "1697043379",
+                     "type": "text", "text": {"body": "hi from a username"}}
+    contact = {"profile": {"username": "pablo.morales"}, "user_id": BSUID}
+    answer = post_webhook("/webhook/", meta_batch([username_only], [contact])).get_json()
+    assert answer["outcome"] == "processed"
+    [shown] = client.get("/api/messages").get_json()["items"]
+    assert (shown["provider_message_id"], shown["chat_id"], shown["sender_id"], shown["sender_name"],
+            shown["text"]) == ("wamid.U1", f"bsuid:{BSUID}", f"bsuid:{BSUID}", "pablo.morales",
+                               "hi from a username")
+    assert [m["provider_message_id"] for m in
+            client.get("/api/messages", query_string={"chat": f"bsuid:{BSUID}"}).get_json()["items"]] == ["wamid.U1"]
+
+
+def test_a_user_id_next_to_a_phone_number_is_linked_to_it(post_webhook):
+    from models import Contact
+
+    contact = {"profile": {"name": "Pablo", "username": "pablo.morales"}, "wa_id": "5511999999999",
+               "user_id": BSUID}
+    sent = {**meta_text("wamid.L1", "5511999999999", "x"), "from_user_id": BSUID}
+    assert post_webhook("/webhook/", meta_batch([sent], [contact])).get_json()["outcome"] == "processed"
+    assert sorted((c.jid, c.name, c.phone) for c in Contact.select()) == [
+        ("5511999999999@s.whatsapp.net", "Pablo", "5511999999999"),
+        (f"bsuid:{BSUID}", "Pablo", "5511999999999"),
+    ]
+    assert Message.get().chat.jid == "5511999999999@s.whatsapp.net"
+
+
+def test_half_an_emoji_in_a_text_is_stored_not_answered_500(client):
+    """A JavaScript client that cuts an emoji in half sends a lone surrogate escape; every driver refuses it raw."""
+    payload = load_sample("evolution/v1_messages.upsert_text_incoming.json")
+    raw = json.dumps(payload).replace('"conversation": "', '"conversation": "\\ud83d cut ', 1)
+    answer = client.post("/webhook/", data=raw, content_type="application/json")
+    assert answer.status_code == 200 and answer.get_json()["outcome"] == "processed"
+    [message] = client.get("/api/messages").get_json()["items"]
+    assert message["text"].startswith("\ufffd cut ")
+    assert client.get("/api/events?q=cut").get_json()["items"][0]["id"] == answer.get_json()["event_id"]

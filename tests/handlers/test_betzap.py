@@ -75,3 +75,36 @@ def test_it_would_read_that_response_as_our_pending_message_with_an_instance(loa
 ])
 def test_it_detects_a_top_level_key_with_a_remote_jid(payload, expected):
     assert betzap.detect(payload, ANY) is expected
+
+
+# A bare Evolution message data object (the envelope's "data" posted alone) has the
+# same key but Evolution's own fields: v1 "owner" (evolution/v1_messages.upsert_text_incoming.json),
+# v2 "messageType"/"source" (PROVIDERS.md section 1, "message type" and "device" rows).
+@pytest.mark.parametrize("name", [
+    "evolution/v1_messages.upsert_text_incoming.json",
+    "evolution/v2_messages.upsert_text_DELIVERY_ACK_ephemeral_contextInfo.json",
+])
+def test_a_bare_evolution_data_object_is_not_taken_for_betzap(load_sample, name):
+    data = load_sample(name)["data"]
+    assert betzap.detect(data, ANY) is False
+    result = normalise(data)
+    assert (result.provider, result.ignored_reason, result.events) == \
+        ("unknown", "unknown provider or shape", [])
+
+
+@pytest.mark.parametrize("field", ["messageType", "source", "owner"])
+def test_each_evolution_data_field_rules_out_betzap(load_sample, field):
+    payload = load_sample("seeds/betzap_text.json")
+    assert betzap.detect(payload, ANY) is True
+    payload[field] = "x"
+    assert betzap.detect(payload, ANY) is False
+
+
+# The campaign format's numbers (samples/seeds), not Baileys' (2 would be SERVER_ACK there).
+@pytest.mark.parametrize("code, status", [(0, "failed"), (1, "pending"), (2, "delivered"),
+                                          (3, "read"), ("PENDING", "pending"), ("SERVER_ACK", "sent")])
+def test_a_numeric_betzap_status_is_a_campaign_code(load_sample, code, status):
+    payload = load_sample("seeds/betzap_text.json")
+    payload["status"] = code
+    [event] = betzap.parse(payload, ANY).events
+    assert event.status == status

@@ -481,3 +481,182 @@ def test_it_ignores_contacts_without_ids():
 ])
 def test_it_detects_evolution_envelopes(payload, hint, expected):
     assert evolution.detect(payload, hint) is expected
+
+
+# --- protocol messages that edit nothing; edits of our own messages -----------------
+# Shape of the protocolMessage: PROVIDERS.md section 1 ("wrappers" row, EVO2 BS:1094-1106)
+# and Baileys' proto.Message.ProtocolMessage (type names EPHEMERAL_SETTING,
+# HISTORY_SYNC_NOTIFICATION, ...).
+
+@pytest.mark.parametrize("data, protocol_type", [
+    ({"key": {"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": True, "id": "EPH"},
+      "type": "EPHEMERAL_SETTING", "ephemeralExpiration": 604800}, "EPHEMERAL_SETTING"),
+    ({"key": {"remoteJid": "5511999999999@s.whatsapp.net", "id": "W"},
+      "message": {"protocolMessage": {"type": "EPHEMERAL_SETTING", "ephemeralExpiration": 0}}},
+     "EPHEMERAL_SETTING"),
+    ({"type": "HISTORY_SYNC_NOTIFICATION",
+      "historySyncNotification": {"syncType": "RECENT", "chunkOrder": 1}}, "HISTORY_SYNC_NOTIFICATION"),
+    ({"key": {"id": "N"}, "type": 3}, "3"),
+])
+def test_it_ignores_an_edited_event_whose_protocol_message_is_not_an_edit(data, protocol_type):
+    result = parse(envelope("messages.edited", data))
+    assert (result.provider, result.kind, result.event_name, result.events) == \
+        ("evolution", "message_edit", "messages.edited", [])
+    assert result.ignored_reason == f"protocol message is not an edit: {protocol_type}"
+
+
+def test_it_refuses_an_edit_whose_protocol_message_names_no_message():
+    with pytest.raises(PayloadError, match="missing edited message"):
+        parse(envelope("messages.edited", {"type": "MESSAGE_EDIT", "editedMessage": {"conversation": "x"}}))
+
+
+@pytest.mark.parametrize("data", [
+    {"key": {"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": True, "id": "EDIT-MSG"},
+     "message": {"protocolMessage": PROTOCOL_EDIT}, "messageTimestamp": 1746132673},
+    {"key": {"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": True, "id": "EDIT-MSG"},
+     "message": {"editedMessage": {"message": {"protocolMessage": PROTOCOL_EDIT}}}},
+    PROTOCOL_EDIT,
+])
+def test_it_reads_an_edit_sent_as_send_message_update(data):
+    result = parse(envelope("send.message.update", data))
+    assert (result.kind, result.event_name, result.ignored_reason) == \
+        ("message_edit", "send.message.update", None)
+    assert result.events == [EXPECTED_EDIT]
+
+
+def test_it_still_reads_statuses_next_to_an_edit_in_send_message_update():
+    result = parse(envelope("send.message.update", [
+        {"keyId": "S", "status": "READ"}, {"message": {"protocolMessage": PROTOCOL_EDIT}}]))
+    assert result.events == [StatusEvent(message_id="S", status="read"), EXPECTED_EDIT]
+
+
+# --- Status posts and channels ------------------------------------------------------
+# status@broadcast and @newsletter chat ids: PROVIDERS.md section 1, "chat id" row.
+
+def test_it_marks_a_status_post_and_takes_its_author_from_the_participant():
+    [event] = parse(upsert(
+        {"id": "ST1", "remoteJid": "status@broadcast", "fromMe": False,
+         "participant": "5511888888888@s.whatsapp.net"},
+        message={"imageMessage": {"mimetype": "image/jpeg", "caption": "bom dia"}},
+        pushName="Bia")).events
+    assert (event.chat_id, event.chat_kind, event.is_group) == ("status@broadcast", "status", False)
+    assert (event.sender_id, event.sender_name, event.chat_name) == \
+        ("5511888888888@s.whatsapp.net", "Bia", None)
+
+
+def test_it_resolves_a_status_authors_lid_with_the_participant_alternative():
+    [event] = parse(upsert(
+        {"id": "ST2", "remoteJid": "status@broadcast", "fromMe": False,
+         "participant": "208218911133803@lid", "participantAlt": "5511888888888@s.whatsapp.net"})).events
+    assert event.sender_id == "5511888888888@s.whatsapp.net"
+
+
+def test_our_own_status_post_is_by_the_instance():
+    [event] = parse(upsert({"id": "ST3", "remoteJid": "status@broadcast", "fromMe": True})).events
+    assert (event.chat_kind, event.from_me, event.sender_id) == \
+        ("status", True, "5531000000000@s.whatsapp.net")
+
+
+@pytest.mark.parametrize("key, sender", [
+    ({"id": "NL1", "remoteJid": "120363144038483540@newsletter", "fromMe": False},
+     "120363144038483540@newsletter"),
+    ({"id": "NL2", "remoteJid": "120363144038483540@newsletter", "fromMe": False,
+      "participant": "5511777777777@s.whatsapp.net"}, "5511777777777@s.whatsapp.net"),
+])
+def test_it_marks_a_channel_post(key, sender):
+    [event] = parse(upsert(key, pushName="Canal")).events
+    assert (event.chat_id, event.chat_kind, event.is_group) == \
+        ("120363144038483540@newsletter", "newsletter", False)
+    assert (event.sender_id, event.chat_name) == (sender, None)
+
+
+@pytest.mark.parametrize("remote_jid", ["5511999999999@s.whatsapp.net", "120363025246125888@g.us"])
+def test_one_to_one_chats_and_groups_have_no_chat_kind(remote_jid):
+    [event] = parse(upsert({"id": "K", "remoteJid": remote_jid, "participant": "5511@s.whatsapp.net"})).events
+    assert event.chat_kind is None
+
+
+# --- our own group messages ------------------------------------------------------------
+
+@pytest.mark.parametrize("key", [
+    {"id": "OWN1", "remoteJid": "120363025246125888@g.us", "fromMe": True},
+    # v2.3.x can put our own @lid as the participant; the envelope's sender is our number
+    {"id": "OWN2", "remoteJid": "120363025246125888@g.us", "fromMe": True,
+     "participant": "208218911133803@lid"},
+])
+def test_our_own_group_message_is_by_the_instance(key):
+    [event] = parse(upsert(key, pushName="Você")).events
+    assert (event.is_group, event.from_me, event.sender_id) == \
+        (True, True, "5531000000000@s.whatsapp.net")
+
+
+def test_our_own_group_message_keeps_the_participant_when_the_envelope_has_no_sender():
+    payload = upsert({"id": "OWN3", "remoteJid": "120363025246125888@g.us", "fromMe": True,
+                      "participant": "5531000000000@s.whatsapp.net"})
+    del payload["sender"]
+    [event] = parse(payload).events
+    assert event.sender_id == "5531000000000@s.whatsapp.net"
+
+
+# --- a chat id the sender blanked -----------------------------------------------------
+
+@pytest.mark.parametrize("from_me, sender", [(False, None), (True, "5531000000000@s.whatsapp.net")])
+def test_it_files_a_message_with_a_blanked_chat_id_under_the_unknown_chat(from_me, sender):
+    [event] = parse(upsert({"id": "BLANK", "remoteJid": "@s.whatsapp.net", "fromMe": from_me},
+                           pushName="Ana")).events
+    assert (event.chat_id, event.is_group, event.chat_name) == ("unknown@s.whatsapp.net", False, None)
+    assert (event.text, event.sender_id, event.sender_name) == ("hi", sender, "Ana")
+
+
+# --- numeric statuses: Baileys' codes, except the campaign format's update.status --------
+# Baileys' proto.WebMessageInfo.Status (PROVIDERS.md "Status encodings"); the campaign
+# seeds (samples/seeds/campaign_messages_update_*.json) use 2 delivered, 3 read.
+
+BAILEYS_STATUS_CODES = [(0, "failed"), (1, "pending"), (2, "sent"), (3, "delivered"),
+                        (4, "read"), (5, "played"), ("3", "delivered"), (6, None)]
+
+
+@pytest.mark.parametrize("code, status", BAILEYS_STATUS_CODES)
+def test_a_numeric_status_of_an_update_is_a_baileys_code(code, status):
+    result = parse(envelope("messages.update", {"keyId": "N", "status": code}))
+    assert result.events == ([StatusEvent(message_id="N", status=status)] if status else [])
+
+
+@pytest.mark.parametrize("code, status", BAILEYS_STATUS_CODES)
+def test_a_numeric_initial_status_of_a_message_is_a_baileys_code(code, status):
+    [event] = parse(upsert({"id": "M", "remoteJid": "5511@s.whatsapp.net"}, status=code)).events
+    assert event.status == status
+
+
+@pytest.mark.parametrize("code, status", [(0, "failed"), (1, "pending"), (2, "delivered"), (3, "read")])
+def test_a_numeric_status_in_the_campaign_update_format_is_a_campaign_code(code, status):
+    result = parse(envelope("messages.update", {
+        "key": {"id": "C", "remoteJid": "5511@s.whatsapp.net", "fromMe": True}, "update": {"status": code}}))
+    assert result.events == [StatusEvent(message_id="C", status=status, chat_id="5511@s.whatsapp.net")]
+
+
+@pytest.mark.parametrize("word, status", [("ERROR", "failed"), ("PENDING", "pending"),
+                                          ("SERVER_ACK", "sent"), ("DELIVERY_ACK", "delivered"),
+                                          ("READ", "read"), ("PLAYED", "played")])
+def test_status_words_mean_the_same_wherever_they_are(word, status):
+    update = parse(envelope("messages.update", {"keyId": "W", "status": word})).events
+    [message] = parse(upsert({"id": "W", "remoteJid": "5511@s.whatsapp.net"}, status=word)).events
+    assert (update, message.status) == ([StatusEvent(message_id="W", status=status)], status)
+
+
+# --- strict detection -------------------------------------------------------------------
+
+@pytest.mark.parametrize("payload, expected", [
+    ({"event": "x.y", "data": {}}, False),
+    ({"event": "order.created", "data": {"id": 1}, "instance": "shop"}, False),
+    ({"event": "message.received", "data": {"key": {"id": "1"}}}, False),
+    ({"event": "ORDER_CREATED", "data": {}}, False),
+    ({"event": "messages.edited", "data": {}}, True),
+    ({"event": "SEND_MESSAGE_UPDATE", "data": {}}, True),
+    ({"event": "group-participants.update", "instance": "i", "data": {}}, True),
+    # an event newer than KNOWN_EVENTS, in a full Evolution envelope
+    ({"event": "newsletter.update", "instance": "i", "data": {}, "server_url": "http://evo",
+      "date_time": "2025-09-14T22:52:43.731Z"}, True),
+])
+def test_it_takes_only_evolution_event_names_or_envelopes(payload, expected):
+    assert evolution.detect(payload, ANY) is expected

@@ -241,3 +241,61 @@ def test_it_refuses_a_message_without_an_id():
 ])
 def test_it_detects_meta_payloads(payload, expected):
     assert meta.detect(payload, ANY) is expected
+
+
+# --- business-scoped user ids (BSUID) and usernames --------------------------------
+# Shapes from Meta's "Business-scoped user IDs" page
+# (https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids/):
+# messages carry `from_user_id` (and `from` only while the phone number is shared),
+# `contacts[]` carry `user_id` and `profile.username`, statuses carry
+# `recipient_user_id`. A BSUID is a country code, a dot and up to 128 letters and
+# digits ("US.13491208655302741918", the doc's example, also in pywa's fixtures).
+BSUID = "US.13491208655302741918"
+
+
+def test_a_message_with_only_a_business_scoped_user_id_is_keyed_by_it():
+    username_only = {"from_user_id": BSUID, "id": "wamid.U1", "timestamp": "1697043379",
+                     "type": "text", "text": {"body": "hi from a username"}}
+    contact = {"profile": {"username": "pablo.morales"}, "user_id": BSUID}
+    event = only_event(webhook(value(messages=[username_only], contacts=[contact])))
+    assert (event.chat_id, event.sender_id) == (f"bsuid:{BSUID}", f"bsuid:{BSUID}")
+    assert (event.sender_name, event.chat_name, event.text) == ("pablo.morales", "pablo.morales",
+                                                                "hi from a username")
+    assert event.sender_linked_id is None  # nothing to link: no phone number
+
+
+def test_the_profile_name_wins_over_the_username():
+    username_only = {"from_user_id": BSUID, "id": "wamid.U2", "timestamp": "1697043379",
+                     "type": "text", "text": {"body": "x"}}
+    contact = {"profile": {"name": "Pablo", "username": "pablo.morales"}, "user_id": BSUID}
+    assert only_event(webhook(value(messages=[username_only], contacts=[contact]))).sender_name == "Pablo"
+
+
+def test_a_message_with_phone_and_user_id_keeps_the_phone_chat_and_links_the_user_id():
+    both = message(from_user_id=BSUID, type="text", text={"body": "x"})
+    contact = {"profile": {"name": "Pablo", "username": "pablo.morales"}, "wa_id": "5511999999999",
+               "user_id": BSUID}
+    event = only_event(webhook(value(messages=[both], contacts=[contact])))
+    assert (event.chat_id, event.sender_id, event.sender_name) == \
+        ("5511999999999@s.whatsapp.net", "5511999999999@s.whatsapp.net", "Pablo")
+    assert event.sender_linked_id == f"bsuid:{BSUID}"
+
+
+def test_the_user_id_of_the_contacts_entry_is_linked_too(load_sample):
+    # pywa's fixture: the message has `from`, its contacts entry `wa_id` and `user_id`.
+    event = only_event(load_sample("meta/fixture_image.json"))
+    assert (event.sender_id, event.sender_linked_id) == (SENDER, f"bsuid:{BSUID}")
+
+
+def test_a_status_with_only_a_recipient_user_id_is_read():
+    status = {"id": "wamid.S1", "status": "delivered", "timestamp": "1697043379",
+              "recipient_user_id": BSUID}
+    assert only_event(webhook(value(statuses=[status]))) == StatusEvent(
+        message_id="wamid.S1", status="delivered", timestamp=datetime(2023, 10, 11, 16, 56, 19),
+        chat_id=f"bsuid:{BSUID}")
+
+
+def test_a_status_with_both_recipient_ids_keeps_the_phone_number():
+    status = {"id": "wamid.S2", "status": "read", "timestamp": "1697043379",
+              "recipient_id": "5511999999999", "recipient_user_id": BSUID}
+    assert only_event(webhook(value(statuses=[status]))).chat_id == "5511999999999@s.whatsapp.net"

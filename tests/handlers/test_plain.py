@@ -137,3 +137,23 @@ def test_it_ignores_an_event_it_does_not_know_when_called_directly():
 ])
 def test_it_detects_the_per_endpoint_events(payload, expected):
     assert plain.detect(payload, ANY) is expected
+
+
+# The original campaign specification's numbers (samples/seeds/endpoint_message_status.json
+# with its status as a number), not Baileys' (where 2 is SERVER_ACK, 3 DELIVERY_ACK).
+@pytest.mark.parametrize("code, status", [(0, "failed"), (1, "pending"), (2, "delivered"), (3, "read"),
+                                          ("2", "delivered")])
+def test_a_numeric_plain_status_is_a_campaign_code(load_sample, code, status):
+    payload = load_sample("seeds/endpoint_message_status.json")
+    payload["status"] = code
+    [event] = parse(payload).events
+    assert (event.message_id, event.status) == ("msg_456", status)
+
+
+def test_a_plain_message_in_a_status_post_is_marked():
+    payload = {"instanceId": "i", "event": "message", "fromMe": False, "messageId": "P1",
+               "chat": {"id": "status@broadcast"}, "sender": {"id": "5511888888888@c.us", "name": "Bia"},
+               "msgContent": {"type": "text", "text": "oi"}}
+    [event] = parse(payload).events
+    assert (event.chat_id, event.chat_kind, event.sender_id, event.chat_name) == \
+        ("status@broadcast", "status", "5511888888888@s.whatsapp.net", None)

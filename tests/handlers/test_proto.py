@@ -301,3 +301,63 @@ def test_web_message_events_falls_back_on_the_message_type_for_empty_content():
          "messageType": "ciphertext"},
         event_name="messages.upsert", default_from_me=False)
     assert (event.type, event.raw_type) == ("unknown", "ciphertext")
+
+
+# --- messages with buttons or lists, and their replies ------------------------------
+# Field names from Baileys' WAProto/WAProto.proto (ButtonsMessage, ListMessage,
+# TemplateMessage, InteractiveMessage and their *Response / *Reply messages).
+
+@pytest.mark.parametrize("message, raw_type, text, selected_id", [
+    ({"buttonsMessage": {"contentText": "Escolha uma opção", "footerText": "loja",
+                         "buttons": [{"buttonId": "b1", "buttonText": {"displayText": "Sim"}}],
+                         "headerType": 1}},
+     "buttonsMessage", "Escolha uma opção", None),
+    ({"listMessage": {"title": "Menu", "description": "Veja o cardápio", "buttonText": "Abrir",
+                      "listType": 1, "sections": [{"title": "S", "rows": [{"rowId": "r1"}]}]}},
+     "listMessage", "Veja o cardápio", None),
+    ({"listMessage": {"title": "Menu", "buttonText": "Abrir"}}, "listMessage", "Menu", None),
+    ({"templateMessage": {"hydratedTemplate": {"hydratedContentText": "Seu pedido saiu",
+                                               "hydratedButtons": [{"index": 0}]}}},
+     "templateMessage", "Seu pedido saiu", None),
+    ({"templateMessage": {"fourRowTemplate": {"content": {"text": "Quatro linhas"}}}},
+     "templateMessage", "Quatro linhas", None),
+    ({"interactiveMessage": {"header": {"title": "Oferta"}, "body": {"text": "20% off hoje"},
+                             "nativeFlowMessage": {"buttons": []}}},
+     "interactiveMessage", "20% off hoje", None),
+    ({"viewOnceMessage": {"message": {"interactiveMessage": {"body": {"text": "embrulhado"}}}}},
+     "interactiveMessage", "embrulhado", None),
+    ({"buttonsResponseMessage": {"selectedButtonId": "b1", "selectedDisplayText": "Sim", "type": 1}},
+     "buttonsResponseMessage", "Sim", "b1"),
+    ({"listResponseMessage": {"title": "Pizza", "listType": 1,
+                              "singleSelectReply": {"selectedRowId": "r1"}}},
+     "listResponseMessage", "Pizza", "r1"),
+    ({"listResponseMessage": {"description": "Pizza grande",
+                              "singleSelectReply": {"selectedRowId": "r2"}}},
+     "listResponseMessage", "Pizza grande", "r2"),
+    ({"templateButtonReplyMessage": {"selectedId": "t1", "selectedDisplayText": "Rastrear",
+                                     "selectedIndex": 0}},
+     "templateButtonReplyMessage", "Rastrear", "t1"),
+    ({"interactiveResponseMessage": {"body": {"text": "Confirmar"}, "nativeFlowResponseMessage": {
+        "name": "quick_reply", "paramsJson": "{\"id\": \"ok\"}"}}},
+     "interactiveResponseMessage", "Confirmar", "ok"),
+])
+def test_interactive_messages_and_replies_keep_their_visible_text(message, raw_type, text, selected_id):
+    content = parse_content(message)
+    assert (content.type, content.raw_type, content.text, content.interactive_id) == \
+        ("interactive", raw_type, text, selected_id)
+
+
+def test_a_lottie_sticker_is_unwrapped_to_its_sticker():
+    # Baileys: lottieStickerMessage is a FutureProofMessage around a stickerMessage.
+    content = parse_content({"lottieStickerMessage": {"message": {"stickerMessage": {
+        "mimetype": "application/was", "isAnimated": True, "isLottie": True, "fileLength": "1234",
+        "directPath": "/v/t62.15575-24/1.enc"}}}})
+    assert (content.type, content.raw_type) == ("sticker", "stickerMessage")
+    assert (content.media.media_type, content.media.is_animated, content.media.file_length) == \
+        ("sticker", True, 1234)
+
+
+def test_message_events_marks_status_posts_and_channels_and_does_not_name_them_after_the_author():
+    for chat_id, kind in (("status@broadcast", "status"), ("1203@newsletter", "newsletter")):
+        [event] = _events(parse_content({"conversation": "x"}), chat_id=chat_id, sender_name="Ana")
+        assert (event.chat_kind, event.chat_name) == (kind, None)

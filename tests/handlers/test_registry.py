@@ -93,3 +93,21 @@ def test_the_package_exports_what_callers_use():
     assert handlers.PayloadError is PayloadError
     assert handlers.RouteHint is RouteHint
     assert handlers.meta.detect({"object": "whatsapp_business_account"}, RouteHint())
+
+
+# Another gateway's {"event": "x.y", "data": ...} is not Evolution's: it is kept as unknown
+# and ignored, never parsed as Evolution and failed.
+@pytest.mark.parametrize("payload", [
+    {"event": "x.y", "data": {"anything": 1}},
+    {"event": "order.created", "instance": "shop", "data": {"id": 7}},
+    {"event": "message.received", "data": {"key": {"id": "1"}, "text": "oi"}},
+])
+def test_an_unknown_gateways_dotted_event_is_unknown_and_ignored(payload):
+    result = normalise(payload)
+    assert (result.provider, result.kind, result.events) == ("unknown", "unknown", [])
+    assert result.ignored_reason == "unknown provider or shape"
+
+
+def test_a_bare_evolution_data_object_is_not_labelled_betzap(load_sample):
+    data = load_sample("evolution/v1_messages.upsert_text_incoming.json")["data"]
+    assert normalise(data).provider == "unknown"

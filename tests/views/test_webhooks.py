@@ -341,3 +341,77 @@ def test_head_on_a_webhook_route_records_nothing(client):
     response = client.head("/webhook/")
     assert response.status_code == 405
     assert WebhookEvent.select().count() == 0
+
+
+# --- payloads from real traffic that used to fail ----------------------------------------------------
+
+def evolution_envelope(event: str, data) -> dict:
+    """Evolution's envelope (PROVIDERS.md section 1, "Envelope")."""
+    return {"event": event, "instance": "shop", "data": data, "sender": "5531000000000@s.whatsapp.net",
+            "server_url": "http://evolution:8080", "date_time": "2025-09-14T22:52:43.731Z", "apikey": None}
+
+
+def read_event(client, answer: dict) -> dict:
+    return client.get(f"/api/events/{answer['event_id']}").get_json()
+
+
+def api_messages(client) -> list:
+    return client.get("/api/messages").get_json()["items"]
+
+
+def test_an_edited_event_that_is_a_disappearing_message_setting_is_ignored(client, post_webhook):
+    # messages.edited carries the protocolMessage itself (EVO2 BS:1094-1106); type from Baileys' proto.
+    payload = evolution_envelope("messages.edited", {
+        "key": {"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": True, "id": "3EB0EPH"},
+        "type": "EPHEMERAL_SETTING", "ephemeralExpiration": 604800})
+    answer = post_webhook("/webhook/", payload).get_json()
+    assert (answer["outcome"], answer["provider"]) == ("ignored", "evolution")
+    event = read_event(client, answer)
+    assert (event["outcome"], event["provider"], event["event_name"]) == ("ignored", "evolution", "messages.edited")
+    assert "protocol message is not an edit: EPHEMERAL_SETTING" in event["error"]
+    assert api_messages(client) == []
+
+
+def test_an_edit_of_our_message_in_send_message_update_changes_its_text(client, post_webhook):
+    key = {"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": True, "id": "3EB0OURS"}
+    post_webhook("/webhook/", evolution_envelope("send.message", {
+        "key": key, "message": {"conversation": "preço: 10"}, "messageType": "conversation",
+        "messageTimestamp": 1746132673, "status": "PENDING"}))
+    edit = {"key": {**key, "id": "3EB0EDIT"}, "messageTimestamp": 1746132700, "message": {"protocolMessage": {
+        "key": key, "type": "MESSAGE_EDIT", "editedMessage": {"conversation": "preço: 12"},
+        "timestampMs": "1746132700000"}}}
+    answer = post_webhook("/webhook/", evolution_envelope("send.message.update", edit)).get_json()
+    assert (answer["outcome"], answer["kind"]) == ("processed", "message_edit")
+    [message] = api_messages(client)
+    assert (message["provider_message_id"], message["text"]) == ("3EB0OURS", "preço: 12")
+
+
+def test_another_gateways_dotted_event_is_ignored_not_failed(client, post_webhook):
+    payload = {"event": "order.created", "data": {"id": 7, "total": "12.50"}}
+    answer = post_webhook("/webhook/", payload).get_json()
+    assert (answer["outcome"], answer["provider"]) == ("ignored", "unknown")
+    event = read_event(client, answer)
+    assert (event["outcome"], event["provider"], event["kind"]) == ("ignored", "unknown", "unknown")
+
+
+def test_a_message_whose_chat_id_was_blanked_is_stored_under_the_unknown_chat(client, post_webhook):
+    payload = load_sample(EVOLUTION_TEXT)
+    payload["data"]["key"]["remoteJid"] = "@s.whatsapp.net"
+    answer = post_webhook("/webhook/", payload).get_json()
+    assert (answer["outcome"], answer["kind"]) == ("processed", "message")
+    assert read_event(client, answer)["outcome"] == "processed"
+    [message] = api_messages(client)
+    assert (message["provider_message_id"], message["chat_id"], message["text"]) == \
+        ("3EB03E3CA617ADA52AEA79", "unknown@s.whatsapp.net", "hola - text")
+
+
+def test_a_status_post_is_stored_with_its_author(client, post_webhook):
+    answer = post_webhook("/webhook/", evolution_envelope("messages.upsert", {
+        "key": {"remoteJid": "status@broadcast", "fromMe": False, "id": "3A0STATUS",
+                "participant": "5511888888888@s.whatsapp.net"},
+        "pushName": "Bia", "message": {"conversation": "bom dia"}, "messageType": "conversation",
+        "messageTimestamp": 1746132673})).get_json()
+    assert answer["outcome"] == "processed"
+    [message] = api_messages(client)
+    assert (message["chat_id"], message["sender_id"], message["sender_name"]) == \
+        ("status@broadcast", "5511888888888@s.whatsapp.net", "Bia")
