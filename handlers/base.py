@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 # Request kinds, as stored on WebhookEvent.kind.
 KIND_MESSAGE = "message"
@@ -390,13 +390,17 @@ _STATUS_WORDS = {
 _STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "delivered", 3: "read", 4: "played"}
 
 
-def normalize_status(value: Any) -> Optional[str]:
-    """Map a provider's status word or numeric code to one of STATUSES, else None."""
+def normalize_status(value: Any, codes: Optional[Mapping[int, str]] = None) -> Optional[str]:
+    """Map a provider's status word or numeric code to one of STATUSES, else None.
+
+    Numbers mean different things per provider: ``codes`` is the provider's
+    table (default: the campaign specification's).
+    """
     if value is None or isinstance(value, bool):
         return None
     number = to_int(value)
     if number is not None:
-        return _STATUS_CODES.get(number)
+        return (_STATUS_CODES if codes is None else codes).get(number)
     if isinstance(value, str):
         return _STATUS_WORDS.get(value.strip().lower())
     return None
@@ -410,12 +414,7 @@ _BAILEYS_STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "sent", 3: "delivere
 
 def normalize_baileys_status(value: Any) -> Optional[str]:
     """Like normalize_status, but numbers are Baileys' codes (2 is sent, 3 delivered, 4 read)."""
-    if value is None or isinstance(value, bool):
-        return None
-    number = to_int(value)
-    if number is not None:
-        return _BAILEYS_STATUS_CODES.get(number)
-    return normalize_status(value)
+    return normalize_status(value, _BAILEYS_STATUS_CODES)
 
 
 def status_rank(status: Optional[str]) -> int:
