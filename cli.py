@@ -498,13 +498,6 @@ def cmd_replay(args: argparse.Namespace, settings: dict) -> int:
 # --- export and import ---------------------------------------------------------------
 
 
-def redact_bytes_base64(body: str, secrets: list) -> str:
-    """A base64 body (not clean UTF-8) with its secrets masked (see security.redact_base64)."""
-    from security import redact_base64
-
-    return redact_base64(body, secrets)
-
-
 def export_line(event: Any, secrets: Optional[list]) -> dict:
     """One stored request as a JSON object; redacted with ``secrets`` unless it is None.
 
@@ -512,7 +505,7 @@ def export_line(event: Any, secrets: Optional[list]) -> dict:
     body, as the API shows it; ``--with-secrets`` keeps everything.
     """
     from models import iso
-    from security import redact, redact_text, shown_body_text
+    from security import redact, redact_base64, redact_text, shown_body_text
 
     headers = event.headers_dict
     body, encoding, error = event.body, event.body_encoding, event.error
@@ -525,7 +518,7 @@ def export_line(event: Any, secrets: Optional[list]) -> dict:
         elif encoding == "utf-8" and body is not None:
             body = shown_body_text(body, secrets)
         elif body is not None:
-            body = redact_bytes_base64(body, secrets)
+            body = redact_base64(body, secrets)
     line = {
         "id": event.id,
         "received_at": iso(event.received_at),

@@ -127,9 +127,9 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:12]
         g.started = time.perf_counter()
         g.log_fields = {}
+        models.db.connect(reuse_if_open=True)  # before the checks: a session cookie is looked up
         g.caller = where_from(request.environ, request.remote_addr, request.headers, own_hosts)
         if request.endpoint not in tunnel_endpoints and g.caller != LOCAL:
-            models.db.connect(reuse_if_open=True)  # the session cookie is checked against the database
             if not _proves_admin(app.config.get("ADMIN_TOKEN"), request.endpoint in login_endpoints, auth_failures):
                 return _refusal(g.caller)
         if (request.method in STATE_CHANGING_METHODS and request.endpoint not in webhook_endpoints
@@ -137,7 +137,6 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
             # A page on another site posting through the visitor's browser (CSRF): the
             # dashboard is same-origin, and curl or scripts send no Origin at all.
             return jsonify(error="cross-origin request refused", detail=None), 403
-        models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def close_database(_exc):

@@ -42,12 +42,6 @@ def _language() -> str:
     return "pt-BR" if best.startswith("pt") else "en"
 
 
-def _is_https() -> bool:
-    """Whether the browser talks https: through the tunnel (the agent says so, and only the agent
-    is trusted to on that listener) or behind a server that sets wsgi.url_scheme."""
-    return request.is_secure
-
-
 @bp.get("/")
 def index():
     page = (Path(current_app.static_folder) / "index.html").read_bytes()
@@ -81,8 +75,10 @@ def login():
             cookie, key = new_session_cookie(admin_token)
             DashboardSession.open(key, SESSION_SECONDS)
             response = redirect("/", code=303)
-            response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, secure=_is_https(),
-                                samesite="Strict", path="/")
+            # is_secure: https as waitress saw it; only on the tunnel listener does it take the
+            # agent's X-Forwarded-Proto (serving.py), so no header elsewhere can fake it.
+            response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True,
+                                secure=request.is_secure, samesite="Strict", path="/")
             return response
         log.warning("dashboard login refused: wrong ADMIN_TOKEN from %s", request.remote_addr)
         failed = True
@@ -104,5 +100,5 @@ def logout():
     if key:
         DashboardSession.close(key)
     response = redirect("/login" if current_app.config.get("ADMIN_TOKEN") else "/", code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=_is_https(), samesite="Strict")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=request.is_secure, samesite="Strict")
     return response
