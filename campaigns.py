@@ -42,7 +42,8 @@ from models import (
     write_transaction,
 )
 from storage.http import Limits
-from storage.send import SendError, SendTarget, allowed_hosts, send_text
+from handlers import REGISTRY
+from storage.send import SendError, SendTarget, allowed_hosts
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,17 @@ def phone_of_jid(jid: Optional[str]) -> Optional[str]:
     return digits or None
 
 
+def send_text(provider_name: str, target: SendTarget, phone: str, text: str) -> str:
+    """Send through the provider's API; SendError when it cannot (no sending, no base URL, refused)."""
+    provider = REGISTRY.get(provider_name)
+    if provider is None or provider.send_text is None:
+        raise SendError(f"sending is not supported for provider {provider_name!r}")
+    if not target.base_url:
+        setting = f" or {provider.api.base_url_setting}" if provider.api else ""
+        raise SendError(f"no API base URL for this {provider_name} instance (set its api_base_url{setting})")
+    return provider.send_text(target, phone, text)
+
+
 def is_opted_out(phone: str) -> bool:
     return OptOut.select().where(OptOut.phone.in_(phone_variants(phone))).exists()
 
@@ -106,7 +118,6 @@ def is_opted_out(phone: str) -> bool:
 
 MAX_CONTACTS = 100_000
 MAX_TEXT = 4096
-SENDABLE_PROVIDERS = ("evolution", "wapi", "meta")
 
 
 def sending_instance(value) -> Instance:
@@ -119,9 +130,10 @@ def sending_instance(value) -> Instance:
         instance = Instance.get_or_none(Instance.external_id == value)
     if instance is None:
         raise ValueError(f"no instance {value!r}")
-    if instance.provider not in SENDABLE_PROVIDERS:
+    senders = REGISTRY.senders()
+    if instance.provider not in [provider.name for provider in senders]:
         raise ValueError(f"campaigns cannot send through {instance.provider} instances "
-                         f"(only {', '.join(SENDABLE_PROVIDERS)})")
+                         f"(only {', '.join(provider.name for provider in senders)})")
     return instance
 
 

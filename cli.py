@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
-import hmac
 import json
 import sys
 import time
@@ -23,11 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, TextIO
 
-from storage.register import register_evolution, register_wapi
+from handlers import REGISTRY
+from handlers.provider import Provider
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "simulate_samples"
-SIMULATE_PROVIDERS = ("wapi", "evolution", "meta", "plain")
-REGISTER_PROVIDERS = ("wapi", "evolution", "meta")
 HTTP_TIMEOUT = (10, 30)  # (connect, read) seconds for calls to a running zaphook
 
 
@@ -57,19 +54,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add every command but ``run`` to server.py's subparsers (made with ``parser_class=OneLineParser``)."""
     register = subparsers.add_parser(
         "register", help="point a provider's webhooks at this server",
-        description="Set the provider's webhooks to this server's URLs (PUBLIC_URL, or --base-url). "
-                    "For Meta, print the callback URL and verify token to paste into the App Dashboard.")
-    register.add_argument("--provider", required=True, choices=REGISTER_PROVIDERS)
-    register.add_argument("--instance", help="the provider's instance id (W-API) or name (Evolution)")
+        description="Set the provider's webhooks to this server's URLs (PUBLIC_URL, or --base-url) through its "
+                    "API; for a provider configured by hand (Meta), print what to paste into it.")
+    register.add_argument("--provider", required=True, choices=[
+        provider.name for provider in REGISTRY if provider.register or provider.register_by_hand])
+    register.add_argument("--instance", help="the provider's instance id or name")
     register.add_argument("--base-url", help="the address providers reach zaphook on (default: PUBLIC_URL)")
     register.add_argument("--base64", action="store_true",
-                          help="Evolution: send media inline as base64 in the webhook (default: off)")
+                          help="ask the provider to send media inline as base64 in the webhook, where it can "
+                               "(Evolution; default: off)")
 
     simulate = subparsers.add_parser(
         "simulate", help="post one real sample of each event kind to a running server",
         description="Post one real provider sample of each event kind to a running zaphook, "
                     "so you can see the whole pipeline work without a phone.")
-    simulate.add_argument("--provider", default="all", choices=(*SIMULATE_PROVIDERS, "all"))
+    simulate.add_argument("--provider", default="all", choices=(*simulate_providers(), "all"))
     simulate.add_argument("--url", help="the running server (default: http://127.0.0.1:$PORT)")
 
     events = subparsers.add_parser("events", help="list stored webhook requests, newest first",
@@ -109,7 +108,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--provider", required=True)
     add.add_argument("--instance", required=True, help="the provider's instance id or name")
     add.add_argument("--name", help="a name for people")
-    add.add_argument("--token", help="the provider API token (W-API Bearer, Evolution apikey, Meta access token)")
+    add.add_argument("--token", help="the provider API's token or key for this instance")
     add.add_argument("--base-url", help="the provider API base URL (default: the .env one)")
     add.add_argument("--client", help="the client (customer) it belongs to")
     listing = actions.add_parser("list", help="list instances", description="List the instances.")
@@ -223,21 +222,6 @@ def _answer_text(response) -> str:
 # --- register ----------------------------------------------------------------------
 
 
-def webhook_urls(base_url: str, token: Optional[str]) -> dict:
-    """{"wapi": {kind: url}, "evolution": url, "meta": url} from tunnel.webhook_url_table."""
-    from tunnel import webhook_url_table
-
-    urls: dict = {"wapi": {}}
-    for provider, event, url in webhook_url_table(base_url, token):
-        if provider == "W-API":
-            urls["wapi"][event] = url
-        elif provider == "Evolution":
-            urls["evolution"] = url
-        elif provider == "Meta":
-            urls["meta"] = url
-    return urls
-
-
 def _base_url(args_base: Optional[str], settings: Mapping[str, Any]) -> str:
     base = (args_base or settings.get("PUBLIC_URL") or running_tunnel_url(settings) or "").strip().rstrip("/")
     if not base:
@@ -258,30 +242,32 @@ def running_tunnel_url(settings: Mapping[str, Any]) -> Optional[str]:
     return tunnel.get("public_url") if tunnel.get("state") == "open" else None
 
 
-def _credentials(provider: str, instance_id: str, settings: Mapping[str, Any]) -> tuple[str, str]:
+def _credentials(provider: Provider, instance_id: str, settings: Mapping[str, Any]) -> tuple[str, str]:
     """The instance's API base URL and token (its own, else the .env defaults)."""
-    from models import PROVIDER_API_SETTINGS, Instance
+    from models import Instance
 
-    instance = Instance.find(provider, instance_id) or Instance(provider=provider, external_id=instance_id)
+    instance = Instance.find(provider.name, instance_id) or Instance(provider=provider.name, external_id=instance_id)
     base, token = instance.api_access(settings)
-    base_name, token_name = PROVIDER_API_SETTINGS[provider]
+    base_name, token_name = (provider.api.base_url_setting, provider.api.token_setting) if provider.api \
+        else ("its api_base_url", "its api_token")
     if not base:
-        raise bad_input(f"no API base URL for {provider} instance {instance_id!r}: set {base_name} "
+        raise bad_input(f"no API base URL for {provider.name} instance {instance_id!r}: set {base_name} "
                         f"or `instances add --base-url`")
     if not token:
-        raise bad_input(f"no API token for {provider} instance {instance_id!r}: set {token_name} "
+        raise bad_input(f"no API token for {provider.name} instance {instance_id!r}: set {token_name} "
                         f"or `instances add --token`")
     return base, token
 
 
-def register_instance(provider: str, instance_id: str, settings: Mapping[str, Any], base_url: str,
+def register_instance(provider_name: str, instance_id: str, settings: Mapping[str, Any], base_url: str,
                       with_base64: bool = False) -> list[dict]:
-    """Register one instance's webhooks (needs the database open); one result per URL set."""
-    urls = webhook_urls(base_url, settings.get("WEBHOOK_TOKEN"))
+    """Register one instance's webhooks through its provider (needs the database open); one result per URL set."""
+    provider = REGISTRY.get(provider_name)
+    if provider is None or provider.register is None:
+        raise bad_input(f"zaphook cannot set {provider_name}'s webhooks through its API")
+    urls = REGISTRY.urls_for(provider, base_url, settings.get("WEBHOOK_TOKEN"))
     api_base, token = _credentials(provider, instance_id, settings)
-    if provider == "wapi":
-        return register_wapi(api_base, token, instance_id, urls["wapi"])
-    return register_evolution(api_base, token, instance_id, urls["evolution"], with_base64)
+    return provider.register(api_base, token, instance_id, urls, with_base64=with_base64)
 
 
 def _print_results(results: list[dict], secrets: list) -> None:
@@ -298,19 +284,14 @@ def _print_results(results: list[dict], secrets: list) -> None:
 
 def cmd_register(args: argparse.Namespace, settings: dict) -> int:
     from config import SECRET_SETTINGS
-    from tunnel import webhook_url_table
-
     base = _base_url(args.base_url, settings)
-    if args.provider == "meta":
-        verify = settings.get("META_VERIFY_TOKEN")
-        if not verify:
-            raise bad_input("META_VERIFY_TOKEN is not set: choose one, set it, restart zaphook, then paste it in Meta")
-        callback = next(url for provider, _event, url in webhook_url_table(base, settings.get("WEBHOOK_TOKEN"))
-                        if provider == "Meta")
-        print("Meta registers webhooks in the App Dashboard (WhatsApp > Configuration > Webhook):")
-        print(f"  Callback URL:  {callback}")
-        print(f"  Verify token:  {verify}")
-        print("Then subscribe to the `messages` field.")
+    provider = REGISTRY.get(args.provider)
+    if provider.register is None:
+        try:
+            lines = provider.register_by_hand(REGISTRY.urls_for(provider, base, settings.get("WEBHOOK_TOKEN")), settings)
+        except ValueError as exc:
+            raise bad_input(str(exc)) from None
+        print("\n".join(lines))
         return 0
     if not args.instance or not args.instance.strip():
         raise bad_input(f"--instance is required for {args.provider}")
@@ -324,7 +305,7 @@ def cmd_register(args: argparse.Namespace, settings: dict) -> int:
 
 
 def register_all(app_or_settings: Any, base_url: str) -> list:
-    """Register the webhooks of every W-API/Evolution instance with credentials (REGISTER_WEBHOOKS=on).
+    """Register the webhooks of every instance whose provider zaphook can set them through (REGISTER_WEBHOOKS=on).
 
     Takes the running app (uses its database) or the settings (opens the
     database itself). Never raises: one result dict per URL set, with ``ok``;
@@ -340,7 +321,8 @@ def register_all(app_or_settings: Any, base_url: str) -> list:
 
     def run() -> list:
         results: list = []
-        for instance in Instance.select().where(Instance.provider.in_(("wapi", "evolution"))).order_by(Instance.id):
+        registrars = [provider.name for provider in REGISTRY.registrars()]
+        for instance in Instance.select().where(Instance.provider.in_(registrars)).order_by(Instance.id):
             api_base, token = instance.api_access(settings)
             if not (api_base and token):
                 results.append({"provider": instance.provider, "instance": instance.external_id, "event": None,
@@ -370,10 +352,19 @@ def register_all(app_or_settings: Any, base_url: str) -> list:
 # --- simulate ----------------------------------------------------------------------
 
 
+def _manifest() -> list[dict]:
+    return json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
+
+
+def simulate_providers() -> tuple[str, ...]:
+    """The providers that have samples to post, in registry order."""
+    with_samples = {item["provider"] for item in _manifest()}
+    return tuple(name for name in REGISTRY.names if name in with_samples)
+
+
 def load_samples(provider: str) -> list[dict]:
-    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
-    wanted = SIMULATE_PROVIDERS if provider == "all" else (provider,)
-    return [item for item in manifest if item["provider"] in wanted]
+    wanted = simulate_providers() if provider == "all" else (provider,)
+    return [item for item in _manifest() if item["provider"] in wanted]
 
 
 def cmd_simulate(args: argparse.Namespace, settings: dict) -> int:
@@ -383,15 +374,15 @@ def cmd_simulate(args: argparse.Namespace, settings: dict) -> int:
     if not base.startswith(("http://", "https://")):
         raise bad_input(f"--url must start with http:// or https://, got {base!r}")
     token = settings.get("WEBHOOK_TOKEN") or _kept_token(settings)
-    secret = settings.get("META_APP_SECRET")
     session = _http()
     failures = 0
     samples = load_samples(args.provider)
     for sample in samples:
         body = (SAMPLES_DIR / sample["file"]).read_bytes()
         headers = {"Content-Type": "application/json", "User-Agent": "zaphook-simulate"}
-        if secret and sample["provider"] == "meta":
-            headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        signature = REGISTRY.get(sample["provider"]).signature
+        if signature is not None and settings.get(signature.secret_setting):
+            headers[signature.header] = signature.sign(settings[signature.secret_setting], body)
         try:
             response = session.post(base + sample["route"], data=body, headers=headers,
                                     params={"token": token} if token else None, timeout=HTTP_TIMEOUT)
@@ -482,13 +473,12 @@ def cmd_events(args: argparse.Namespace, settings: dict) -> int:
 
 def cmd_replay(args: argparse.Namespace, settings: dict) -> int:
     from models import WebhookEvent
-    from views.webhooks import hint_for_path
 
     with data_app(settings) as app:
         event = WebhookEvent.get_or_none(WebhookEvent.id == args.event_id)
         if event is None:
             raise bad_input(f"no event {args.event_id}")
-        answer = app.extensions["zaphook.pipeline"].replay(event, hint_for_path(event.route))
+        answer = app.extensions["zaphook.pipeline"].replay(event, REGISTRY.hint_for_path(event.route))
     print(json.dumps(answer.body, ensure_ascii=False))
     if answer.status >= 400:
         raise CommandError(f"event {args.event_id} was not replayed: {answer.body.get('error')}")
@@ -619,7 +609,6 @@ def incoming_request(record: Mapping[str, Any], settings: Mapping[str, Any]):
 
     from ingest import DROPPED_HEADERS, IncomingRequest
     from security import REDACTED
-    from views.webhooks import hint_for_path
 
     encoding = record.get("body_encoding") or "utf-8"
     text = record.get("body") or ""
@@ -636,15 +625,15 @@ def incoming_request(record: Mapping[str, Any], settings: Mapping[str, Any]):
     if encoding != "untrusted":
         if settings.get("WEBHOOK_TOKEN"):
             query["token"] = settings["WEBHOOK_TOKEN"]
-        secret = settings.get("META_APP_SECRET")
-        if secret and (record.get("redacted") or "x-hub-signature-256" not in headers):
-            if "x-hub-signature-256" in headers or record.get("provider") == "meta":
-                headers.set("X-Hub-Signature-256",
-                            "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
+        for provider, signature in REGISTRY.signatures():
+            secret = settings.get(signature.secret_setting)
+            if secret and (record.get("redacted") or signature.header not in headers) \
+                    and (signature.header in headers or record.get("provider") == provider.name):
+                headers.set(signature.header, signature.sign(secret, body))
     return IncomingRequest(
         body=body,
         path=record["route"],
-        hint=hint_for_path(record["route"]),
+        hint=REGISTRY.hint_for_path(record["route"]),
         headers=headers,
         query=query,
         remote_addr=record.get("remote_addr"),
@@ -692,7 +681,6 @@ def cmd_import(args: argparse.Namespace, settings: dict) -> int:
 
 
 def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
-    from handlers import PROVIDERS as PROVIDER_MODULES
     from models import Client, Instance, instance_json, provider_api_defaults, same_api_base
 
     with data_app(settings):
@@ -707,9 +695,8 @@ def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
                       f"{row['api_base_url'] or '(.env default)'}")
             return 0
 
-        names = [module.NAME for module in PROVIDER_MODULES]
-        if args.provider not in names:
-            raise bad_input(f"--provider must be one of {', '.join(names)}, got {args.provider!r}")
+        if REGISTRY.get(args.provider) is None:
+            raise bad_input(f"--provider must be one of {', '.join(REGISTRY.names)}, got {args.provider!r}")
         external_id = args.instance.strip()
         if not external_id:
             raise bad_input("--instance must not be empty")

@@ -124,8 +124,6 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "DATABASE_URL": ("", _database_url),
     "WEBHOOK_TOKEN": ("", _optional_secret),
     "ADMIN_TOKEN": ("", _optional_secret),
-    "META_APP_SECRET": ("", _optional_secret),
-    "META_VERIFY_TOKEN": ("", _optional_secret),
     "MAX_BODY_MB": ("64", _positive_number),
     "LOG_LEVEL": ("INFO", _log_level),
     "ALLOW_UNKNOWN_INSTANCES": ("true", _bool),
@@ -145,13 +143,6 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "MEDIA_LEASE_SECONDS": ("120", _positive_number),
     "MEDIA_ALLOWED_HOSTS": ("", _host_list),
     "WA_MEDIA_BASE_URL": ("https://mmg.whatsapp.net", _public_url),
-    # Provider APIs (defaults for instances that have no credentials of their own)
-    "WAPI_BASE_URL": ("https://api.w-api.app", _public_url),
-    "WAPI_TOKEN": ("", _optional_secret),
-    "EVOLUTION_BASE_URL": ("", _public_url),
-    "EVOLUTION_API_KEY": ("", _optional_secret),
-    "META_GRAPH_URL": ("https://graph.facebook.com/v21.0", _public_url),
-    "META_ACCESS_TOKEN": ("", _optional_secret),
     # Tunnel (ngrok)
     "TUNNEL": ("auto", _tunnel_mode),
     "TUNNEL_PORT": ("0", _int_between(0, 65535)),
@@ -168,11 +159,25 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "CAMPAIGN_OPT_OUT_WORDS": ("SAIR,PARAR,STOP,CANCELAR", _word_list),
 }
 
+# Each provider's own settings (its API's base URL and credentials, its webhook
+# secrets) are declared in its module under handlers/; this is how they are parsed.
+_PARSERS_BY_KIND = {"text": _text, "url": _public_url, "secret": _optional_secret}
+
+
+def settings_table() -> dict[str, tuple[Any, Callable[[Any], Any]]]:
+    """SETTINGS and every registered provider's settings: what load_settings parses."""
+    from handlers import REGISTRY
+
+    table = dict(SETTINGS)
+    for setting in REGISTRY.settings():
+        table.setdefault(setting.name, (setting.default, _PARSERS_BY_KIND[setting.kind]))
+    return table
+
+
+SETTINGS.update(settings_table())
+
 # Settings whose values never appear in logs or API answers.
-SECRET_SETTINGS = (
-    "WEBHOOK_TOKEN", "ADMIN_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN",
-    "WAPI_TOKEN", "EVOLUTION_API_KEY", "META_ACCESS_TOKEN", "NGROK_AUTHTOKEN",
-)
+SECRET_SETTINGS = tuple(name for name, (_default, parse) in SETTINGS.items() if parse is _optional_secret)
 
 
 def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> dict:
@@ -194,7 +199,7 @@ def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optiona
         source = override
 
     settings: dict[str, Any] = {}
-    for name, (default, parse) in SETTINGS.items():
+    for name, (default, parse) in settings_table().items():
         raw = source.get(name)
         if raw is None:
             raw = default

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 import campaigns
 import handlers
 from config import SECRET_SETTINGS
+from handlers import REGISTRY
 from handlers.base import (
     ConnectionEvent,
     ContactEvent,
@@ -33,6 +34,7 @@ from handlers.base import (
     RouteHint,
     StatusEvent,
 )
+from handlers.provider import Provider, Signature
 from models import (
     Chat,
     Contact,
@@ -49,7 +51,7 @@ from models import (
     write_transaction,
 )
 from access import AuthFailures
-from security import REDACTED, check_meta_signature, check_webhook_token, redact, shown_body_text
+from security import REDACTED, check_webhook_token, redact, shown_body_text
 from storage.decrypt import decode_digest
 from storage.inline import blob_path, extract_inline_media
 
@@ -104,7 +106,7 @@ class Pipeline:
         self.data_dir = Path(settings["DATA_DIR"])
         self.opt_out_words = tuple(settings["CAMPAIGN_OPT_OUT_WORDS"])
         self.webhook_token = settings.get("WEBHOOK_TOKEN")
-        self.meta_app_secret = settings.get("META_APP_SECRET")
+        self.settings = settings
         self.allow_unknown_instances = settings.get("ALLOW_UNKNOWN_INSTANCES", True)
         self._instances: dict[tuple[str, str], Instance] = {}
         self.secrets = [settings.get(name) for name in SECRET_SETTINGS]
@@ -113,9 +115,11 @@ class Pipeline:
 
     def receive(self, request: IncomingRequest) -> Answer:
         """Authenticate, store and normalise one webhook request."""
-        signed = bool(self.meta_app_secret and request.headers.get("X-Hub-Signature-256"))
-        if signed:
-            failure = check_meta_signature(self.meta_app_secret, request.headers.get("X-Hub-Signature-256"), request.body)
+        signed_by = self.signer(request)
+        if signed_by is not None:
+            signature = signed_by.signature
+            failure = signature.verify(self.settings.get(signature.secret_setting), request.headers.get(signature.header),
+                                       request.body)
         else:
             failure = check_webhook_token(self.webhook_token, request.headers, request.query)
         if failure:
@@ -124,9 +128,11 @@ class Pipeline:
         payload, error = parse_json(request.body)
         if error:
             return self.reject(request, 400, error)
-        if self.meta_app_secret and not signed and handlers.meta.detect(payload, request.hint):
+        unsigned = self.unsigned_but_required(payload, request.hint, signed_by)
+        if unsigned is not None:
             # Unsigned while a signature is required: as untrusted as a bad signature.
-            return self.reject(request, 401, "missing X-Hub-Signature-256 (META_APP_SECRET is set)", trusted=False)
+            return self.reject(request, 401, f"missing {unsigned.header} ({unsigned.secret_setting} is set)",
+                               trusted=False)
 
         blobs = extract_inline_media(payload, self.data_dir)
         body_text = json.dumps(payload, ensure_ascii=False) if blobs else None
@@ -139,6 +145,25 @@ class Pipeline:
                 return self.reject(request, 403, f"unknown instance {normalised.instance_id!r} "
                                    "(ALLOW_UNKNOWN_INSTANCES is off)", normalised=normalised)
         return self.store_and_apply(request, normalised, failure_text, instance, body_text, payload)
+
+    def signer(self, request: IncomingRequest) -> Optional[Provider]:
+        """The provider whose signature header the request carries, when its secret is set.
+
+        A signed request is checked by its signature instead of WEBHOOK_TOKEN: a
+        provider that signs its webhooks (Meta) cannot add a token to them.
+        """
+        for provider, signature in REGISTRY.signatures():
+            if self.settings.get(signature.secret_setting) and request.headers.get(signature.header):
+                return provider
+        return None
+
+    def unsigned_but_required(self, payload: Any, hint: RouteHint, signed_by: Optional[Provider]) -> Optional[Signature]:
+        """The signature a payload lacks: its provider signs, its secret is set, and this request was not signed."""
+        for provider, signature in REGISTRY.signatures():
+            if provider is not signed_by and self.settings.get(signature.secret_setting) \
+                    and isinstance(payload, dict) and provider.detect(payload, hint):
+                return signature
+        return None
 
     def instance_for(self, provider: str, external_id: str) -> Optional[Instance]:
         """The instance (cached: its id never changes), created when unknown ones are allowed."""
@@ -631,7 +656,7 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
             instance, item.message_id, message_id):
         Message.apply_status(message_id, waiting_status, waiting_at, waiting_error)
     if item.media is not None:
-        MediaFile.record(message_id, instance, media_values(item.media, data_dir))
+        MediaFile.record(message_id, instance, media_values(item.media, data_dir, provider))
     campaigns.track_message(instance, item, at, event_id, opt_out_words)
 
 
@@ -658,7 +683,7 @@ def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id:
     campaigns.track_status(instance, item.message_id, item.status, at, item.error, event_id, item.chat_id)
 
 
-def media_values(media, data_dir: Path) -> dict:
+def media_values(media, data_dir: Path, provider: str) -> dict:
     values = {
         key: getattr(media, key) for key in (
             "media_type", "mimetype", "file_name", "file_length", "media_key", "direct_path", "url",
@@ -674,12 +699,15 @@ def media_values(media, data_dir: Path) -> dict:
             values["inline_path"] = str(path.relative_to(data_dir.resolve()))
             values["inline_size"] = media.inline_blob.get("size")
             values["inline_sha256"] = media.inline_blob.get("sha256")
-    values["content_key"] = content_key(values)
+    values["content_key"] = content_key(values, provider)
     return values
 
 
-def content_key(values: dict) -> Optional[str]:
-    """What identifies the media's content, so a second delivery can reuse the first download."""
+def content_key(values: dict, provider: str) -> Optional[str]:
+    """What identifies the media's content, so a second delivery can reuse the first download.
+
+    A provider's own media id (Meta's) names a file only within that provider.
+    """
     plain = decode_digest(values.get("file_sha256"))
     if plain or values.get("inline_sha256"):
         return f"sha256:{plain.hex() if plain else values['inline_sha256']}"
@@ -687,7 +715,7 @@ def content_key(values: dict) -> Optional[str]:
     if encrypted:
         return f"enc:{encrypted.hex()}"
     if values.get("media_id"):
-        return f"meta:{values['media_id']}"
+        return f"{provider}:{values['media_id']}"
     return None
 
 

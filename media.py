@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from handlers import REGISTRY
 from models import Chat, Instance, MediaAttempt, MediaFile, Message, db, still_bound, utcnow
 from storage import names
 from storage.fetch import FetchConfig, MediaJob, Outcome, fetch
@@ -51,7 +52,8 @@ class MediaWorkers:
         self.lease_seconds = float(settings["MEDIA_LEASE_SECONDS"])
         self.retry_seconds = float(settings["MEDIA_RETRY_SECONDS"])
         self.max_attempts = int(settings["MEDIA_MAX_ATTEMPTS"])
-        self.config = FetchConfig.from_settings(settings)
+        self.config = FetchConfig.from_settings(settings, api_base_urls=REGISTRY.api_base_urls(settings),
+                                                public_hosts=REGISTRY.media_hosts())
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.poll_seconds = min(2.0, self.lease_seconds / 2)
         self._stop = threading.Event()
@@ -206,6 +208,8 @@ class MediaWorkers:
     def job_for(self, row: MediaFile, message: Message, instance: Instance,
                 twin: Optional[MediaFile]) -> MediaJob:
         base, token = instance.api_access(self.settings)
+        provider = REGISTRY.get(instance.provider)
+        api = provider.api if provider is not None else None
         chat = Chat.get_by_id(message.chat_id)
         copy_from = self.media_dir / twin.local_path if twin is not None else None
         return MediaJob(
@@ -222,12 +226,15 @@ class MediaWorkers:
             url=row.url,
             file_sha256=row.file_sha256,
             file_enc_sha256=row.file_enc_sha256,
-            meta_media_id=row.media_id,
+            media_id=row.media_id,
             inline_file=self.data_dir / row.inline_path if row.inline_path else None,
             copy_from=copy_from if copy_from is not None and copy_from.is_file() else None,
             copy_sha256=twin.stored_sha256 if twin is not None else None,
             api_base_url=base,
             api_token=token,
+            api_way=provider.media if provider is not None else None,
+            api_way_name=instance.provider,
+            api_settings_hint=f"{api.base_url_setting} and {api.token_setting}" if api else None,
         )
 
     def target_for(self, row: MediaFile, message: Message, instance: Instance) -> Path:

@@ -35,6 +35,7 @@ from peewee import (
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
 
+from handlers import REGISTRY
 from handlers.base import STATUS_FAILED, STATUS_ORDER, status_rank
 
 db = DatabaseProxy()
@@ -305,21 +306,10 @@ class Client(BaseModel):
         return cls.get(cls.name == clean(name, 255))
 
 
-# Each provider's settings that give an instance without credentials of its own its API base URL
-# and credential.
-PROVIDER_API_SETTINGS = {
-    "wapi": ("WAPI_BASE_URL", "WAPI_TOKEN"),
-    "evolution": ("EVOLUTION_BASE_URL", "EVOLUTION_API_KEY"),
-    "meta": ("META_GRAPH_URL", "META_ACCESS_TOKEN"),
-}
-
-
 def provider_api_defaults(provider: str, settings: dict) -> tuple[Optional[str], Optional[str]]:
     """The settings' (.env) default base URL and credential of a provider's API; (None, None) if it has none."""
-    base_name, token_name = PROVIDER_API_SETTINGS.get(provider, (None, None))
-    base = settings.get(base_name) if base_name else None
-    token = settings.get(token_name) if token_name else None
-    return base or None, token or None
+    unit = REGISTRY.get(provider)
+    return unit.api_defaults(settings) if unit is not None else (None, None)
 
 
 def _api_base_key(url: Optional[str]) -> Optional[tuple]:
@@ -768,7 +758,7 @@ class MediaFile(BaseModel):
     attempts = IntegerField(default=0)
     error = TextField(null=True)
     failed_check = CharField(null=True)  # e.g. "mac", "file_sha256" when verification refused the bytes
-    way = CharField(null=True)  # how the stored bytes were obtained: inline | cdn | wapi | evolution | meta | copy
+    way = CharField(null=True)  # how the stored bytes were obtained: inline | cdn | copy | the provider's name (its API)
     # What identifies the content itself, so the same media delivered twice is fetched once.
     content_key = CharField(null=True)  # indexed with state (see Meta): twins are looked up by both
     next_attempt_at = DateTimeField(null=True)
@@ -894,7 +884,7 @@ class MediaAttempt(BaseModel):
 
     media = ForeignKeyField(MediaFile, backref="attempt_log", on_delete="CASCADE")
     round = IntegerField()  # the MediaFile.attempts value of the claim it belongs to
-    way = CharField()  # inline | cdn | wapi | evolution | meta | copy
+    way = CharField()  # inline | cdn | copy | the provider's name (its API)
     outcome = CharField()  # ok | next (fell through to the next way) | retry | failed | expired
     http_status = IntegerField(null=True)
     error = TextField(null=True)

@@ -269,20 +269,23 @@ def check_webhook_token(expected: Optional[str], headers: Mapping[str, str],
     return AuthFailure(403, "wrong webhook token")
 
 
-def check_meta_signature(app_secret: Optional[str], header: Optional[str], body: bytes) -> Optional[AuthFailure]:
-    """Verify ``X-Hub-Signature-256: sha256=<hex HMAC of the raw body>``.
+def check_hmac_signature(secret: Optional[str], header: Optional[str], body: bytes, *, header_name: str,
+                         algorithm: str = "sha256", prefixed: bool = True) -> Optional[AuthFailure]:
+    """Verify a header holding the hex HMAC of the raw body (``sha256=<hex>`` when ``prefixed``).
 
     Computed on the raw bytes (Meta signs its escaped-unicode text; a
     re-serialised JSON would not match). The expected value is never shown.
     """
-    if not app_secret:
+    if not secret:
         return None
     if not header:
-        return AuthFailure(401, "missing X-Hub-Signature-256")
-    algorithm, _, given = header.strip().partition("=")
-    if algorithm.strip().lower() != "sha256" or not given:
-        return AuthFailure(403, "malformed X-Hub-Signature-256: expected sha256=<hex>")
-    expected = hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+        return AuthFailure(401, f"missing {header_name}")
+    given = header.strip()
+    if prefixed:
+        named, _, given = given.partition("=")
+        if named.strip().lower() != algorithm or not given:
+            return AuthFailure(403, f"malformed {header_name}: expected {algorithm}=<hex>")
+    expected = hmac.new(secret.encode("utf-8"), body, getattr(hashlib, algorithm)).hexdigest()
     if not hmac.compare_digest(given.strip().lower().encode("ascii", "replace"), expected.encode("ascii")):
-        return AuthFailure(403, "X-Hub-Signature-256 does not match the body")
+        return AuthFailure(403, f"{header_name} does not match the body")
     return None

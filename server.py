@@ -79,13 +79,14 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
                                                       auth_failures=app.extensions["zaphook.auth_failures"])
     sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"])
 
-    app.register_blueprint(webhooks.bp)
+    webhooks_bp, webhook_endpoints = webhooks.blueprint()
+    app.register_blueprint(webhooks_bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(media_api.bp)
     app.register_blueprint(campaigns_api.bp)
     app.register_blueprint(dashboard_api.bp)
     app.register_blueprint(dashboard.bp)
-    _register_request_hooks(app, webhooks.WEBHOOK_ENDPOINTS | PUBLIC_ENDPOINTS, webhooks.WEBHOOK_ENDPOINTS,
+    _register_request_hooks(app, webhook_endpoints | PUBLIC_ENDPOINTS, webhook_endpoints,
                             dashboard.LOGIN_ENDPOINTS)
     _register_error_handlers(app)
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
@@ -243,7 +244,8 @@ def serve(app: Flask) -> int:
     base = listeners.local_url
     log.info("zaphook %s listening on %s (data in %s)", VERSION, base, settings["DATA_DIR"])
     log.info("dashboard: %s/", base.replace("://0.0.0.0:", "://127.0.0.1:"))
-    log.info("webhook URLs: %s/webhook/ (any provider), %s/api/webhooks/evolution/ (Evolution)", base, base)
+    log.info("webhook URLs: %s", "; ".join(f"{provider} {event}: {url}" for provider, event, url
+                                           in webhook_url_table(base, None)))
     log.info("tunnel listener on %s: only the webhooks and /health answer there", listeners.tunnel_url)
     tunnel = app.extensions["zaphook.tunnel"]
     try:

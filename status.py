@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Flask
 from peewee import fn
 
+from handlers import REGISTRY
 from models import Client, Instance, MediaFile, Message, WebhookEvent, db, instance_json, iso, utcnow
 from security import REDACTED, redact_text
 
@@ -32,26 +33,8 @@ def database_label(url: str) -> str:
 
 
 def webhook_urls(base: str, token_set: bool) -> dict:
-    """The URLs to paste into each provider (the token itself is not shown)."""
-    base = base.rstrip("/")
-    suffix = "?token=<WEBHOOK_TOKEN>" if token_set else ""
-
-    def url(path: str) -> str:
-        return f"{base}{path}{suffix}"
-
-    return {
-        "any": url("/webhook/"),
-        "wapi": {
-            "received": url("/webhook/receive-message/"),
-            "delivery": url("/webhook/send-message/"),
-            "message-status": url("/webhook/message-status/"),
-            "chat-presence": url("/webhook/chat-presence/"),
-            "connected": url("/webhook/connect/"),
-            "disconnected": url("/webhook/disconnect/"),
-        },
-        "evolution": url("/api/webhooks/evolution/"),
-        "meta": url("/webhook/"),
-    }
+    """The URLs to paste into each provider, from the registry (the token itself is not shown)."""
+    return REGISTRY.urls_by_provider(base, "?token=<WEBHOOK_TOKEN>" if token_set else "")
 
 
 def _counts(*fields) -> dict:
@@ -171,8 +154,9 @@ def check_tokens(config) -> list[dict]:
         checks.append(_check("admin token", False, f"ADMIN_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters"))
     if admin and token and admin == token:
         checks.append(_check("admin token", False, "ADMIN_TOKEN equals WEBHOOK_TOKEN: anyone who can post webhooks could read everything"))
-    if config.get("META_APP_SECRET") and not config.get("META_VERIFY_TOKEN"):
-        checks.append(_check("meta settings", False, "META_APP_SECRET is set but META_VERIFY_TOKEN is not: Meta cannot verify the callback URL"))
+    for provider in REGISTRY:
+        for problem in provider.check_settings(config):
+            checks.append(_check(f"{provider.name} settings", False, problem))
     return checks
 
 

@@ -40,6 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from handlers import REGISTRY
+from handlers.provider import CATCH_ALL_PATH, token_query
+
 log = logging.getLogger(__name__)
 
 TUNNEL_MODES = ("auto", "on", "off")
@@ -60,20 +63,6 @@ _OFF = frozenset({"off", "false", "no", "0"})
 _ERROR_CODE = re.compile(r"ERR_NGROK_\d+")
 _NETWORK_ERROR = re.compile(r"dial tcp|lookup |no such host|network is unreachable|i/o timeout|connection refused"
                             r"|connection reset|tls: |x509|proxy", re.IGNORECASE)
-
-# (provider, event, path): what each provider is told to post to.
-WEBHOOK_ROUTES: tuple[tuple[str, str, str], ...] = (
-    ("W-API", "received", "/webhook/receive-message/"),
-    ("W-API", "delivery", "/webhook/send-message/"),
-    ("W-API", "message-status", "/webhook/message-status/"),
-    ("W-API", "chat-presence", "/webhook/chat-presence/"),
-    ("W-API", "connected", "/webhook/connect/"),
-    ("W-API", "disconnected", "/webhook/disconnect/"),
-    ("Evolution", 'all events ("webhook by events" works too)', "/api/webhooks/evolution/"),
-    ("Meta", "callback URL (verify token: META_VERIFY_TOKEN)", "/webhook/"),
-    ("any provider", "all events", "/webhook/"),
-)
-
 
 # --- settings --------------------------------------------------------------------
 
@@ -195,17 +184,16 @@ def _make_private(path: Path) -> None:
 
 
 def webhook_url_table(base_url: str, token: Optional[str]) -> list[tuple[str, str, str]]:
-    """(provider, event, URL) for every webhook a provider is told to post to.
+    """(provider, event, URL) for every webhook a provider is told to post to, from the registry.
 
     With a token the URLs carry ``?token=...``: this table is meant for stdout,
     ready to paste, and is the one place zaphook shows the webhook token; never
-    log it (the log filter would mask it anyway).
+    log it (the log filter would mask it anyway). The catch-all URL comes last,
+    for any provider.
     """
-    from urllib.parse import quote
-
-    base = base_url.rstrip("/")
-    query = f"?token={quote(token, safe='')}" if token else ""
-    return [(provider, event, f"{base}{path}{query}") for provider, event, path in WEBHOOK_ROUTES]
+    query = token_query(token)
+    rows = [(provider.label, url.label, full) for provider, url, full in REGISTRY.url_rows(base_url, query)]
+    return rows + [("any provider", "all events", f"{base_url.rstrip('/')}{CATCH_ALL_PATH}{query}")]
 
 
 def format_url_table(rows: list[tuple[str, str, str]]) -> str:

@@ -115,8 +115,7 @@ def child(mode: str, url: str, target: Path, descriptor: dict) -> None:
     started_rss, started_cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     if mode == "zaphook":
-        config = FetchConfig(wa_media_base_url=base, wapi_base_url="", evolution_base_url="", meta_graph_url="",
-                             extra_hosts=(), limits=limits)
+        config = FetchConfig(wa_media_base_url=base, extra_hosts=(), limits=limits)
         job = MediaJob(provider="wapi", instance_external_id="bench", media_type="video", provider_message_id="bench",
                        media_key=descriptor["mediaKey"], direct_path="/media/" + path,
                        file_sha256=descriptor["fileSha256"], file_enc_sha256=descriptor["fileEncSha256"],

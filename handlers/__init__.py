@@ -1,9 +1,11 @@
-"""Turn a webhook payload of any supported provider into normalised events.
+"""Every supported provider, as one unit each, and turning a webhook payload into normalised events.
 
-Each provider module exposes ``NAME``, ``detect(payload, hint) -> bool`` and
-``parse(payload, hint) -> Normalised``; adding a provider is adding a module
-to PROVIDERS. Everything here is pure: a dict in, a Normalised out, or
-PayloadError for a known shape whose content cannot be used.
+Each provider module declares ``PROVIDER`` (see :mod:`handlers.provider`):
+detection and parsing (pure: a dict in, a Normalised out, or PayloadError for
+a known shape whose content cannot be used), its status vocabulary, settings,
+webhook URLs and authentication, and what its API can do. ``REGISTRY`` lists
+them; the rest of zaphook reads it instead of naming providers. Adding a
+provider is writing its module and adding it here.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from typing import Any, Optional
 
 from . import betzap, evolution, meta, plain, wapi
 from .base import KIND_UNKNOWN, Normalised, PayloadError, RouteHint, first_text
+from .provider import Provider, Registry
 
-# Detection order. plain goes before wapi: a plain "message" also has the
-# msgContent/messageId/instanceId trio W-API is recognised by.
-PROVIDERS = (meta, evolution, plain, wapi, betzap)
+# Detection order: the first provider whose detect() says yes parses the payload.
+# plain goes before wapi: a plain "message" also has the msgContent/messageId/instanceId
+# trio W-API is recognised by; betzap last, as its Baileys key is inside others' payloads.
+REGISTRY = Registry((meta.PROVIDER, evolution.PROVIDER, plain.PROVIDER, wapi.PROVIDER, betzap.PROVIDER))
 
 UNKNOWN_PROVIDER = "unknown"
 
@@ -23,13 +27,14 @@ UNKNOWN_PROVIDER = "unknown"
 def normalise(payload: Any, hint: Optional[RouteHint] = None) -> Normalised:
     """The Normalised result of the first provider that recognises the payload.
 
-    A dict no provider recognises is returned as kind "unknown" with an
-    ignored_reason (so it is stored, not refused); a non-dict raises PayloadError.
+    The provider whose own URL the request came on is asked first. A dict no
+    provider recognises is returned as kind "unknown" with an ignored_reason
+    (so it is stored, not refused); a non-dict raises PayloadError.
     """
     if not isinstance(payload, dict):
         raise PayloadError("payload is not a JSON object")
     hint = hint or RouteHint()
-    for provider in _in_order(hint):
+    for provider in REGISTRY.detection_order(hint):
         if provider.detect(payload, hint):
             return provider.parse(payload, hint)
     return Normalised(
@@ -40,10 +45,4 @@ def normalise(payload: Any, hint: Optional[RouteHint] = None) -> Normalised:
     )
 
 
-def _in_order(hint: RouteHint) -> tuple:
-    if hint.route == "evolution":
-        return (evolution,) + tuple(p for p in PROVIDERS if p is not evolution)
-    return PROVIDERS
-
-
-__all__ = ["PROVIDERS", "PayloadError", "RouteHint", "normalise"]
+__all__ = ["REGISTRY", "PayloadError", "Provider", "RouteHint", "normalise"]

@@ -366,7 +366,7 @@ def parse_timestamp(value: Any) -> Optional[datetime]:
     return None
 
 
-_STATUS_WORDS = {
+STATUS_WORDS = {
     # Evolution (Baileys names) and WAHA ack names
     "error": STATUS_FAILED,
     "pending": "pending",
@@ -387,7 +387,7 @@ _STATUS_WORDS = {
 }
 
 # The numeric codes of the original campaign specification (not Baileys').
-_STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "delivered", 3: "read", 4: "played"}
+PLAIN_STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "delivered", 3: "read", 4: "played"}
 
 
 def normalize_status(value: Any, codes: Optional[Mapping[int, str]] = None) -> Optional[str]:
@@ -400,21 +400,21 @@ def normalize_status(value: Any, codes: Optional[Mapping[int, str]] = None) -> O
         return None
     number = to_int(value)
     if number is not None:
-        return (_STATUS_CODES if codes is None else codes).get(number)
+        return (PLAIN_STATUS_CODES if codes is None else codes).get(number)
     if isinstance(value, str):
-        return _STATUS_WORDS.get(value.strip().lower())
+        return STATUS_WORDS.get(value.strip().lower())
     return None
 
 
 # Baileys' proto.WebMessageInfo.Status numbers, which Evolution maps to words
 # (ERROR, PENDING, SERVER_ACK, DELIVERY_ACK, READ, PLAYED) before sending.
-_BAILEYS_STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "sent", 3: "delivered", 4: "read",
+BAILEYS_STATUS_CODES = {0: STATUS_FAILED, 1: "pending", 2: "sent", 3: "delivered", 4: "read",
                          5: "played"}
 
 
 def normalize_baileys_status(value: Any) -> Optional[str]:
     """Like normalize_status, but numbers are Baileys' codes (2 is sent, 3 delivered, 4 read)."""
-    return normalize_status(value, _BAILEYS_STATUS_CODES)
+    return normalize_status(value, BAILEYS_STATUS_CODES)
 
 
 def status_rank(status: Optional[str]) -> int:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from . import proto
 from .base import (
-    Normalised, RouteHint, as_dict, build_result, normalize_status, require_instance_id,
+    PLAIN_STATUS_CODES, Normalised, RouteHint, as_dict, build_result, normalize_status, require_instance_id,
 )
+from .provider import Provider
 
 NAME = "betzap"
 
@@ -36,3 +37,7 @@ def parse(payload: dict, hint: RouteHint) -> Normalised:
         payload, event_name=None, default_from_me=hint.default_from_me, message=message,
         read_status=normalize_status)
     return build_result(NAME, instance_id, events)
+
+
+# Posted to the catch-all URL; no API of its own.
+PROVIDER = Provider(name=NAME, label="betZap", detect=detect, parse=parse, statuses=PLAIN_STATUS_CODES)

@@ -4,21 +4,36 @@ Every request is an envelope ``{event, instance, data, date_time, sender,
 server_url, apikey}``; ``instance`` is the instance name and ``sender`` the
 instance's own JID. ``date_time`` is the server's local wall time written with a
 "Z", so it is not used: events without a time of their own get none.
+
+Its API (header ``apikey``) sends texts (``/message/sendText/{instance}``),
+answers a media file as base64 (``/chat/getBase64FromMediaMessage``) and sets
+the webhook (``/webhook/set/{instance}``), each in the forms of v1 to 2.3.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+import json
+from typing import Any, Mapping
+from urllib.parse import quote
+
+from storage.decrypt import PlainVerifier, decode_digest
+from storage.fetch import CHUNK_SIZE, SMALL_ANSWER, MediaJob, provider_message, raise_for_provider
+from storage.http import DownloadError, open_stream, read_json
+from storage.register import call
+from storage.send import SendTarget, no_message_id, post_json, refused
 
 from . import proto
 from .base import (
-    KIND_CONNECTION, KIND_CONTACT, KIND_EDIT, KIND_PRESENCE, KIND_QRCODE, KIND_STATUS,
+    BAILEYS_STATUS_CODES, KIND_CONNECTION, KIND_CONTACT, KIND_EDIT, KIND_PRESENCE, KIND_QRCODE, KIND_STATUS,
     ConnectionEvent, ContactEvent, DeleteEvent, Normalised, PayloadError,
     PresenceEvent, QrCodeEvent, RouteHint, StatusEvent, as_dict, as_records,
     build_result, dotted_event_name, first_text, normalize_baileys_status,
     normalize_connection_state, normalize_jid, normalize_presence, normalize_status,
     parse_timestamp, require_instance_id, text_or_none,
 )
+from .provider import ApiAccess, MediaDownload, Provider, Setting, WebhookUrl
 
 NAME = "evolution"
 
@@ -242,3 +257,110 @@ _HANDLERS = {
     "contacts.update": _contacts,
     "contacts.set": _contacts,
 }
+
+
+# --- its API (network) ---------------------------------------------------------------
+
+def send_text(target: SendTarget, phone: str, text: str, version: str = "v2") -> str:
+    """``POST /message/sendText/{instance}``; the answer's ``key.id``.
+
+    v2 takes ``{number, text}``, v1 ``{number, textMessage: {text}}``; when the
+    v2 body is refused by validation naming ``textMessage`` (a v1 server), the
+    v1 body is tried: a validation refusal sent nothing.
+    """
+    url = f"{target.base_url.rstrip('/')}/message/sendText/{quote(target.instance, safe='')}"
+    headers = {"apikey": target.token} if target.token else {}
+    body = {"number": phone, "text": text} if version == "v2" else {"number": phone, "textMessage": {"text": text}}
+    status, data = post_json(target, url, headers, body)
+    if status == 400 and version == "v2" and "textmessage" in json.dumps(data).lower():
+        return send_text(target, phone, text, version="v1")
+    if status >= 400:
+        raise refused("Evolution", status, data)
+    key = data.get("key") if isinstance(data, dict) else None
+    message_id = key.get("id") if isinstance(key, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        raise no_message_id("Evolution", data)
+    return message_id
+
+
+def fetch_media(job: MediaJob, out, config, tick):
+    """Evolution answers the whole file as base64 in JSON: bounded, but not constant memory."""
+    url = f"{job.api_base_url.rstrip('/')}/chat/getBase64FromMediaMessage/{quote(job.instance_external_id, safe='')}"
+    key = {"id": job.provider_message_id, "fromMe": job.from_me}
+    if job.chat_jid:
+        key["remoteJid"] = job.chat_jid
+    response = open_stream("POST", url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits,
+                           headers={"apikey": job.api_token},
+                           json_body={"message": {"key": key}, "convertToMp4": False})
+    raise_for_provider(response, "Evolution")
+    limit = config.limits.max_bytes
+    answer = read_json(response, config.limits, "Evolution", allowance=limit // 3 + SMALL_ANSWER, tick=tick)
+    text = answer.get("base64") if isinstance(answer, dict) else None
+    if not isinstance(text, str) or not text:
+        raise DownloadError(f"Evolution's answer has no base64: {provider_message(answer) or 'empty answer'}")
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
+    step = CHUNK_SIZE // 3 * 4  # whole base64 quanta
+    try:
+        for start in range(0, len(text), step):
+            verifier.feed(base64.b64decode(text[start:start + step]))
+    except (binascii.Error, ValueError):
+        raise DownloadError("Evolution's base64 is corrupt") from None
+    return verifier.finish()
+
+
+# The events zaphook asks for when it sets the webhook.
+WEBHOOK_EVENTS = (
+    "MESSAGES_UPSERT", "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "CONNECTION_UPDATE",
+    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "QRCODE_UPDATED",
+)
+WEBHOOK_URL = WebhookUrl("all", 'all events ("webhook by events" works too)', "/api/webhooks/evolution/", NAME,
+                         event_suffix=True)
+
+
+def webhook_bodies(url: str, with_base64: bool) -> list[tuple[str, dict]]:
+    """The forms /webhook/set accepts, newest first: 2.2+ nested, ≤2.1 flat, v1 snake_case."""
+    events = list(WEBHOOK_EVENTS)
+    return [
+        ("nested (2.2+)", {"webhook": {"enabled": True, "url": url, "byEvents": False, "base64": with_base64,
+                                       "events": events}}),
+        ("flat (≤2.1)", {"enabled": True, "url": url, "webhookByEvents": False, "webhookBase64": with_base64,
+                         "events": events}),
+        ("flat (v1)", {"enabled": True, "url": url, "webhook_by_events": False, "webhook_base64": with_base64,
+                       "events": events}),
+    ]
+
+
+def register(api_base: str, api_key: str, instance: str, urls: Mapping[str, str],
+             with_base64: bool = False, **_options) -> list[dict]:
+    """POST /webhook/set/<instance>, falling back to the older forms when one is refused as invalid."""
+    url = urls[WEBHOOK_URL.key]
+    endpoint = f"{api_base.rstrip('/')}/webhook/set/{quote(instance, safe='')}"
+    result = {"provider": NAME, "instance": instance, "event": "all events", "url": url}
+    tried = []
+    for form, body in webhook_bodies(url, with_base64):
+        status, answer = call("POST", endpoint, {"apikey": api_key}, body)
+        result.update(ok=status is not None and status < 400, status=status, form=form, answer=answer)
+        if status is None:
+            break
+        tried.append(f"{form}: {status}")
+        if status < 400 or status not in (400, 422):
+            break
+    result["tried"] = tried
+    return [result]
+
+
+PROVIDER = Provider(
+    name=NAME,
+    label="Evolution",
+    detect=detect,
+    parse=parse,
+    statuses=BAILEYS_STATUS_CODES,
+    settings=(Setting("EVOLUTION_BASE_URL", "", "url"), Setting("EVOLUTION_API_KEY", "", "secret")),
+    api=ApiAccess("EVOLUTION_BASE_URL", "EVOLUTION_API_KEY"),
+    webhook_urls=(WEBHOOK_URL,),
+    send_text=send_text,
+    media=MediaDownload(fetch=fetch_media),
+    register=register,
+)

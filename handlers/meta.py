@@ -10,19 +10,34 @@ People are known by their phone number (``from`` / ``wa_id``) and, since
 2026, by a business-scoped user id (BSUID: ``from_user_id`` / ``user_id``,
 ``recipient_user_id`` on statuses). A user with a username may send no phone
 number at all; they are then keyed by their BSUID (see bsuid_chat_id).
+
+Meta signs each request (``X-Hub-Signature-256``, HMAC-SHA256 of the body with
+the app secret), checks the callback URL with a GET handshake
+(``hub.challenge``), is configured by hand in the App Dashboard, and its Graph
+API (Bearer access token) sends texts and hands out media by media id.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
+from urllib.parse import quote
+
+from security import check_hmac_signature, same_secret
+from storage.decrypt import decode_digest
+from storage.fetch import MediaJob, raise_for_provider, small_limits, stream_plain
+from storage.http import DownloadError, check_url, open_stream, read_json, too_large
+from storage.send import SendTarget, no_message_id, post_json, refused
 
 from . import proto
 from .base import (
-    MEDIA_TYPES, MediaDescriptor, MessageEvent, Normalised, PayloadError, RouteHint,
+    STATUS_FAILED, MEDIA_TYPES, MediaDescriptor, MessageEvent, Normalised, PayloadError, RouteHint,
     StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
     normalize_status, parse_timestamp, to_bool, to_float,
 )
+from .provider import CATCH_ALL_PATH, ApiAccess, MediaDownload, Provider, Setting, Signature, WebhookUrl
 
 NAME = "meta"
 OBJECT = "whatsapp_business_account"
@@ -268,3 +283,123 @@ def _error_text(errors: list) -> Optional[str]:
     if details and details != title:
         text = f"{text} – {details}" if text else details
     return text or None
+
+
+# --- authentication ------------------------------------------------------------------
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+
+def verify_signature(app_secret: str, header: Optional[str], body: bytes):
+    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>``."""
+    return check_hmac_signature(app_secret, header, body, header_name=SIGNATURE_HEADER)
+
+
+def sign(app_secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def subscription(query: Mapping[str, str], settings: Mapping[str, Any]) -> Optional[tuple[int, str]]:
+    """The callback check: ``GET ?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...``.
+
+    Answers the challenge when the verify token is META_VERIFY_TOKEN; None for
+    a GET that is not Meta's check.
+    """
+    if query.get("hub.mode") != "subscribe":
+        return None
+    expected = settings.get("META_VERIFY_TOKEN")
+    if not expected:
+        return 403, "META_VERIFY_TOKEN is not set"
+    if not same_secret(query.get("hub.verify_token", ""), expected):
+        return 403, "verify token does not match META_VERIFY_TOKEN"
+    return 200, query.get("hub.challenge", "")
+
+
+def check_settings(settings: Mapping[str, Any]) -> list[str]:
+    if settings.get("META_APP_SECRET") and not settings.get("META_VERIFY_TOKEN"):
+        return ["META_APP_SECRET is set but META_VERIFY_TOKEN is not: Meta cannot verify the callback URL"]
+    return []
+
+
+# --- its API (network) ---------------------------------------------------------------
+
+def send_text(target: SendTarget, phone: str, text: str) -> str:
+    """Cloud API ``POST /{phone_number_id}/messages``; ``messages[0].id``."""
+    url = f"{target.base_url.rstrip('/')}/{quote(target.instance, safe='')}/messages"
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": phone,
+            "type": "text", "text": {"preview_url": False, "body": text}}
+    status, data = post_json(target, url, headers, body)
+    if status >= 400:
+        raise refused("Meta", status, data)
+    messages = data.get("messages") if isinstance(data, dict) else None
+    first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else {}
+    message_id = first.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise no_message_id("Meta", data)
+    return message_id
+
+
+def _media_needs(job: MediaJob) -> Optional[str]:
+    return None if job.media_id else "the payload has no Meta media id"
+
+
+def fetch_media(job: MediaJob, out, config, tick):
+    """``GET /{media id}`` gives a short-lived URL on Meta's media host, fetched with the same token."""
+    allowed = config.allowed_hosts(job.api_base_url)
+    auth = {"Authorization": f"Bearer {job.api_token}"}
+    response = open_stream("GET", f"{job.api_base_url.rstrip('/')}/{quote(job.media_id, safe='')}",
+                           allowed=allowed, limits=config.limits, headers=auth)
+    raise_for_provider(response, "Meta", gone_hint="media ids expire 30 days after the message")
+    info = read_json(response, small_limits(config), "Meta")
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        raise DownloadError("Meta's media answer has no url")
+    size = info.get("file_size")
+    if isinstance(size, int) and size > config.limits.max_bytes:
+        raise too_large(size, config.limits.max_bytes)
+    check_url(info["url"], allowed)
+    response = open_stream("GET", info["url"], allowed=allowed, limits=config.limits, headers=auth)
+    raise_for_provider(response, "Meta's media URL")
+    return stream_plain(response, out, config, tick, file_sha256=decode_digest(info.get("sha256") or job.file_sha256),
+                        file_length=size if isinstance(size, int) else None)
+
+
+CALLBACK_URL = WebhookUrl("callback", "callback URL (verify token: META_VERIFY_TOKEN)", CATCH_ALL_PATH)
+
+
+def register_by_hand(urls: Mapping[str, str], settings: Mapping[str, Any]) -> list[str]:
+    """What to paste into the App Dashboard; raises ValueError when the verify token is missing."""
+    verify = settings.get("META_VERIFY_TOKEN")
+    if not verify:
+        raise ValueError("META_VERIFY_TOKEN is not set: choose one, set it, restart zaphook, then paste it in Meta")
+    return [
+        "Meta registers webhooks in the App Dashboard (WhatsApp > Configuration > Webhook):",
+        f"  Callback URL:  {urls[CALLBACK_URL.key]}",
+        f"  Verify token:  {verify}",
+        "Then subscribe to the `messages` field.",
+    ]
+
+
+PROVIDER = Provider(
+    name=NAME,
+    label="Meta",
+    detect=detect,
+    parse=parse,
+    statuses={"sent": "sent", "delivered": "delivered", "read": "read", "failed": STATUS_FAILED},
+    settings=(
+        Setting("META_APP_SECRET", "", "secret"),
+        Setting("META_VERIFY_TOKEN", "", "secret"),
+        Setting("META_GRAPH_URL", "https://graph.facebook.com/v21.0", "url"),
+        Setting("META_ACCESS_TOKEN", "", "secret"),
+    ),
+    api=ApiAccess("META_GRAPH_URL", "META_ACCESS_TOKEN"),
+    webhook_urls=(CALLBACK_URL,),
+    signature=Signature(SIGNATURE_HEADER, "META_APP_SECRET", verify_signature, sign),
+    subscription=subscription,
+    send_text=send_text,
+    media=MediaDownload(fetch=fetch_media, needs=_media_needs),
+    # Meta's media hosts (lookaside.fbsbx.com): allowed at public addresses on the default ports.
+    media_hosts=(".fbsbx.com", ".facebook.com"),
+    register_by_hand=register_by_hand,
+    check_settings=check_settings,
+)

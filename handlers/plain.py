@@ -15,12 +15,13 @@ from typing import Optional
 
 from . import proto
 from .base import (
-    KIND_CONNECTION, KIND_MESSAGE, KIND_PRESENCE, KIND_STATUS, UNKNOWN_CHAT_ID,
+    KIND_CONNECTION, KIND_MESSAGE, KIND_PRESENCE, KIND_STATUS, PLAIN_STATUS_CODES, UNKNOWN_CHAT_ID,
     ConnectionEvent, Normalised, PayloadError, PresenceEvent, RouteHint,
     StatusEvent, as_dict, build_result, first_text, is_group_jid,
     normalize_connection_state, normalize_jid, normalize_presence,
     normalize_status, parse_timestamp, require_instance_id, to_bool,
 )
+from .provider import Provider
 
 NAME = "plain"
 
@@ -155,3 +156,7 @@ def _chat_id(payload: dict, is_group: bool) -> Optional[str]:
 def _timestamp(payload: dict) -> Optional[datetime]:
     # W-API: "moment" in Unix seconds; the original system: "timestamp" in ISO 8601.
     return parse_timestamp(payload.get("moment")) or parse_timestamp(payload.get("timestamp"))
+
+
+# Posted to W-API's per-kind URLs (see wapi.WEBHOOK_URLS) or the catch-all; no API of its own.
+PROVIDER = Provider(name=NAME, label="plain JSON", detect=detect, parse=parse, statuses=PLAIN_STATUS_CODES)

@@ -3,7 +3,8 @@
 The ways, in order: a copy of the same content already downloaded; the
 base64 body a provider put in the webhook (written to a file by the core);
 the WhatsApp CDN (encrypted, decrypted here with the message's mediaKey);
-the provider's own API (W-API, Evolution, Meta). Every way streams through a
+the provider's own API (its :class:`handlers.provider.MediaDownload`, which
+uses the helpers below). Every way streams through a
 verifier into a temporary file beside the target, renamed only when every
 check passed, so a rejected download leaves nothing behind.
 
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
-from urllib.parse import quote
 
 from storage.decrypt import MediaDecryptor, PlainVerifier, VerificationError, decode_digest, derive_keys
 from storage.files import AtomicFile
@@ -29,25 +29,21 @@ from storage.http import (
     AllowedHost,
     DownloadError,
     Limits,
-    check_url,
     configured_hosts,
     entries_for_urls,
     open_stream,
     read_chunks,
-    read_json,
     too_large,
     url_allowed,
 )
 
-# WhatsApp's media CDN (mmg.whatsapp.net, media-*.cdn.whatsapp.net) and Meta's
-# media hosts (lookaside.fbsbx.com): always allowed, on https's (or http's)
-# default port and only at public addresses.
+# WhatsApp's media CDN (mmg.whatsapp.net, media-*.cdn.whatsapp.net): always
+# allowed, on https's (or http's) default port and only at public addresses.
 WHATSAPP_HOSTS = (".whatsapp.net",)
-META_HOSTS = (".fbsbx.com", ".facebook.com")
 WHATSAPP_ORIGIN = "https://web.whatsapp.com"
 # The CDN file is the plaintext plus up to 16 bytes of padding and a 10-byte MAC.
 ENCRYPTION_OVERHEAD = 26
-# Small answers (W-API's fileLink, Meta's media info) never need more than this.
+# Small answers (a provider's file link or media info) never need more than this.
 SMALL_ANSWER = 1024 * 1024
 
 Tick = Optional[Callable[[], None]]
@@ -64,20 +60,19 @@ class Unavailable(Exception):
 @dataclass(frozen=True)
 class FetchConfig:
     wa_media_base_url: str
-    wapi_base_url: str
-    evolution_base_url: str
-    meta_graph_url: str
-    extra_hosts: tuple[str, ...]
+    extra_hosts: tuple[str, ...]  # MEDIA_ALLOWED_HOSTS
     limits: Limits
+    api_base_urls: tuple[str, ...] = ()  # the providers' configured API base URLs
+    public_hosts: tuple[str, ...] = ()  # the providers' own media hosts, allowed at public addresses
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "FetchConfig":
+    def from_settings(cls, settings: Mapping[str, Any], api_base_urls: tuple[str, ...] = (),
+                      public_hosts: tuple[str, ...] = ()) -> "FetchConfig":
         return cls(
             wa_media_base_url=settings["WA_MEDIA_BASE_URL"],
-            wapi_base_url=settings["WAPI_BASE_URL"],
-            evolution_base_url=settings["EVOLUTION_BASE_URL"],
-            meta_graph_url=settings["META_GRAPH_URL"],
             extra_hosts=tuple(settings["MEDIA_ALLOWED_HOSTS"]),
+            api_base_urls=tuple(api_base_urls),
+            public_hosts=tuple(public_hosts),
             limits=Limits(
                 connect_timeout=float(settings["MEDIA_CONNECT_TIMEOUT"]),
                 read_timeout=float(settings["MEDIA_READ_TIMEOUT"]),
@@ -86,13 +81,13 @@ class FetchConfig:
         )
 
     def allowed_hosts(self, *more_urls: Optional[str]) -> tuple[Union[str, AllowedHost], ...]:
-        """WhatsApp's and Meta's media hosts, MEDIA_ALLOWED_HOSTS, and the configured base URLs' hosts and ports.
+        """WhatsApp's and the providers' media hosts, MEDIA_ALLOWED_HOSTS, and the configured base URLs' hosts and ports.
 
         ``more_urls`` are configured too (an instance's api_base_url): their
         hosts, like MEDIA_ALLOWED_HOSTS', may be on a private network.
         """
-        urls = (self.wa_media_base_url, self.wapi_base_url, self.evolution_base_url, self.meta_graph_url, *more_urls)
-        return WHATSAPP_HOSTS + META_HOSTS + configured_hosts(self.extra_hosts) + entries_for_urls(urls)
+        urls = (self.wa_media_base_url, *self.api_base_urls, *more_urls)
+        return WHATSAPP_HOSTS + self.public_hosts + configured_hosts(self.extra_hosts) + entries_for_urls(urls)
 
 
 @dataclass
@@ -112,12 +107,17 @@ class MediaJob:
     url: Optional[str] = None
     file_sha256: Optional[str] = None
     file_enc_sha256: Optional[str] = None
-    meta_media_id: Optional[str] = None
+    media_id: Optional[str] = None  # the provider's own id of the file (Meta's media id)
     inline_file: Optional[Path] = None
     copy_from: Optional[Path] = None
     copy_sha256: Optional[str] = None
     api_base_url: Optional[str] = None  # the provider API's base URL for this instance
     api_token: Optional[str] = None  # secret
+    # The provider's own API way (handlers.provider.MediaDownload), its name and
+    # the settings that give it credentials, for the message when none are set.
+    api_way: Any = None
+    api_way_name: Optional[str] = None
+    api_settings_hint: Optional[str] = None
 
 
 @dataclass
@@ -221,13 +221,8 @@ def plan(job: MediaJob, config: FetchConfig) -> list[tuple[str, Callable]]:
         ways.append(("inline", from_inline))
     if job.media_key and cdn_url(job, config):
         ways.append(("cdn", from_cdn))
-    if job.api_token and job.api_base_url:
-        if job.provider == "wapi" and job.media_key and job.direct_path:
-            ways.append(("wapi", from_wapi))
-        elif job.provider == "evolution":
-            ways.append(("evolution", from_evolution))
-        elif job.provider == "meta" and job.meta_media_id:
-            ways.append(("meta", from_meta))
+    if job.api_way is not None and job.api_token and job.api_base_url and job.api_way.needs(job) is None:
+        ways.append((job.api_way_name or job.provider, job.api_way.fetch))
     return ways
 
 
@@ -238,13 +233,12 @@ def missing_means(job: MediaJob, config: FetchConfig) -> str:
         reasons.append("the payload has no mediaKey for the WhatsApp CDN")
     elif not cdn_url(job, config):
         reasons.append("the payload has no directPath or WhatsApp URL")
-    credentials = {"wapi": "WAPI_TOKEN", "evolution": "EVOLUTION_BASE_URL and EVOLUTION_API_KEY",
-                   "meta": "META_ACCESS_TOKEN"}.get(job.provider)
-    if credentials and not (job.api_token and job.api_base_url):
-        reasons.append(f"no {job.provider} API credentials (set {credentials}, or the instance's api_token "
-                       "with PATCH /api/instances/<id>)")
-    elif job.provider == "meta" and not job.meta_media_id:
-        reasons.append("the payload has no Meta media id")
+    if job.api_way is not None:
+        if not (job.api_token and job.api_base_url):
+            reasons.append(f"no {job.provider} API credentials (set {job.api_settings_hint}, or the instance's "
+                           "api_token with PATCH /api/instances/<id>)")
+        elif job.api_way.needs(job):
+            reasons.append(job.api_way.needs(job))
     return "; ".join(reasons) or f"nothing in the payload says where the {job.media_type} is"
 
 
@@ -299,70 +293,10 @@ def from_cdn(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
         return decryptor.finish()
 
 
-def from_wapi(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
-    allowed = config.allowed_hosts(job.api_base_url)
-    url = f"{job.api_base_url.rstrip('/')}/v1/message/download-media?instanceId={quote(job.instance_external_id)}"
-    response = open_stream("POST", url, allowed=allowed, limits=config.limits,
-                           headers={"Authorization": f"Bearer {job.api_token}"},
-                           json_body={"mediaKey": job.media_key, "directPath": job.direct_path,
-                                      "type": job.media_type, "mimetype": job.mimetype})
-    _raise_for_provider(response, "W-API")
-    answer = read_json(response, _small(config), "W-API")
-    link = answer.get("fileLink") if isinstance(answer, dict) else None
-    if not link or (isinstance(answer, dict) and answer.get("error")):
-        raise DownloadError(f"W-API could not fetch it: {_provider_message(answer) or 'no fileLink in its answer'}")
-    response = open_stream("GET", link, allowed=allowed, limits=config.limits)
-    _raise_for_provider(response, "W-API's file link")
-    verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
-    for chunk in read_chunks(response, config.limits, tick):
-        verifier.feed(chunk)
-    return verifier.finish()
-
-
-def from_evolution(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
-    """Evolution answers the whole file as base64 in JSON: bounded, but not constant memory."""
-    url = f"{job.api_base_url.rstrip('/')}/chat/getBase64FromMediaMessage/{quote(job.instance_external_id, safe='')}"
-    key = {"id": job.provider_message_id, "fromMe": job.from_me}
-    if job.chat_jid:
-        key["remoteJid"] = job.chat_jid
-    response = open_stream("POST", url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits,
-                           headers={"apikey": job.api_token},
-                           json_body={"message": {"key": key}, "convertToMp4": False})
-    _raise_for_provider(response, "Evolution")
-    limit = config.limits.max_bytes
-    answer = read_json(response, config.limits, "Evolution", allowance=limit // 3 + SMALL_ANSWER, tick=tick)
-    text = answer.get("base64") if isinstance(answer, dict) else None
-    if not isinstance(text, str) or not text:
-        raise DownloadError(f"Evolution's answer has no base64: {_provider_message(answer) or 'empty answer'}")
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
-    verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
-    step = CHUNK_SIZE // 3 * 4  # whole base64 quanta
-    try:
-        for start in range(0, len(text), step):
-            verifier.feed(base64.b64decode(text[start:start + step]))
-    except (binascii.Error, ValueError):
-        raise DownloadError("Evolution's base64 is corrupt") from None
-    return verifier.finish()
-
-
-def from_meta(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
-    allowed = config.allowed_hosts(job.api_base_url)
-    auth = {"Authorization": f"Bearer {job.api_token}"}
-    response = open_stream("GET", f"{job.api_base_url.rstrip('/')}/{quote(job.meta_media_id, safe='')}",
-                           allowed=allowed, limits=config.limits, headers=auth)
-    _raise_for_provider(response, "Meta", gone_hint="media ids expire 30 days after the message")
-    info = read_json(response, _small(config), "Meta")
-    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
-        raise DownloadError("Meta's media answer has no url")
-    size = info.get("file_size")
-    if isinstance(size, int) and size > config.limits.max_bytes:
-        raise too_large(size, config.limits.max_bytes)
-    check_url(info["url"], allowed)
-    response = open_stream("GET", info["url"], allowed=allowed, limits=config.limits, headers=auth)
-    _raise_for_provider(response, "Meta's media URL")
-    verifier = PlainVerifier(out, file_sha256=decode_digest(info.get("sha256") or job.file_sha256),
-                             file_length=size if isinstance(size, int) else None)
+def stream_plain(response, out: BinaryIO, config: FetchConfig, tick: Tick, *,
+                 file_sha256: Optional[bytes] = None, file_length: Optional[int] = None):
+    """Stream a plain (not encrypted) file from ``response`` into ``out``, verified against what is known of it."""
+    verifier = PlainVerifier(out, file_sha256=file_sha256, file_length=file_length)
     for chunk in read_chunks(response, config.limits, tick):
         verifier.feed(chunk)
     return verifier.finish()
@@ -370,7 +304,7 @@ def from_meta(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
 
 # --- answers -----------------------------------------------------------------
 
-def _small(config: FetchConfig) -> Limits:
+def small_limits(config: FetchConfig) -> Limits:
     return Limits(config.limits.connect_timeout, config.limits.read_timeout, SMALL_ANSWER)
 
 
@@ -384,14 +318,14 @@ def _raise_for_status(response, who: str) -> None:
     raise DownloadError(f"{who} answered {status}", status=status)
 
 
-def _raise_for_provider(response, who: str, gone_hint: str = "") -> None:
+def raise_for_provider(response, who: str, gone_hint: str = "") -> None:
     status = response.status_code
     if status in (401, 403):
         response.close()
         raise DownloadError(f"{who} refused the credentials ({status}): check the instance's api token",
                             status=status)
     if status in (400, 404, 410):
-        message = _provider_message(_json_or_none(response))
+        message = provider_message(_json_or_none(response))
         response.close()
         detail = f" ({message})" if message else ""
         hint = f"; {gone_hint}" if gone_hint else ""
@@ -406,7 +340,7 @@ def _json_or_none(response) -> Any:
         return None
 
 
-def _provider_message(answer: Any) -> Optional[str]:
+def provider_message(answer: Any) -> Optional[str]:
     """The human part of a provider's error answer, shortened (never the whole body)."""
     if not isinstance(answer, dict):
         return None

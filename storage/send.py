@@ -1,10 +1,11 @@
-"""Sending a text message through a provider's API: pure network, no database.
+"""What every provider's text sending shares: pure network, no database.
 
-One function per provider returns the WhatsApp message id the provider gave
-the message, or raises :class:`SendError` carrying the provider's own error
-text. ``SendError.maybe_sent`` says whether the message may have gone out
-anyway (the answer was lost: timeout, broken connection), which the caller
-must never resend blindly.
+A provider's ``send_text(target, phone, text)`` (in its module under
+``handlers/``) returns the WhatsApp message id the provider gave the message,
+or raises :class:`SendError` carrying the provider's own error text.
+``SendError.maybe_sent`` says whether the message may have gone out anyway
+(the answer was lost: timeout, broken connection), which the caller must
+never resend blindly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
-from urllib.parse import quote
 
 from storage.http import AllowedHost, DownloadError, Limits, entries_for_urls, host_of, open_stream, read_chunks
 
@@ -33,12 +33,12 @@ class SendError(Exception):
 class SendTarget:
     base_url: str
     token: Optional[str]
-    instance: str  # Evolution instance name, W-API instanceId, Meta phone_number_id
+    instance: str  # the provider's instance id or name (Instance.external_id)
     allowed_hosts: tuple[AllowedHost, ...]
     limits: Limits
 
 
-def _post(target: SendTarget, url: str, headers: dict, body: dict) -> tuple[int, Any]:
+def post_json(target: SendTarget, url: str, headers: dict, body: dict) -> tuple[int, Any]:
     """POST JSON; (status, parsed answer or the raw text)."""
     try:
         response = open_stream("POST", url, allowed=target.allowed_hosts, limits=target.limits,
@@ -84,78 +84,13 @@ def provider_error(data: Any) -> str:
     return json.dumps(data)[:500]
 
 
-def _refused(provider: str, status: int, data: Any) -> SendError:
+def refused(provider: str, status: int, data: Any) -> SendError:
     return SendError(f"{provider} refused the message (HTTP {status}): {provider_error(data)}", status=status)
 
 
-def _no_id(provider: str, data: Any) -> SendError:
+def no_message_id(provider: str, data: Any) -> SendError:
     # The provider accepted the request but named no message: it may have been sent.
     return SendError(f"{provider} answered without a message id: {str(data)[:200]}", maybe_sent=True)
-
-
-def send_evolution(target: SendTarget, phone: str, text: str, version: str = "v2") -> str:
-    """Evolution ``POST /message/sendText/{instance}``; the answer's ``key.id``.
-
-    v2 takes ``{number, text}``, v1 ``{number, textMessage: {text}}``; when the
-    v2 body is refused by validation naming ``textMessage`` (a v1 server), the
-    v1 body is tried: a validation refusal sent nothing.
-    """
-    url = f"{target.base_url.rstrip('/')}/message/sendText/{quote(target.instance, safe='')}"
-    headers = {"apikey": target.token} if target.token else {}
-    body = {"number": phone, "text": text} if version == "v2" else {"number": phone, "textMessage": {"text": text}}
-    status, data = _post(target, url, headers, body)
-    if status == 400 and version == "v2" and "textmessage" in json.dumps(data).lower():
-        return send_evolution(target, phone, text, version="v1")
-    if status >= 400:
-        raise _refused("Evolution", status, data)
-    key = data.get("key") if isinstance(data, dict) else None
-    message_id = key.get("id") if isinstance(key, dict) else None
-    if not isinstance(message_id, str) or not message_id:
-        raise _no_id("Evolution", data)
-    return message_id
-
-
-def send_wapi(target: SendTarget, phone: str, text: str, delay: int = 1) -> str:
-    """W-API ``POST /v1/message/send-text?instanceId=``; ``messageId`` (fallback ``insertedId``)."""
-    url = f"{target.base_url.rstrip('/')}/v1/message/send-text?instanceId={quote(target.instance, safe='')}"
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    status, data = _post(target, url, headers, {"phone": phone, "message": text, "delayMessage": delay})
-    if status >= 400 or (isinstance(data, dict) and data.get("error") not in (None, False, "")):
-        raise _refused("W-API", status, data)
-    message_id = None
-    if isinstance(data, dict):
-        message_id = data.get("messageId") or data.get("insertedId")
-    if not isinstance(message_id, str) or not message_id:
-        raise _no_id("W-API", data)
-    return message_id
-
-
-def send_meta(target: SendTarget, phone: str, text: str) -> str:
-    """Meta Cloud API ``POST /{phone_number_id}/messages``; ``messages[0].id``."""
-    url = f"{target.base_url.rstrip('/')}/{quote(target.instance, safe='')}/messages"
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": phone,
-            "type": "text", "text": {"preview_url": False, "body": text}}
-    status, data = _post(target, url, headers, body)
-    if status >= 400:
-        raise _refused("Meta", status, data)
-    messages = data.get("messages") if isinstance(data, dict) else None
-    message_id = messages[0].get("id") if isinstance(messages, list) and messages and isinstance(messages[0], dict) else None
-    if not isinstance(message_id, str) or not message_id:
-        raise _no_id("Meta", data)
-    return message_id
-
-
-SENDERS = {"evolution": send_evolution, "wapi": send_wapi, "meta": send_meta}
-
-
-def send_text(provider: str, target: SendTarget, phone: str, text: str) -> str:
-    sender = SENDERS.get(provider)
-    if sender is None:
-        raise SendError(f"sending is not supported for provider {provider!r}")
-    if not target.base_url:
-        raise SendError(f"no API base URL for this {provider} instance (set api_base_url or the .env default)")
-    return sender(target, phone, text)
 
 
 def allowed_hosts(urls: Iterable[Optional[str]]) -> tuple[AllowedHost, ...]:

@@ -10,7 +10,7 @@ import pytest
 import cli
 import server
 from config import SECRET_SETTINGS
-from storage.register import WAPI_KINDS
+from handlers.wapi import WEBHOOK_KINDS as WAPI_KINDS
 from tests.fakes import FakeServer, json_reply
 
 SAMPLES = Path(cli.SAMPLES_DIR)
@@ -415,7 +415,8 @@ def test_simulate_without_a_server_fails_in_one_line(env, capsys):
 
 def test_simulate_samples_are_not_read_from_tests():
     manifest = json.loads((SAMPLES / "manifest.json").read_text())
-    assert {item["provider"] for item in manifest} == set(cli.SIMULATE_PROVIDERS)
+    assert set(cli.simulate_providers()) == {"wapi", "evolution", "meta", "plain"}
+    assert {item["provider"] for item in manifest} == set(cli.simulate_providers())
     for item in manifest:
         assert (SAMPLES / item["file"]).is_file()
 

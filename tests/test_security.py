@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
+from handlers.meta import verify_signature
 from security import (
     REDACTED,
     RedactingFilter,
-    check_meta_signature,
+    check_hmac_signature,
     check_webhook_token,
     is_secret_key,
     redact,
@@ -61,8 +62,27 @@ def _signature(body: bytes, secret: str = "app-secret") -> str:
     ("sha256=" + "é" * 64, 403),
 ])
 def test_meta_signature_is_checked_on_the_raw_bytes(header, expected):
-    failure = check_meta_signature("app-secret", header, b'{"a":1}')
+    failure = verify_signature("app-secret", header, b'{"a":1}')
     assert (failure.status if failure else None) == expected
+
+
+@pytest.mark.parametrize("header, expected", [
+    (hmac.new(b"k", b"body", hashlib.sha512).hexdigest(), None),
+    (hmac.new(b"k", b"body", hashlib.sha512).hexdigest().upper(), None),
+    (hmac.new(b"k", b"other", hashlib.sha512).hexdigest(), 403),
+    ("sha512=" + hmac.new(b"k", b"body", hashlib.sha512).hexdigest(), 403),
+    (None, 401),
+])
+def test_an_unprefixed_sha512_signature_is_checked_too(header, expected):
+    failure = check_hmac_signature("k", header, b"body", header_name="X-Webhook-Hmac", algorithm="sha512",
+                                   prefixed=False)
+    assert (failure.status if failure else None) == expected
+    if failure:
+        assert "X-Webhook-Hmac" in failure.error
+
+
+def test_no_signature_secret_lets_requests_in():
+    assert check_hmac_signature(None, None, b"x", header_name="X-Hub-Signature-256") is None
 
 
 def test_redact_hides_secrets_by_key_by_query_and_by_value():

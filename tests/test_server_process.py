@@ -210,7 +210,7 @@ def test_with_an_authtoken_the_server_opens_the_tunnel_prints_the_urls_and_close
 def test_register_webhooks_on_points_the_providers_at_the_tunnel_at_start_up(tmp_path):
     from tests.fakes import FakeServer, json_reply
 
-    from storage.register import WAPI_KINDS
+    from handlers.wapi import WEBHOOK_KINDS as WAPI_KINDS
 
     wapi = FakeServer()
     for kind in WAPI_KINDS:

@@ -9,10 +9,9 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from peewee import JOIN, fn
 
 import status as status_report
-from handlers import PROVIDERS as PROVIDER_MODULES
+from handlers import REGISTRY
 from models import (
     OUTCOMES,
-    PROVIDER_API_SETTINGS,
     Chat,
     Client,
     Instance,
@@ -30,7 +29,6 @@ from models import (
     status_change_json,
 )
 from security import redact, redact_base64, redact_body, redact_text, redact_values
-from views.webhooks import hint_for_path
 
 bp = Blueprint("api", __name__)
 
@@ -101,7 +99,7 @@ def self_check():
 
 @bp.post("/test")
 def dry_run():
-    hint = hint_for_path(request.args.get("route", "/webhook/"))
+    hint = REGISTRY.hint_for_path(request.args.get("route", "/webhook/"))
     answer = _pipeline().dry_run(request.get_data(cache=False), hint)
     return jsonify(answer.body), answer.status
 
@@ -210,8 +208,14 @@ def show_event(event_id: int):
 @bp.post("/api/events/<int:event_id>/replay")
 def replay_event(event_id: int):
     event = _event_or_404(event_id)
-    answer = _pipeline().replay(event, hint_for_path(event.route))
+    answer = _pipeline().replay(event, REGISTRY.hint_for_path(event.route))
     return jsonify(answer.body), answer.status
+
+
+@bp.get("/api/providers")
+def list_providers():
+    """The providers zaphook speaks, what each can do and the webhook paths it posts to (the dashboard reads this)."""
+    return jsonify(items=REGISTRY.describe(), routes=list(REGISTRY.routes()))
 
 
 @bp.get("/api/instances")
@@ -265,8 +269,9 @@ def _keep_credentials_with_their_host(changes: dict, provider: str, current_base
     if changes.get("api_token"):
         return
     if new_base and not same_api_base(new_base, default_base):
-        base_name, token_name = PROVIDER_API_SETTINGS.get(provider, (None, None))
-        default_key = f" ({token_name}, which only goes to {base_name})" if token_name else ""
+        unit = REGISTRY.get(provider)
+        api = unit.api if unit is not None else None
+        default_key = f" ({api.token_setting}, which only goes to {api.base_url_setting})" if api else ""
         raise BadRequest("a changed api_base_url needs its own api_token in the same request: "
                          f"the default credential{default_key} is never sent to another host")
     changes["api_token"] = None
@@ -276,9 +281,8 @@ def _keep_credentials_with_their_host(changes: dict, provider: str, current_base
 def create_instance():
     data = _json_object()
     provider, external_id = data.get("provider"), data.get("instance_id")
-    names = [module.NAME for module in PROVIDER_MODULES]
-    if provider not in names:
-        raise BadRequest(f"provider must be one of {', '.join(names)}")
+    if REGISTRY.get(provider) is None:
+        raise BadRequest(f"provider must be one of {', '.join(REGISTRY.names)}")
     if not isinstance(external_id, str) or not external_id.strip():
         raise BadRequest("instance_id (the provider's instance id or name) is required")
     changes = _instance_changes(data)

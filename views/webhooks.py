@@ -1,51 +1,38 @@
-"""The webhook routes every provider posts to."""
+"""The webhook routes every provider posts to, made from the provider registry."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from handlers.base import RouteHint
-from ingest import IncomingRequest
 from access import origin_allowed
-from security import same_secret
-
-bp = Blueprint("webhooks", __name__)
-
-# path -> route name given to the handlers as a hint
-ROUTES = {
-    "/webhook/": "any",
-    "/webhook/connect/": "connect",
-    "/webhook/disconnect/": "disconnect",
-    "/webhook/send-message/": "send-message",
-    "/webhook/receive-message/": "receive-message",
-    "/webhook/chat-presence/": "chat-presence",
-    "/webhook/message-status/": "message-status",
-    "/api/webhooks/evolution/": "evolution",
-}
-EVENT_SUFFIX_ROUTES = {
-    # Evolution's "webhook by events" mode appends the event to the URL.
-    "/api/webhooks/evolution/<event>": "evolution",
-    "/webhook/<event>": "any",
-}
-WEBHOOK_ENDPOINTS: set[str] = set()
+from handlers import REGISTRY
+from handlers.base import RouteHint
+from handlers.provider import Registry
+from ingest import IncomingRequest
 
 
-def hint_for_path(path: str) -> RouteHint:
-    """The RouteHint for a request path (also used to replay a stored request)."""
-    normal = "/" + path.strip("/") + "/"
-    if normal in ROUTES:
-        return RouteHint(ROUTES[normal])
-    for prefix, route in (("/api/webhooks/evolution/", "evolution"), ("/webhook/", "any")):
-        if normal.startswith(prefix):
-            return RouteHint(route, normal[len(prefix):].strip("/") or None)
-    return RouteHint("any")
+def blueprint(registry: Registry = REGISTRY) -> tuple[Blueprint, set[str]]:
+    """The webhooks blueprint and its endpoint names: every path in the registry's route table.
+
+    Each path is also served with ``/<event>`` after it where its provider may
+    append the event name (and on the catch-all, which takes any).
+    """
+    bp = Blueprint("webhooks", __name__)
+    endpoints: set[str] = set()
+    paths = list(registry.routes()) + [prefix + "<event>" for prefix in registry.event_suffix_prefixes()]
+    for path in paths:
+        endpoint = "receive_" + path.strip("/").replace("/", "_").replace("<", "").replace(">", "").replace("-", "_")
+        bp.add_url_rule(path, endpoint=endpoint, view_func=receive_webhook, methods=["GET", "POST"],
+                        strict_slashes=False)
+        endpoints.add(f"{bp.name}.{endpoint}")
+    return bp, endpoints
 
 
 def receive_webhook(event: str | None = None) -> Response:
     if request.method in ("GET", "HEAD"):
-        return meta_verification()
-    hint = hint_for_path(request.path)
+        return subscription_check()
+    hint = REGISTRY.hint_for_path(request.path)
     query = request.args.to_dict()
     token = query.get("token")
     if token and "/" in token:
@@ -84,27 +71,20 @@ def receive_webhook(event: str | None = None) -> Response:
     return response
 
 
-def meta_verification() -> Response:
-    """Meta's subscription handshake: echo hub.challenge when the verify token matches."""
-    if request.args.get("hub.mode") != "subscribe":
-        response = jsonify(error="method not allowed: webhooks accept POST (GET only for Meta's hub.mode=subscribe)",
-                           detail=None)
+def subscription_check() -> Response:
+    """A provider's GET handshake on its webhook URL (Meta's hub.challenge); 405 for any other GET."""
+    answer = REGISTRY.subscription_answer(request.args.to_dict(), current_app.config)
+    if answer is None:
+        response = jsonify(error="method not allowed: webhooks accept POST (GET only for a provider's "
+                                 "subscription check, such as Meta's hub.mode=subscribe)", detail=None)
         response.status_code = 405
         response.headers["Allow"] = "POST"
         return response
-    expected = current_app.config.get("META_VERIFY_TOKEN")
-    if not expected or not same_secret(request.args.get("hub.verify_token", ""), expected):
-        g.log_fields = {"provider": "meta", "kind": "verification", "outcome": "rejected"}
-        response = jsonify(error="verify token does not match META_VERIFY_TOKEN" if expected
-                           else "META_VERIFY_TOKEN is not set", detail=None)
-        response.status_code = 403
+    provider, status, body = answer
+    g.log_fields = {"provider": provider, "kind": "verification",
+                    "outcome": "processed" if status == 200 else "rejected"}
+    if status != 200:
+        response = jsonify(error=body, detail=None)
+        response.status_code = status
         return response
-    g.log_fields = {"provider": "meta", "kind": "verification", "outcome": "processed"}
-    return Response(request.args.get("hub.challenge", ""), status=200, mimetype="text/plain")
-
-
-for _path, _name in list(ROUTES.items()) + list(EVENT_SUFFIX_ROUTES.items()):
-    _endpoint = "receive_" + _path.strip("/").replace("/", "_").replace("<", "").replace(">", "").replace("-", "_")
-    bp.add_url_rule(_path, endpoint=_endpoint, view_func=receive_webhook,
-                    methods=["GET", "POST"], strict_slashes=False)
-    WEBHOOK_ENDPOINTS.add(f"{bp.name}.{_endpoint}")
+    return Response(body, status=200, mimetype="text/plain")

@@ -1,7 +1,7 @@
 import pytest
 
 import handlers
-from handlers import PROVIDERS, normalise
+from handlers import REGISTRY, normalise
 from handlers.base import Normalised, PayloadError, RouteHint
 
 # Every sample file, with the provider that must recognise it on the catch-all URL.
@@ -59,9 +59,10 @@ def test_it_lists_every_sample_file():
 
 
 def test_every_provider_has_the_same_small_surface():
-    assert [p.NAME for p in PROVIDERS] == ["meta", "evolution", "plain", "wapi", "betzap"]
-    for provider in PROVIDERS:
+    assert REGISTRY.names == ("meta", "evolution", "plain", "wapi", "betzap")
+    for provider in REGISTRY:
         assert callable(provider.detect) and callable(provider.parse)
+        assert provider.label and provider.statuses
 
 
 def test_it_tries_evolution_first_on_the_evolution_url():
@@ -111,3 +112,52 @@ def test_an_unknown_gateways_dotted_event_is_unknown_and_ignored(payload):
 def test_a_bare_evolution_data_object_is_not_labelled_betzap(load_sample):
     data = load_sample("evolution/v1_messages.upsert_text_incoming.json")["data"]
     assert normalise(data).provider == "unknown"
+
+
+# Each webhook path, and the hint its requests are parsed with: the route table is the registry's.
+@pytest.mark.parametrize("path, route, event", [
+    ("/webhook/", "any", None),
+    ("/webhook", "any", None),
+    ("/webhook/receive-message/", "receive-message", None),
+    ("/webhook/send-message", "send-message", None),
+    ("/webhook/message-status/", "message-status", None),
+    ("/webhook/chat-presence/", "chat-presence", None),
+    ("/webhook/connect/", "connect", None),
+    ("/webhook/disconnect/", "disconnect", None),
+    ("/api/webhooks/evolution/", "evolution", None),
+    ("/api/webhooks/evolution/messages-upsert", "evolution", "messages-upsert"),
+    ("/webhook/anything-else", "any", "anything-else"),
+    ("/elsewhere/", "any", None),
+])
+def test_every_webhook_path_gets_its_hint_from_the_registry(path, route, event):
+    hint = REGISTRY.hint_for_path(path)
+    assert (hint.route, hint.event) == (route, event)
+
+
+def test_the_urls_to_paste_have_one_entry_per_provider_or_one_per_event_kind():
+    urls = REGISTRY.urls_by_provider("https://hub.example/", "?token=<WEBHOOK_TOKEN>")
+    assert urls["any"] == "https://hub.example/webhook/?token=<WEBHOOK_TOKEN>"
+    assert urls["evolution"] == "https://hub.example/api/webhooks/evolution/?token=<WEBHOOK_TOKEN>"
+    assert urls["meta"] == "https://hub.example/webhook/?token=<WEBHOOK_TOKEN>"
+    assert urls["wapi"]["received"] == "https://hub.example/webhook/receive-message/?token=<WEBHOOK_TOKEN>"
+    assert set(urls["wapi"]) == {"received", "delivery", "message-status", "chat-presence", "connected",
+                                 "disconnected"}
+    assert "plain" not in urls and "betzap" not in urls  # they post to the catch-all
+
+
+def test_what_each_provider_api_can_do_is_declared_in_its_unit():
+    assert [p.name for p in REGISTRY.senders()] == ["meta", "evolution", "wapi"]
+    assert [p.name for p in REGISTRY.registrars()] == ["evolution", "wapi"]
+    assert REGISTRY.get("meta").register_by_hand is not None
+    assert {p.name for p in REGISTRY if p.media is not None} == {"meta", "evolution", "wapi"}
+    assert REGISTRY.secret_settings() == ("META_APP_SECRET", "META_VERIFY_TOKEN", "META_ACCESS_TOKEN",
+                                          "EVOLUTION_API_KEY", "WAPI_TOKEN")
+
+
+def test_two_providers_cannot_share_a_name():
+    from handlers.provider import Registry
+
+    with pytest.raises(ValueError, match="share a name"):
+        Registry([handlers.wapi.PROVIDER, handlers.wapi.PROVIDER])
+    with pytest.raises(ValueError, match="already registered"):
+        REGISTRY.add(handlers.wapi.PROVIDER)

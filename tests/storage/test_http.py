@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from storage import http
-from storage.fetch import META_HOSTS, WHATSAPP_HOSTS, FetchConfig
+from handlers.meta import PROVIDER as META
+from storage.fetch import WHATSAPP_HOSTS, FetchConfig
 from storage.http import (
     FALLBACK_TIMEOUT,
     AllowedHost,
@@ -35,7 +36,7 @@ from storage.http import (
 from tests.fakes import FakeServer, Reply
 
 LIMITS = Limits(connect_timeout=2.0, read_timeout=2.0, max_bytes=1_000_000)
-DEFAULTS = WHATSAPP_HOSTS + META_HOSTS
+DEFAULTS = WHATSAPP_HOSTS + META.media_hosts
 SECRET = "internal-secret-7f3a"
 
 
@@ -334,8 +335,9 @@ NON_PUBLIC_ANSWERS = ["127.0.0.1", "127.0.0.2", "10.0.0.7", "192.168.0.10", "172
 def test_a_default_name_that_resolves_to_a_non_public_address_is_refused_when_connecting(address, trap, dns):
     # The name is allowed (a default, on http's default port); the fake DNS sends it to the trap's port.
     dns.point("mmg.whatsapp.net", (address, trap.port))
-    config = FetchConfig("https://mmg.whatsapp.net", "https://api.w-api.app", "", "https://graph.facebook.com/v21.0",
-                         (), LIMITS)
+    config = FetchConfig("https://mmg.whatsapp.net", (), LIMITS,
+                         api_base_urls=("https://api.w-api.app", "", "https://graph.facebook.com/v21.0"),
+                         public_hosts=META.media_hosts)
     error = refusal("http://mmg.whatsapp.net/v/t62/x.enc", config.allowed_hosts())
 
     assert error.kind == "refused" and not error.retryable

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from storage.register import WAPI_KINDS, register_evolution, register_wapi
+from handlers.evolution import register as register_evolution
+from handlers.wapi import WEBHOOK_KINDS as WAPI_KINDS, register as register_wapi
 from tests.fakes import FakeServer
 
 
@@ -21,6 +22,6 @@ def test_an_unreachable_wapi_gives_one_failed_result_per_kind():
 
 
 def test_an_unreachable_evolution_stops_at_the_first_form():
-    [result] = register_evolution(_closed_url(), "key", "shop", "https://h.example/hook")
+    [result] = register_evolution(_closed_url(), "key", "shop", {"all": "https://h.example/hook"})
     assert not result["ok"] and result["status"] is None and result["form"] == "nested (2.2+)"
     assert "could not connect" in result["answer"] and result["tried"] == []

@@ -2,8 +2,8 @@
 import {get, post, query} from "../api.js";
 import {debounce, formatDateTime, formatNumber, h, replaceChildren, syncKeyed} from "../dom.js";
 import {t, tState} from "../i18n.js";
+import {providers} from "../providers.js";
 
-const SENDABLE = ["evolution", "wapi", "meta"];
 const CONTACT_STATES = ["pending", "sending", "sent", "delivered", "read", "failed", "skipped"];
 const ACTIONS = {start: ["draft"], pause: ["running"], resume: ["paused"], cancel: ["draft", "running", "paused"]};
 const FUNNEL = ["total_contacts", "sent_count", "delivered_count", "read_count"];
@@ -125,11 +125,12 @@ function listPage(container) {
   file.addEventListener("change", check);
 
   async function loadInstances() {
-    const data = await get("/api/instances");
-    const usable = data.items.filter((item) => SENDABLE.includes(item.provider));
+    const [data, known] = await Promise.all([get("/api/instances"), providers()]);
+    const senders = known.items.filter((item) => item.can_send);
+    const usable = data.items.filter((item) => senders.some((sender) => sender.name === item.provider));
     replaceChildren(instance, usable.length
       ? usable.map((item) => h("option", {value: item.id}, `${item.provider} · ${item.name || item.instance_id}`))
-      : h("option", {value: ""}, t("campaigns.no_instance")));
+      : h("option", {value: ""}, t("campaigns.no_instance", {providers: senders.map((item) => item.label).join(", ")})));
   }
 
   async function load() {

@@ -2,13 +2,15 @@
 import {get, post, query} from "../api.js";
 import {debounce, formatDateTime, formatTime, h, replaceChildren, syncKeyed} from "../dom.js";
 import {t, tState} from "../i18n.js";
+import {providers} from "../providers.js";
 
-const PROVIDERS = ["meta", "evolution", "wapi", "plain", "betzap", "unknown"];
+// Stored on events no provider recognised.
+const UNKNOWN_PROVIDER = "unknown";
+const CATCH_ALL_ROUTE = "/webhook/";
+
 const KINDS = ["message", "status", "connection", "presence", "contact", "qrcode", "message_edit",
   "message_delete", "mixed", "unknown"];
 const OUTCOMES = ["processed", "duplicate", "ignored", "failed", "rejected"];
-const ROUTES = ["/webhook/", "/webhook/receive-message/", "/webhook/send-message/", "/webhook/message-status/",
-  "/webhook/chat-presence/", "/webhook/connect/", "/webhook/disconnect/", "/api/webhooks/evolution/"];
 const LIMIT = 100;
 
 function select(id, label, values, format) {
@@ -34,7 +36,7 @@ function jsonBlock(value) {
 }
 
 export function mount(container, params) {
-  const [providerLabel, provider] = select("filter-provider", t("events.provider"), PROVIDERS, (v) => v);
+  const [providerLabel, provider] = select("filter-provider", t("events.provider"), [], (v) => v);
   const [kindLabel, kind] = select("filter-kind", t("events.kind"), KINDS, (v) => v);
   const [outcomeLabel, outcome] = select("filter-outcome", t("events.outcome"), OUTCOMES, tState);
   const [instanceLabel, instance] = select("filter-instance", t("events.instance"), [], (v) => v);
@@ -43,9 +45,9 @@ export function mount(container, params) {
   const detail = h("section", {class: "card event-detail", "aria-live": "polite"});
   const payload = h("textarea", {id: "dry-run-payload", rows: 8, spellcheck: "false",
     placeholder: t("events.dry_run_placeholder")});
-  const [routeLabel, route] = select("dry-run-route", t("events.route"), ROUTES.slice(1), (v) => v);
-  route.firstChild.textContent = ROUTES[0];
-  route.firstChild.value = ROUTES[0];
+  const [routeLabel, route] = select("dry-run-route", t("events.route"), [], (v) => v);
+  route.firstChild.textContent = CATCH_ALL_ROUTE;
+  route.firstChild.value = CATCH_ALL_ROUTE;
   const dryRunResult = h("div", {class: "dry-run-result", "aria-live": "polite"});
   const dryRunButton = h("button", {type: "submit"}, t("events.dry_run_button"));
 
@@ -154,12 +156,19 @@ export function mount(container, params) {
     }
   }
 
+  async function loadProviders() {
+    const known = await providers();
+    for (const item of known.items) provider.append(h("option", {value: item.name}, item.label));
+    provider.append(h("option", {value: UNKNOWN_PROVIDER}, UNKNOWN_PROVIDER));
+    for (const path of known.routes) if (path !== CATCH_ALL_ROUTE) route.append(h("option", {value: path}, path));
+  }
+
   const reload = debounce(() => loadList(), 250);
   for (const control of [provider, kind, outcome, instance]) control.addEventListener("change", () => loadList());
   text.addEventListener("input", reload);
 
   return {
-    ready: Promise.all([loadInstances(), loadList(), loadDetail()]),
+    ready: Promise.all([loadProviders(), loadInstances(), loadList(), loadDetail()]),
     async refresh(changed) {
       if (changed.includes("events")) await loadList();
     },

@@ -40,8 +40,12 @@ function copyButton(text) {
 }
 
 function urlRows(urls) {
-  const rows = [["any", urls.any], ["evolution", urls.evolution], ["meta", urls.meta]];
-  for (const [event, url] of Object.entries(urls.wapi || {})) rows.push([`wapi ${event}`, url]);
+  // Each provider has one URL, or one per event kind ({kind: url}).
+  const rows = [];
+  for (const [name, value] of Object.entries(urls)) {
+    if (typeof value === "string") rows.push([name, value]);
+    else for (const [event, url] of Object.entries(value || {})) rows.push([`${name} ${event}`, url]);
+  }
   return rows.map(([label, url]) => h("li", {class: "url-row"},
     h("span", {class: "url-label"}, label), h("code", {}, url), copyButton(url)));
 }
