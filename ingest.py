@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import zlib
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
 from pathlib import Path
@@ -372,6 +373,70 @@ class Pipeline:
 
 # --- pure helpers -------------------------------------------------------------
 
+class BodyEncodingError(ValueError):
+    """A Content-Encoding zaphook cannot or will not undo, with the status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# zlib's window bits: gzip only, zlib or gzip by header, raw deflate.
+_GZIP, _ZLIB_OR_GZIP, _RAW_DEFLATE = 16 + zlib.MAX_WBITS, 32 + zlib.MAX_WBITS, -zlib.MAX_WBITS
+_INFLATE_STEP = 64 * 1024
+
+
+def decode_content(body: bytes, content_encoding: Optional[str], limit: int) -> bytes:
+    """The body with its Content-Encoding undone (Z-API gzips its webhooks).
+
+    ``gzip`` (several members too) and ``deflate`` (zlib-wrapped or raw) are
+    inflated step by step, never past ``limit`` bytes, so a small compressed
+    body cannot expand into gigabytes (413). Anything else is 415; a corrupt
+    stream is 400.
+    """
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    for coding in reversed(codings):  # the last one applied is undone first
+        if coding == "identity":
+            continue
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, _GZIP, limit, "gzip")
+        elif coding == "deflate":
+            try:
+                body = _inflate(body, _ZLIB_OR_GZIP, limit, "deflate")
+            except BodyEncodingError as exc:
+                if exc.status != 400:
+                    raise
+                body = _inflate(body, _RAW_DEFLATE, limit, "deflate")
+        else:
+            raise BodyEncodingError(415, f"unsupported Content-Encoding {coding!r}: send gzip, deflate or none")
+    return body
+
+
+def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
+    out = bytearray()
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            chunk = inflater.decompress(data, _INFLATE_STEP)
+            while True:
+                out += chunk
+                if len(out) > limit:
+                    raise BodyEncodingError(413, f"body larger than MAX_BODY_MB once its {name} is undone")
+                if not inflater.unconsumed_tail:
+                    break
+                chunk = inflater.decompress(inflater.unconsumed_tail, _INFLATE_STEP)
+            out += inflater.flush()
+        except zlib.error:
+            raise BodyEncodingError(400, f"body is not valid {name} (Content-Encoding: {name})") from None
+        if len(out) > limit:
+            raise BodyEncodingError(413, f"body larger than MAX_BODY_MB once its {name} is undone")
+        if not inflater.eof:
+            raise BodyEncodingError(400, f"body is not valid {name}: the stream ends early")
+        data = inflater.unused_data
+        if wbits != _GZIP or not data.strip(b"\0"):
+            return bytes(out)
+
+
 def parse_json(body: bytes) -> tuple[Any, Optional[str]]:
     """The JSON object in a body, or an error text for a 400 answer."""
     if not body or not body.strip():
@@ -719,4 +784,4 @@ def content_key(values: dict, provider: str) -> Optional[str]:
     return None
 
 
-__all__ = ["Pipeline", "IncomingRequest", "Answer", "parse_json", "dedupe_key"]
+__all__ = ["Pipeline", "IncomingRequest", "Answer", "BodyEncodingError", "decode_content", "parse_json", "dedupe_key"]

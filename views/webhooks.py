@@ -9,7 +9,7 @@ from access import origin_allowed
 from handlers import REGISTRY
 from handlers.base import RouteHint
 from handlers.provider import Registry
-from ingest import IncomingRequest
+from ingest import BodyEncodingError, IncomingRequest, decode_content
 
 
 def blueprint(registry: Registry = REGISTRY) -> tuple[Blueprint, set[str]]:
@@ -55,8 +55,13 @@ def receive_webhook(event: str | None = None) -> Response:
     )
     try:
         incoming.body = request.get_data(cache=False)
+        if request.content_encoding:
+            incoming.body = decode_content(incoming.body, request.content_encoding,
+                                           current_app.config["MAX_CONTENT_LENGTH"])
     except RequestEntityTooLarge:
         answer = pipeline.reject_oversized(incoming, current_app.config["MAX_BODY_MB"])
+    except BodyEncodingError as exc:
+        answer = pipeline.reject(incoming, exc.status, str(exc))  # the body is kept as it came
     else:
         if origin_allowed(request.headers.get("Origin"), (request.host,)):
             answer = pipeline.receive(incoming)

@@ -1,9 +1,11 @@
 """The webhook routes through real HTTP requests: routing, auth and bad input."""
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
+import zlib
 
 import pytest
 
@@ -67,6 +69,63 @@ def test_a_body_that_is_not_a_json_object_gets_400_and_is_still_recorded(post_we
     assert event.http_status == 400
     assert event.body_bytes() == raw
     assert event.body_size == len(raw)
+
+
+# --- compressed bodies (Z-API gzips its webhooks) ---------------------------------------
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    compressor = zlib.compressobj(wbits=wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+SAMPLE_BYTES = json.dumps(load_sample(EVOLUTION_TEXT)).encode()
+
+
+@pytest.mark.parametrize("encoding, compress", [
+    ("gzip", gzip.compress),
+    ("GZip", gzip.compress),
+    ("x-gzip", gzip.compress),
+    ("gzip", lambda data: gzip.compress(data[:40]) + gzip.compress(data[40:])),  # two members
+    ("deflate", lambda data: _deflate(data, zlib.MAX_WBITS)),  # zlib-wrapped, as the RFC says
+    ("deflate", lambda data: _deflate(data, -zlib.MAX_WBITS)),  # raw, as some clients send it
+    ("identity", lambda data: data),
+    ("gzip, identity", gzip.compress),
+])
+def test_a_compressed_body_is_undone_before_it_is_read(post_webhook, encoding, compress):
+    response = post_webhook("/webhook/", raw=compress(SAMPLE_BYTES), headers={"Content-Encoding": encoding})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["outcome"] == "processed"
+    assert last_event().body_bytes() == SAMPLE_BYTES  # stored as JSON text, searchable and replayable
+    assert Message.select().count() == 1
+
+
+def test_a_gzipped_webhook_is_read_when_served_by_waitress(live_server):
+    import requests
+
+    response = requests.post(f"{live_server}/webhook/", data=gzip.compress(SAMPLE_BYTES), timeout=10,
+                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "processed"
+    assert last_event().body_bytes() == SAMPLE_BYTES
+
+
+@pytest.mark.parametrize("raw, encoding, status, error", [
+    (b"not gzip at all", "gzip", 400, "body is not valid gzip"),
+    (gzip.compress(SAMPLE_BYTES)[:-12], "gzip", 400, "body is not valid gzip"),
+    (b"\x00\x01\x02", "deflate", 400, "body is not valid deflate"),
+    (SAMPLE_BYTES, "br", 415, "unsupported Content-Encoding 'br'"),
+    (gzip.compress(b"{" + b" " * (3 * 1024 * 1024) + b"}"), "gzip", 413, "larger than MAX_BODY_MB once its gzip"),
+])
+def test_a_body_that_cannot_be_undone_gets_a_json_error_and_is_recorded_as_it_came(
+        make_app, raw, encoding, status, error):
+    client = make_app(MAX_BODY_MB=1).test_client()
+    response = client.post("/webhook/", data=raw, content_type="application/json",
+                           headers={"Content-Encoding": encoding})
+    assert response.status_code == status
+    assert error in response.get_json()["error"]
+    event = WebhookEvent.get_by_id(response.get_json()["detail"]["event_id"])
+    assert (event.outcome, event.http_status) == ("rejected", status)
+    assert event.body_bytes() == raw  # what was received, compressed
 
 
 def test_invalid_utf8_is_kept_byte_for_byte(post_webhook):
