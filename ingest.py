@@ -589,7 +589,7 @@ def record_item(instance: Instance, provider: str, item: Any, at: datetime, even
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
                    event_id: int, data_dir: Path, opt_out_words: tuple = ()) -> None:
     row_lock(f"message:{instance.id}:{item.message_id}")
-    chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
+    chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp, item.chat_kind)
     if item.sender_id and not item.from_me:
         Contact.record(instance, item.sender_id, item.sender_name)
         if item.sender_linked_id:
