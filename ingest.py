@@ -199,10 +199,10 @@ class Pipeline:
         with write_transaction():
             event_id = self.store_once(row, key)
             if row["outcome"] == "processed":
-                failure = self.apply_safely(normalised, instance, event_id, row["received_at"])
-                if failure:
-                    row.update(outcome="failed", error=failure)
-                    WebhookEvent.update(outcome="failed", error=failure).where(WebhookEvent.id == event_id).execute()
+                outcome, error = self.apply_safely(normalised, instance, event_id, row["received_at"])
+                if error is not None:
+                    row.update(outcome=outcome, error=error)
+                    WebhookEvent.update(outcome=outcome, error=error).where(WebhookEvent.id == event_id).execute()
         if row["outcome"] == "processed":
             self.media_queued(normalised)
         return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
@@ -223,27 +223,28 @@ class Pipeline:
         return event_id
 
     def apply_safely(self, normalised: Normalised, instance: Optional[Instance], event_id: int,
-                     received_at: datetime) -> Optional[str]:
-        """Apply the events in a savepoint; on failure roll them back and return the error.
+                     received_at: datetime) -> tuple[str, Optional[str]]:
+        """Apply the events in a savepoint: the event's outcome and error.
 
-        When only some of a batch's messages and statuses fail (see
-        apply_events), the others are kept: the event stays ``processed`` and
-        its row's error names the failed items. That text is written here
-        because the callers only know "failed or not".
+        ``("processed", None)`` when everything applied. When only some of a
+        batch's messages and statuses failed (see apply_events), the others
+        are kept: ``("processed", "1 of 3 items failed: ...")``, the error
+        naming the failed items for whoever looks at the stored event. When
+        applying failed as a whole, its work is rolled back:
+        ``("failed", error)``. The caller writes both on the event's row.
         """
         try:
             with savepoint("zaphook_apply"):
                 failures = apply_events(normalised, instance, event_id, received_at, self.data_dir,
                                         self.opt_out_words)
         except EveryItemFailed as exc:
-            return str(exc)
+            return "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
             log.exception("event %s could not be applied", event_id)
-            return f"{type(exc).__name__}: {exc}"
+            return "failed", f"{type(exc).__name__}: {exc}"
         if failures:
-            WebhookEvent.update(error=clean(partial_failure_text(failures, normalised))).where(
-                WebhookEvent.id == event_id).execute()
-        return None
+            return "processed", clean(partial_failure_text(failures, normalised))
+        return "processed", None
 
     def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
                   instance: Optional[Instance], body_text: Optional[str] = None,
@@ -292,6 +293,13 @@ class Pipeline:
 
     @staticmethod
     def answer_for(event_id: int, row: dict, duplicate_of: Optional[int] = None) -> Answer:
+        """The answer to the provider: what became of its request, and why when it failed or was ignored.
+
+        A processed event whose batch had items that failed (its row's error
+        names them) gets the normal processed answer: the provider can do
+        nothing about our failing to store one message, and retrying would
+        only make a duplicate. The detail stays on the stored event.
+        """
         outcome = row["outcome"]
         body = {"ok": True, "event_id": event_id, "outcome": outcome,
                 "provider": row.get("provider"), "kind": row.get("kind")}
@@ -321,8 +329,9 @@ class Pipeline:
         outcome, error = expected_outcome(normalised, failure_text)
         with write_transaction():
             if outcome == "processed":
-                error = self.apply_safely(normalised, instance, event.id, event.received_at)
-                outcome = "failed" if error else outcome
+                # The error is replaced, not kept: items that fail now are named, a
+                # replay where every item applies clears the earlier failure's text.
+                outcome, error = self.apply_safely(normalised, instance, event.id, event.received_at)
             if event.outcome == "duplicate" and outcome == "processed":
                 outcome = "duplicate"
             row = dict(
@@ -337,6 +346,8 @@ class Pipeline:
             self.media_queued(normalised)
         answer = self.answer_for(event.id, row, duplicate_of=event.duplicate_of_id)
         answer.body["replayed"] = True
+        if error and "detail" not in answer.body:
+            answer.body["detail"] = error  # a replay is asked for by whoever fixes it: the items that still fail
         return answer
 
     def dry_run(self, body: bytes, hint: RouteHint) -> Answer:
@@ -679,7 +690,7 @@ def record_item(instance: Instance, provider: str, item: Any, at: datetime, even
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
                    event_id: int, data_dir: Path, opt_out_words: tuple = ()) -> None:
     row_lock(f"message:{instance.id}:{item.message_id}")
-    chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp)
+    chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp, item.chat_kind)
     if item.sender_id and not item.from_me:
         Contact.record(instance, item.sender_id, item.sender_name)
         if item.sender_linked_id:

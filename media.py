@@ -238,8 +238,26 @@ class MediaWorkers:
         )
 
     def target_for(self, row: MediaFile, message: Message, instance: Instance) -> Path:
+        """Where the row's file goes: where the row already says, else its place in today's layout.
+
+        A row that names a stored file (``local_path``, relative to the media
+        folder) keeps it there, whichever layout filed it; only a row with no
+        file yet is placed by :func:`storage.names.media_path`, under the
+        provider's instance id.
+        """
+        if row.local_path:
+            return self.stored_path(row.local_path)
         file_name = names.media_file_name(
             instance.provider, message.provider_message_id, row.media_type, row.mimetype, message.timestamp,
             row.file_name if row.media_type == "document" else None,
         )
-        return names.media_path(self.media_dir, instance.client_id, instance.id, row.media_type, file_name)
+        return names.media_path(self.media_dir, instance.client_id, instance.external_id, row.media_type, file_name)
+
+    def stored_path(self, local_path: str) -> Path:
+        """A row's ``local_path`` under the media folder; ValueError if it would lead outside it."""
+        path = self.media_dir / local_path
+        root = self.media_dir.resolve()
+        resolved = path.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise ValueError(f"{local_path} is not inside {self.media_dir}")
+        return path

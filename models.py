@@ -36,7 +36,14 @@ from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
 
 from handlers import REGISTRY
-from handlers.base import STATUS_FAILED, STATUS_ORDER, status_rank
+from handlers.base import (
+    CHAT_KIND_NEWSLETTER,
+    CHAT_KIND_STATUS,
+    STATUS_BROADCAST_JID,
+    STATUS_FAILED,
+    STATUS_ORDER,
+    status_rank,
+)
 
 db = DatabaseProxy()
 
@@ -175,21 +182,37 @@ def add_missing_columns() -> None:
 
     Schema changes so far only add nullable or defaulted columns, which can be
     added in place on SQLite and PostgreSQL; a change that cannot be done this
-    way will need a real migration step of its own.
+    way will need a real migration step of its own. A column whose value the
+    old rows already imply is filled in as it is added (FILLED_WHEN_ADDED).
     """
     from playhouse.migrate import SchemaMigrator, migrate
 
     migrator = SchemaMigrator.from_database(db.obj)
     operations = []
+    added = []
     for model in MODELS:
         table = model._meta.table_name
         existing = {column.name for column in db.get_columns(table)}
         for field in model._meta.sorted_fields:
             if field.column_name not in existing:
                 operations.append(migrator.add_column(table, field.column_name, field))
+                added.append((table, field.column_name))
     if operations:
         with db.atomic():
             migrate(*operations)
+            for column in added:
+                for statement, params in FILLED_WHEN_ADDED.get(column, ()):
+                    run_sql(statement, params)
+
+
+# What the rows of an older database already say about a column it did not
+# have: run once, when that column is added, so old rows read like new ones.
+FILLED_WHEN_ADDED = {
+    ("chat", "kind"): (
+        ('UPDATE "chat" SET "kind" = ? WHERE "jid" = ?', (CHAT_KIND_STATUS, STATUS_BROADCAST_JID)),
+        ('UPDATE "chat" SET "kind" = ? WHERE "jid" LIKE ?', (CHAT_KIND_NEWSLETTER, "%@newsletter")),
+    ),
+}
 
 
 def row_lock(key: str) -> None:
@@ -496,34 +519,55 @@ class WebhookEvent(BaseModel):
 
 
 class Chat(BaseModel):
-    """A conversation of an instance: one person or one group."""
+    """A conversation of an instance: one person, one group, the Status posts or a channel."""
 
     instance = ForeignKeyField(Instance, backref="chats", on_delete="CASCADE")
     jid = CharField()
     name = CharField(null=True)
     is_group = BooleanField(default=False)
+    # "status" (status@broadcast) or "newsletter" (a channel), as MessageEvent.chat_kind
+    # says; NULL for one-to-one chats and groups (kind_shown is what the API shows).
+    kind = CharField(null=True)
     last_message_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
+
+    # What the API calls each sort of chat (?kind= takes these).
+    KINDS = ("direct", "group", CHAT_KIND_STATUS, CHAT_KIND_NEWSLETTER)
 
     class Meta:
         indexes = ((("instance", "jid"), True),)
 
     @classmethod
     def record(cls, instance: Instance, jid: str, name: Optional[str], is_group: bool,
-               at: Optional[datetime]) -> int:
+               at: Optional[datetime], kind: Optional[str] = None) -> int:
         """Create or refresh the chat in one statement; returns its id.
 
-        The name is replaced only by a non-empty one; last_message_at only moves forward.
+        The name is replaced only by a non-empty one, and the kind only by a
+        known one (an event that does not say is no reason to forget it);
+        last_message_at only moves forward.
         """
         return insert_row(cls, {
             "instance": instance.id, "jid": jid, "name": clean(name, 255), "is_group": is_group,
-            "last_message_at": at,
+            "kind": kind, "last_message_at": at,
         }, conflict=(
             'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
             '"name" = COALESCE(excluded."name", "chat"."name"), '
+            '"kind" = COALESCE(excluded."kind", "chat"."kind"), '
             '"last_message_at" = CASE WHEN "chat"."last_message_at" IS NULL '
             'OR excluded."last_message_at" > "chat"."last_message_at" '
             'THEN excluded."last_message_at" ELSE "chat"."last_message_at" END'))
+
+    @property
+    def kind_shown(self) -> str:
+        """One of KINDS: the stored kind, else "group" or "direct"."""
+        return self.kind or ("group" if self.is_group else "direct")
+
+    @classmethod
+    def of_kind(cls, kind: str):
+        """The condition that selects the chats the API shows as ``kind`` (one of KINDS)."""
+        if kind in (CHAT_KIND_STATUS, CHAT_KIND_NEWSLETTER):
+            return cls.kind == kind
+        return cls.kind.is_null() & (cls.is_group == (kind == "group"))
 
 
 class Contact(BaseModel):
@@ -1288,6 +1332,7 @@ def chat_json(chat: Chat) -> dict:
         "chat_id": chat.jid,
         "name": chat.name,
         "is_group": chat.is_group,
+        "kind": chat.kind_shown,
         "last_message_at": iso(chat.last_message_at),
     }
 

@@ -1,13 +1,22 @@
 """Where a downloaded media file goes, and a name for it that every filesystem accepts.
 
 Files land in
-``<media_dir>/cliente_<client id>/instance_<instance id>/<media type>/<name>``,
+``<media_dir>/cliente_<client id>/instance_<the provider's instance id>/<media type>/<name>``,
+as the original MultiChat system filed them (e.g.
+``cliente_2/instance_3B6XIW-ZTS923-GEAY6V/audio/wapi_<message id>_<YYYYmmdd_HHMMSS>.ogg``),
 the name being ``<provider>_<message id>_<YYYYmmdd_HHMMSS><ext>`` or, for a
 document that came with its own file name, ``<provider>_<message id>_<name>``.
+The instance's folder is named after the provider's id for it (a W-API
+instance id, an Evolution instance name, a Meta phone_number_id), not after
+zaphook's row id: see :func:`instance_folder_name`.
 Everything in a name comes from a webhook payload, that is from a stranger, so
 each piece goes through :func:`safe_component` and :func:`media_path` checks
 that the result cannot leave ``media_dir``. The names are valid on Linux,
 macOS and Windows, so a media folder can be copied to any of them.
+
+Where a file was stored is kept on its row (``MediaFile.local_path``): a file
+is never looked for again by recomputing its path, so files filed under an
+older layout (``instance_<row id>``) stay where their rows say.
 """
 
 from __future__ import annotations
@@ -129,6 +138,10 @@ MAX_NAME_BYTES = 200
 
 PROVIDER_LIMIT = 32
 MESSAGE_ID_LIMIT = 80
+INSTANCE_PREFIX = "instance_"
+INSTANCE_FOLDER_LIMIT = len(INSTANCE_PREFIX) + 80  # the prefix and up to 80 characters of the id
+# "-" and 8 hex digits of a SHA-256: what tells apart ids that sanitise alike.
+HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 DOCUMENT_NAME_LIMIT = 100
 UNKNOWN_TIME = "unknown-time"
 TIME_FORMAT = "%Y%m%d_%H%M%S"
@@ -272,6 +285,36 @@ def _safe_message_id(message_id: Optional[str]) -> str:
     return f"{safe}-{digest}" if safe else f"id-{digest}"
 
 
+def instance_folder_name(external_id: str) -> str:
+    """The folder of an instance's files: ``instance_<the provider's instance id>``.
+
+    An id that is already one portable name is used as it is
+    (``instance_3B6XIW-ZTS923-GEAY6V``, ``instance_CON``: the prefix keeps a
+    device name from being one). Any other id is made portable by the
+    :func:`safe_component` rules, slashes and backslashes replaced rather than
+    cut at, at most :data:`INSTANCE_FOLDER_LIMIT` characters, and gets ``-``
+    and 8 hex digits of the SHA-256 of the id as it came, so two ids never
+    share a folder: ``minha/instância`` is ``instance_minha_instância-<hash>``
+    while ``minha_instância`` is itself. An id with nothing usable left is
+    ``instance-<hash>``. A safe id that already ends like such a hash is
+    hashed too, so it cannot take the folder of an id that sanitised into it.
+
+    Case is kept as the provider wrote it: two ids that differ only in case
+    would share a folder on a filesystem that ignores case (Windows, macOS).
+    """
+    if not isinstance(external_id, str):
+        raise ValueError(f"bad instance id {external_id!r}")
+    as_is = INSTANCE_PREFIX + external_id
+    flat = external_id.replace("/", "_").replace("\\", "_")
+    safe = safe_component(INSTANCE_PREFIX + flat, INSTANCE_FOLDER_LIMIT, fallback="")
+    if safe == as_is and not HASH_SUFFIX.search(external_id):
+        return safe
+    digest = hashlib.sha256(external_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    suffix = f"-{digest}"
+    stem = _cut(safe, INSTANCE_FOLDER_LIMIT - len(suffix), MAX_NAME_BYTES - len(suffix))
+    return stem.rstrip("-") + suffix
+
+
 def _time_part(timestamp: Optional[datetime]) -> str:
     if timestamp is None:
         return UNKNOWN_TIME
@@ -280,23 +323,27 @@ def _time_part(timestamp: Optional[datetime]) -> str:
     return timestamp.strftime(TIME_FORMAT)
 
 
-def media_path(media_dir: Path, client_id: int, instance_id: int, media_type: str, file_name: str) -> Path:
+def media_path(media_dir: Path, client_id: int, instance_external_id: str, media_type: str,
+               file_name: str) -> Path:
     """``media_dir/cliente_<client>/instance_<instance>/<media_type>/<file_name>``, proven to stay inside.
 
-    Refuses (ValueError) an unknown media type, ids that are not integers, a
-    file name that is not one portable component, and a result that resolves
-    (symbolic links followed) outside ``media_dir``. The path returned is
-    built on ``media_dir`` as given, not resolved, so ``relative_to(media_dir)``
-    works on it.
+    ``instance_external_id`` is the provider's id for the instance
+    (``Instance.external_id``); its folder is :func:`instance_folder_name`.
+    Refuses (ValueError) an unknown media type, a client id that is not an
+    integer, an instance id that is not text, a file name that is not one
+    portable component, and a result that resolves (symbolic links followed)
+    outside ``media_dir``. The path returned is built on ``media_dir`` as
+    given, not resolved, so ``relative_to(media_dir)`` works on it.
     """
     if media_type not in MEDIA_TYPES:
         raise ValueError(f"unknown media type {media_type!r}")
-    for label, value in (("client", client_id), ("instance", instance_id)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"bad {label} id {value!r}")
+    if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
+        raise ValueError(f"bad client id {client_id!r}")
+    instance_folder = instance_folder_name(instance_external_id)
+    _check_component(instance_folder)
     _check_component(file_name)
     media_dir = Path(media_dir)
-    path = media_dir / f"cliente_{client_id}" / f"instance_{instance_id}" / media_type / file_name
+    path = media_dir / f"cliente_{client_id}" / instance_folder / media_type / file_name
     root = media_dir.resolve()
     resolved = path.resolve()
     if resolved == root or not resolved.is_relative_to(root) or os.path.commonpath([root, resolved]) != str(root):

@@ -179,6 +179,39 @@ def test_a_conversation_updates_live_with_sides_and_ticks(dashboard):
     web.screenshot("chats")
 
 
+def evolution_post_to(chat_id: str, message_id: str, text: str, **key) -> dict:
+    """An Evolution messages.upsert into a Status or channel chat (shapes as in tests/views/test_webhooks.py)."""
+    payload = load_sample(EVOLUTION_IN)
+    payload["data"]["key"] = {"remoteJid": chat_id, "fromMe": False, "id": message_id, **key}
+    payload["data"]["message"] = {"conversation": text}
+    return payload
+
+
+def test_status_posts_and_channels_are_listed_apart_from_conversations(dashboard):
+    web = dashboard()
+    web.open("#/chats")
+    page = web.page
+    broadcasts = page.locator(".broadcasts")
+    expect(broadcasts).to_be_hidden()
+    web.webhook(load_sample(EVOLUTION_IN))
+    web.webhook(evolution_post_to("status@broadcast", "3A0STATUS1", "bom dia",
+                                  participant="5511888888888@s.whatsapp.net"))
+    web.webhook(evolution_post_to("120363144038483540@newsletter", "3A0CHANNEL1", "news"))
+
+    expect(broadcasts.locator(".chat-item")).to_have_count(2, timeout=LIVE)
+    expect(broadcasts.get_by_role("heading")).to_have_text("Status and channels")
+    expect(page.locator(".chat-list:not(.broadcast-list) .chat-item")).to_have_count(1)
+    expect(chat_link(page, "percy alvarez E1").locator(".badge")).to_have_count(0)
+    status = broadcasts.locator(".chat-item[data-kind=status]")
+    expect(status.locator(".chat-name")).to_contain_text("Status updates")
+    expect(status.locator(".badge")).to_have_text("status")
+    expect(broadcasts.locator(".chat-item[data-kind=newsletter] .badge")).to_have_text("channel")
+    web.screenshot("chats-status-and-channels")
+
+    status.click()
+    expect(page.locator(".message.in .sender")).to_have_text("percy alvarez E1", timeout=LIVE)  # who posted it
+
+
 def test_a_failed_message_shows_a_red_mark_with_its_reason(dashboard):
     web = dashboard()
     web.open("#/chats")

@@ -4,6 +4,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.helpers import load_sample
@@ -275,6 +276,59 @@ def test_a_batch_whose_every_item_fails_is_failed_and_keeps_nothing(post_webhook
     assert answer["detail"].startswith("every item failed: message wamid.C1: RuntimeError")
     assert "wamid.C2" in answer["detail"]
     assert (Message.select().count(), Chat.select().count()) == (0, 0)
+
+
+def test_the_provider_gets_the_normal_answer_when_some_items_of_its_batch_failed(post_webhook, monkeypatch):
+    fail_for(monkeypatch, "wamid.P2")
+    response = post_webhook("/webhook/", meta_batch([
+        meta_text("wamid.P1", "5511900000001", "first"),
+        meta_text("wamid.P2", "5511900000002", "second"),
+    ]))
+    answer = response.get_json()
+    assert response.status_code == 200
+    assert answer == {"ok": True, "event_id": answer["event_id"], "outcome": "processed", "provider": "meta",
+                      "kind": "message"}
+    assert "wamid.P2" not in response.get_data(as_text=True)
+    # the detail is on the stored event, for the dashboard and the API
+    assert WebhookEvent.get_by_id(answer["event_id"]).error == \
+        "1 of 2 items failed: message wamid.P2: RuntimeError: cannot store wamid.P2"
+
+
+@pytest.mark.parametrize("still_failing, outcome, error, stored", [
+    # fixed: every item applies and the earlier failure's text goes
+    ((), "processed", None, ["wamid.R1", "wamid.R2", "wamid.R3"]),
+    # one item still fails: the error names it, and only it
+    (("wamid.R3",), "processed", "1 of 3 items failed: message wamid.R3: RuntimeError: cannot store wamid.R3",
+     ["wamid.R1", "wamid.R2"]),
+    # every item fails now: failed, as any replay that cannot apply its event
+    (("wamid.R1", "wamid.R2", "wamid.R3"), "failed",
+     "every item failed: message wamid.R1: RuntimeError: cannot store wamid.R1; "
+     "message wamid.R2: RuntimeError: cannot store wamid.R2; message wamid.R3: RuntimeError: cannot store wamid.R3",
+     ["wamid.R1"]),
+], ids=["fixed", "one still fails", "every item fails"])
+def test_replaying_a_batch_that_partly_failed_says_what_fails_now(client, post_webhook, monkeypatch,
+                                                                   still_failing, outcome, error, stored):
+    import ingest
+
+    real = ingest.record_message
+    fail_for(monkeypatch, "wamid.R2", "wamid.R3")
+    answer = post_webhook("/webhook/", meta_batch([
+        meta_text("wamid.R1", "5511900000001", "first"),
+        meta_text("wamid.R2", "5511900000002", "second"),
+        meta_text("wamid.R3", "5511900000003", "third"),
+    ])).get_json()
+    assert WebhookEvent.get_by_id(answer["event_id"]).error.startswith("2 of 3 items failed: message wamid.R2")
+
+    monkeypatch.setattr(ingest, "record_message", real)
+    if still_failing:
+        fail_for(monkeypatch, *still_failing)
+    replayed = client.post(f"/api/events/{answer['event_id']}/replay")
+
+    assert replayed.status_code == 200
+    event = WebhookEvent.get_by_id(answer["event_id"])
+    assert (event.outcome, event.error, event.replay_count) == (outcome, error, 1)
+    assert (replayed.get_json()["outcome"], replayed.get_json().get("detail")) == (outcome, error)
+    assert sorted(m.provider_message_id for m in Message.select()) == stored
 
 
 def test_a_message_with_only_a_business_scoped_user_id_is_stored(client, post_webhook):

@@ -7,10 +7,12 @@ import hashlib
 import json
 import logging
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from models import MediaFile, utcnow
 from tests.fakes import FakeServer, Reply, file_reply, json_reply, trickle
 from tests.helpers import load_sample
 from tests.media_support import (
@@ -98,7 +100,7 @@ def test_each_media_type_is_downloaded_from_the_cdn_decrypted_and_filed(media_ap
     extension = {"image": ".png", "video": ".mp4", "audio": ".ogg", "document": ".pdf", "sticker": ".webp"}[media_type]
     expected_name = (rf"wapi_MSG{name.upper()}_report\.pdf" if media_type == "document"
                      else rf"wapi_MSG{name.upper()}_20250602_203126\{extension}")
-    assert re.fullmatch(rf"cliente_1/instance_1/{media_type}/{expected_name}", media["path"]), media["path"]
+    assert re.fullmatch(rf"cliente_1/instance_{WAPI_INSTANCE}/{media_type}/{expected_name}", media["path"]), media["path"]
     assert [attempt["way"] for attempt in media["attempt_log"]] == ["cdn"]
     # The CDN is asked like WhatsApp Web asks it, at the directPath with its signed query.
     request = cdn.hits("GET", f"/v/{name}.enc")[0]
@@ -137,6 +139,103 @@ def test_the_same_media_delivered_twice_is_fetched_once(media_app, cdn):
     assert len(cdn.hits("GET", "/v/twice.enc")) == 1
     assert (media_dir(app) / second["path"]).read_bytes() == plaintext
     assert first["path"] != second["path"]
+
+
+# --- where files are filed: MultiChat's layout, under the provider's instance id -----------------
+
+def register(client, provider: str, instance_id: str, client_name: str) -> None:
+    answer = client.post("/api/instances", json={"provider": provider, "instance_id": instance_id,
+                                                 "client": client_name})
+    assert answer.status_code == 201, answer.get_json()
+
+
+def file_time(unix_seconds: int) -> str:
+    return datetime.fromtimestamp(unix_seconds, timezone.utc).strftime("%Y%m%d_%H%M%S")
+
+
+@pytest.mark.parametrize("provider_name, instance_id, folder", [
+    ("wapi", WAPI_INSTANCE, re.escape(f"instance_{WAPI_INSTANCE}")),  # issue 12's example
+    ("evolution", "Loja Centro", r"instance_Loja_Centro-[0-9a-f]{8}"),
+    ("evolution", "minha/instância", r"instance_minha_instância-[0-9a-f]{8}"),
+    ("evolution", "CON", r"instance_CON"),
+])
+def test_a_file_lands_under_its_client_and_the_providers_instance_id(media_app, cdn, provider_name, instance_id, folder):
+    meta, encrypted, plaintext = vector("audio")
+    cdn.serve("GET", "/v/voice.enc", file_reply(encrypted))
+    app = media_app()
+    client = app.test_client()
+    register(client, "wapi", "SOMEONE-ELSE", "Padaria")  # zaphook's row ids no longer match the folders
+    register(client, provider_name, instance_id, "Loja")  # client 3
+    if provider_name == "wapi":
+        payload = wapi_payload(meta, "VOICE1", "/v/voice.enc")
+        payload["instanceId"] = instance_id
+        route, sent_at = "/webhook/", "20250602_203126"
+    else:
+        payload = evolution_payload(meta, "VOICE1", "/v/voice.enc")
+        payload["instance"] = instance_id
+        route, sent_at = "/api/webhooks/evolution/", file_time(payload["data"]["messageTimestamp"])
+    client, media = deliver(app, route, payload, "VOICE1")
+
+    assert media["state"] == "done", media
+    assert re.fullmatch(rf"cliente_3/{folder}/audio/{provider_name}_VOICE1_{sent_at}\.ogg", media["path"]), media["path"]
+    assert files_under(media_dir(app)) == [media_dir(app) / media["path"]]
+    assert (media_dir(app) / media["path"]).read_bytes() == plaintext
+
+
+def stored_before_the_new_layout(app, message_id: str, plaintext: bytes, name: str) -> dict:
+    """Make the message's media row look filed by an older zaphook: under instance_<row id>."""
+    client = app.test_client()
+    media = media_of(client, message_id)
+    old_path = Path("cliente_1") / f"instance_{media_row(media['id']).instance_id}" / "image" / name
+    (media_dir(app) / old_path).parent.mkdir(parents=True)
+    (media_dir(app) / old_path).write_bytes(plaintext)
+    MediaFile.update(state="done", local_path=str(old_path), way="cdn", stored_size=len(plaintext),
+                     stored_sha256=hashlib.sha256(plaintext).hexdigest(), attempts=1,
+                     finished_at=utcnow()).where(MediaFile.id == media["id"]).execute()
+    return client.get(f"/api/media/{media['id']}").get_json()
+
+
+def media_row(media_id: int) -> MediaFile:
+    return MediaFile.get_by_id(media_id)
+
+
+def test_a_file_stored_before_the_new_layout_is_still_served_from_its_old_place(media_app, cdn):
+    meta, encrypted, plaintext = vector("image")
+    cdn.serve("GET", "/v/photo.enc", file_reply(encrypted))
+    before = media_app(MEDIA_WORKERS=0)
+    post(before.test_client(), "/webhook/", wapi_payload(meta, "OLDPHOTO", "/v/photo.enc"))
+    old = stored_before_the_new_layout(before, "OLDPHOTO", plaintext, "wapi_OLDPHOTO_20250602_203126.png")
+    assert old["path"] == "cliente_1/instance_1/image/wapi_OLDPHOTO_20250602_203126.png"
+
+    app = media_app()  # a restart with download workers, on the same data
+    client = app.test_client()
+    # The same content arrives again: copied from where the old row says, filed in the new layout.
+    post(client, "/webhook/", wapi_payload(meta, "NEWPHOTO", "/v/photo.enc"))
+    twin = wait_for_media(client, media_of(client, "NEWPHOTO")["id"])
+
+    assert client.get(f"/api/media/{old['id']}").get_json()["path"] == old["path"]
+    with client.get(f"/api/media/{old['id']}/file") as served:
+        assert (served.status_code, served.data) == (200, plaintext)
+    assert (twin["state"], twin["way"]) == ("done", "copy")
+    assert twin["path"] == f"cliente_1/instance_{WAPI_INSTANCE}/image/wapi_NEWPHOTO_20250602_203126.png"
+    assert files_under(media_dir(app)) == [media_dir(app) / old["path"], media_dir(app) / twin["path"]]
+    assert cdn.hits("GET", "/v/photo.enc") == []
+
+
+def test_a_row_that_already_names_its_file_is_written_back_there_not_moved(media_app, cdn):
+    meta, encrypted, plaintext = vector("image")
+    cdn.serve("GET", "/v/again.enc", file_reply(encrypted))
+    before = media_app(MEDIA_WORKERS=0)
+    post(before.test_client(), "/webhook/", wapi_payload(meta, "AGAIN", "/v/again.enc"))
+    old = stored_before_the_new_layout(before, "AGAIN", b"half a file", "wapi_AGAIN_20250602_203126.png")
+    MediaFile.update(state="pending", attempts=0).where(MediaFile.id == old["id"]).execute()  # queued again by hand
+
+    app = media_app()
+    media = wait_for_media(app.test_client(), old["id"])
+
+    assert (media["state"], media["way"], media["path"]) == ("done", "cdn", old["path"])
+    assert files_under(media_dir(app)) == [media_dir(app) / old["path"]]
+    assert (media_dir(app) / old["path"]).read_bytes() == plaintext
 
 
 # --- falling through to the provider's API -------------------------------------------------
@@ -237,7 +336,7 @@ def test_meta_media_is_fetched_through_the_graph_api_with_the_access_token(media
 
     assert media["state"] == "done", media
     assert media["way"] == "meta"
-    assert media["path"].startswith("cliente_1/instance_1/image/meta_wamid.xyzxyz_20231011_165619")
+    assert media["path"].startswith("cliente_1/instance_1122334455667/image/meta_wamid.xyzxyz_20231011_165619")
     assert media["path"].endswith(".jpg")
     assert (media_dir(app) / media["path"]).read_bytes() == plaintext
     for request in provider.requests:
@@ -295,6 +394,8 @@ def test_a_failed_download_can_be_retried_through_the_api(media_app, cdn):
 
     assert media["state"] == "done"
     assert (media_dir(app) / media["path"]).read_bytes() == plaintext
+    # A row with no file yet is filed where the layout says today, whenever it failed.
+    assert media["path"] == f"cliente_1/instance_{WAPI_INSTANCE}/image/wapi_RETRYME_20250602_203126.png"
     again = client.post(f"/api/media/{media_id}/retry")
     assert again.status_code == 409
     assert "only failed or expired" in again.get_json()["error"]
@@ -372,8 +473,8 @@ def test_hostile_document_names_stay_inside_the_media_folder(media_app, cdn, hos
     assert media["state"] == "done", media
     root = media_dir(app).resolve()
     stored = (root / media["path"]).resolve()
-    assert stored.is_relative_to(root / "cliente_1" / "instance_1" / "document")
-    assert stored.parent == root / "cliente_1" / "instance_1" / "document"
+    assert stored.is_relative_to(root / "cliente_1" / f"instance_{WAPI_INSTANCE}" / "document")
+    assert stored.parent == root / "cliente_1" / f"instance_{WAPI_INSTANCE}" / "document"
     assert stored.read_bytes() == plaintext
     assert stored.name.split(".")[0].upper() not in ("CON", "LPT1")
 

@@ -30,6 +30,32 @@ def test_a_database_made_by_an_older_version_gets_the_new_columns_on_start(make_
         assert "search_text" in _columns("webhook_event")
 
 
+def test_chats_of_an_older_database_get_their_kind_when_the_column_is_added(make_app):
+    make_app()
+    with models.db.connection_context():
+        instance = models.Instance.find_or_create("evolution", "shop")
+        for jid in ("status@broadcast", "120363144038483540@newsletter", "120363025246125888@g.us",
+                    "5511999999999@s.whatsapp.net"):
+            models.Chat.record(instance, jid, None, jid.endswith("@g.us"), None)
+        migrate(SchemaMigrator.from_database(models.db.obj).drop_column("chat", "kind"))
+
+    make_app()  # a restart with the newer code
+
+    with models.db.connection_context():
+        assert {chat.jid: chat.kind for chat in models.Chat.select()} == {
+            "status@broadcast": "status", "120363144038483540@newsletter": "newsletter",
+            "120363025246125888@g.us": None, "5511999999999@s.whatsapp.net": None}
+
+
+def test_a_chats_kind_is_never_forgotten_by_an_event_that_does_not_say_it(app):
+    with models.db.connection_context():
+        instance = models.Instance.find_or_create("evolution", "shop")
+        chat_id = models.Chat.record(instance, "120363144038483540@newsletter", None, False, None, "newsletter")
+        assert models.Chat.record(instance, "120363144038483540@newsletter", "Canal", False, None) == chat_id
+        chat = models.Chat.get_by_id(chat_id)
+        assert (chat.kind, chat.name, chat.kind_shown) == ("newsletter", "Canal", "newsletter")
+
+
 def test_a_database_made_by_an_older_version_gets_the_new_indexes_on_start(make_app):
     def indexed_columns() -> set:
         return {tuple(index.columns) for index in models.db.get_indexes("media_file")}

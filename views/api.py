@@ -310,6 +310,11 @@ def update_instance(instance_id: int):
 def list_chats():
     query = Chat.select(Chat, Instance).join(Instance)
     query = instance_filter(query, Chat.instance)
+    kind = request.args.get("kind")
+    if kind:
+        if kind not in Chat.KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(Chat.KINDS)}")
+        query = query.where(Chat.of_kind(kind))
     rows, next_before = page(query, Chat)
     last = _last_messages([row.id for row in rows])
     return jsonify(items=[{**chat_json(row), "last_message": last.get(row.id)} for row in rows],

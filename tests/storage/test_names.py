@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import re
 import unicodedata
@@ -11,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from storage import names
-from storage.names import MEDIA_TYPES, extension_for, media_file_name, media_path, safe_component
+from storage.names import (
+    MEDIA_TYPES,
+    extension_for,
+    instance_folder_name,
+    media_file_name,
+    media_path,
+    safe_component,
+)
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9)
 
@@ -238,6 +246,73 @@ def test_hostile_providers_and_ids_give_portable_names(provider, message_id):
         assert len(name.encode("utf-8")) <= names.MAX_NAME_BYTES
 
 
+# --- the instance's folder ----------------------------------------------------------
+
+HASHED = "-[0-9a-f]{8}"
+
+
+@pytest.mark.parametrize("external_id, expected", [
+    # Already a portable name: used as it is.
+    ("3B6XIW-ZTS923-GEAY6V", "instance_3B6XIW-ZTS923-GEAY6V"),  # issue 12's W-API example
+    ("instance_3_553175564133", "instance_instance_3_553175564133"),  # an Evolution name
+    ("106540352242922", "instance_106540352242922"),  # a Meta phone_number_id
+    ("tigo1", "instance_tigo1"),
+    ("instância", "instance_instância"),
+    ("CON", "instance_CON"),  # after the prefix, not a device name
+    ("lpt1.txt", "instance_lpt1.txt"),
+    # Anything else: cleaned, and a hash of the id as it came.
+    ("Loja Centro", "instance_Loja_Centro" + HASHED),
+    ("minha/instância", "instance_minha_instância" + HASHED),
+    ("minha\\instância", "instance_minha_instância" + HASHED),
+    ("a/b", "instance_a_b" + HASHED),
+    ("C:\\loja", "instance_C__loja" + HASHED),  # the colon and the backslash each become "_"
+    ("loja:centro", "instance_loja_centro" + HASHED),
+    ("loja\x00\u202e", "instance_loja" + HASHED),
+    ("loja. . .", "instance_loja" + HASHED),
+    ("inst\u00e2ncia".replace("\u00e2", "a\u0302"), "instance_instância" + HASHED),  # decomposed: composed
+    ("x" * 300, "instance_" + "x" * 71 + HASHED),
+    ("ファイル" * 100, "instance_" + "ファイル" * 15 + HASHED),  # 200 bytes at most
+    ("", "instance" + HASHED),
+    ("///", "instance" + HASHED),
+    ("..", "instance" + HASHED),
+    ("\u200b", "instance" + HASHED),
+    # A safe id that ends like a hash could be the folder of another id: hashed as well.
+    ("loja-0a1b2c3d", "instance_loja-0a1b2c3d" + HASHED),
+])
+def test_instance_folder_name(external_id, expected):
+    folder = instance_folder_name(external_id)
+    assert re.fullmatch(expected, folder), folder
+    assert_portable(folder)
+    assert len(folder) <= names.INSTANCE_FOLDER_LIMIT
+    assert len(folder.encode("utf-8")) <= names.MAX_NAME_BYTES
+
+
+@pytest.mark.parametrize("first, second", [
+    ("a/b", "a_b"),
+    ("a/b", "a\\b"),
+    ("minha/instância", "minha_instância"),
+    ("Loja Centro", "Loja_Centro"),
+    ("Loja", "Loja "),
+    ("", ".."),
+    ("x" * 300, "x" * 301),
+    ("loja_0a1b2c3d", "loja-0a1b2c3d"),
+])
+def test_two_instance_ids_never_share_a_folder(first, second):
+    assert instance_folder_name(first) != instance_folder_name(second)
+
+
+def test_the_instance_folder_of_a_changed_id_depends_only_on_the_id():
+    assert instance_folder_name("minha/instância") == instance_folder_name("minha/instância")
+    hashed = instance_folder_name("a/b")
+    assert hashed.endswith("-" + hashlib.sha256(b"a/b").hexdigest()[:8])
+
+
+@pytest.mark.parametrize("external_id", [None, 3, b"3B6XIW"])
+def test_an_instance_id_that_is_not_text_is_refused(external_id):
+    with pytest.raises(ValueError):
+        instance_folder_name(external_id)
+
+
 # --- paths ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("original", HOSTILE_NAMES)
@@ -245,9 +320,9 @@ def test_hostile_providers_and_ids_give_portable_names(provider, message_id):
 def test_hostile_names_stay_inside_the_media_folder(tmp_path, media_type, original):
     media_dir = tmp_path / "media"
     file_name = media_file_name("wapi", "3EB0ABC", media_type, "application/pdf", WHEN, original)
-    path = media_path(media_dir, 7, 12, media_type, file_name)
+    path = media_path(media_dir, 7, "3B6XIW-ZTS923-GEAY6V", media_type, file_name)
 
-    type_dir = media_dir / "cliente_7" / "instance_12" / media_type
+    type_dir = media_dir / "cliente_7" / "instance_3B6XIW-ZTS923-GEAY6V" / media_type
     assert path.parent == type_dir
     assert path.resolve().is_relative_to(media_dir.resolve())
     assert path.resolve().parent == type_dir.resolve()
@@ -256,20 +331,33 @@ def test_hostile_names_stay_inside_the_media_folder(tmp_path, media_type, origin
         assert_portable(component)
 
 
+@pytest.mark.parametrize("external_id", HOSTILE_NAMES[:-1] + ["../../..", "..\\..", "/", "\\", "C:", "~"])
+def test_hostile_instance_ids_stay_inside_the_media_folder(tmp_path, external_id):
+    media_dir = tmp_path / "media"
+    path = media_path(media_dir, 7, external_id, "image", "a.jpg")
+
+    client_dir = media_dir / "cliente_7"
+    assert path.resolve().is_relative_to(client_dir.resolve())
+    assert len(path.relative_to(client_dir).parts) == 3
+    assert path.relative_to(client_dir).parts[1:] == ("image", "a.jpg")
+    for component in path.relative_to(media_dir).parts:
+        assert_portable(component)
+
+
 def test_media_path_layout(tmp_path):
-    path = media_path(tmp_path, 1, 2, "audio", "wapi_X_20240506_070809.ogg")
-    assert path == tmp_path / "cliente_1" / "instance_2" / "audio" / "wapi_X_20240506_070809.ogg"
+    path = media_path(tmp_path, 2, "3B6XIW-ZTS923-GEAY6V", "audio", "wapi_X_20240506_070809.ogg")
+    assert path == tmp_path / "cliente_2" / "instance_3B6XIW-ZTS923-GEAY6V" / "audio" / "wapi_X_20240506_070809.ogg"
 
 
 def test_media_path_is_relative_to_a_relative_media_dir():
-    path = media_path(Path("media"), 1, 2, "image", "a.jpg")
-    assert path.relative_to(Path("media")) == Path("cliente_1/instance_2/image/a.jpg")
+    path = media_path(Path("media"), 1, "tigo1", "image", "a.jpg")
+    assert path.relative_to(Path("media")) == Path("cliente_1/instance_tigo1/image/a.jpg")
 
 
 @pytest.mark.parametrize("media_type", ["", "images", "IMAGE", "../image", "voice", None])
 def test_media_path_refuses_unknown_media_types(tmp_path, media_type):
     with pytest.raises(ValueError):
-        media_path(tmp_path, 1, 2, media_type, "a.jpg")
+        media_path(tmp_path, 1, "tigo1", media_type, "a.jpg")
 
 
 @pytest.mark.parametrize("file_name", [
@@ -278,10 +366,12 @@ def test_media_path_refuses_unknown_media_types(tmp_path, media_type):
 ])
 def test_media_path_refuses_bad_file_names(tmp_path, file_name):
     with pytest.raises(ValueError):
-        media_path(tmp_path, 1, 2, "image", file_name)
+        media_path(tmp_path, 1, "tigo1", "image", file_name)
 
 
-@pytest.mark.parametrize("client_id, instance_id", [(-1, 2), (1, "2"), ("../1", 2), (True, 2), (1, None)])
+@pytest.mark.parametrize("client_id, instance_id", [
+    (-1, "tigo1"), ("1", "tigo1"), ("../1", "tigo1"), (True, "tigo1"), (None, "tigo1"), (1, None), (1, 2),
+])
 def test_media_path_refuses_bad_ids(tmp_path, client_id, instance_id):
     with pytest.raises(ValueError):
         media_path(tmp_path, client_id, instance_id, "image", "a.jpg")
@@ -297,5 +387,5 @@ def test_media_path_refuses_a_link_out_of_the_media_folder(tmp_path):
     except OSError:
         pytest.skip("cannot make symbolic links here")
     with pytest.raises(ValueError):
-        media_path(media_dir, 1, 2, "image", "a.jpg")
-    assert media_path(media_dir, 2, 2, "image", "a.jpg").parent == media_dir / "cliente_2" / "instance_2" / "image"
+        media_path(media_dir, 1, "tigo1", "image", "a.jpg")
+    assert media_path(media_dir, 2, "tigo1", "image", "a.jpg").parent == media_dir / "cliente_2" / "instance_tigo1" / "image"

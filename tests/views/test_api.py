@@ -132,6 +132,59 @@ def test_instances_chats_and_messages_are_listed(client, traffic):
     assert client.get("/api/messages?direction=sideways").status_code == 400
 
 
+# --- chats of each kind: Status posts and channels apart from conversations ----------------------
+
+# (chat id, what the key adds, the kind the API shows): status@broadcast and @newsletter chat
+# ids from PROVIDERS.md section 1, "chat id" row; Evolution's envelope from its "Envelope" row.
+CHATS_OF_EACH_KIND = [
+    ("status@broadcast", {"participant": "5511888888888@s.whatsapp.net"}, "status"),
+    ("120363144038483540@newsletter", {}, "newsletter"),
+    ("120363025246125888@g.us", {"participant": "5511777777777@s.whatsapp.net"}, "group"),
+    ("5511999999999@s.whatsapp.net", {}, "direct"),
+]
+
+
+def evolution_text_to(chat_id: str, message_id: str, **key) -> dict:
+    return {"event": "messages.upsert", "instance": "shop", "sender": "5531000000000@s.whatsapp.net",
+            "server_url": "http://evolution:8080", "date_time": "2025-09-14T22:52:43.731Z", "apikey": None,
+            "data": {"key": {"remoteJid": chat_id, "fromMe": False, "id": message_id, **key},
+                     "pushName": "Bia", "message": {"conversation": "bom dia"}, "messageType": "conversation",
+                     "messageTimestamp": 1746132673}}
+
+
+@pytest.fixture
+def chats_of_each_kind(post_webhook):
+    for number, (chat_id, key, _kind) in enumerate(CHATS_OF_EACH_KIND):
+        answer = post_webhook("/webhook/", evolution_text_to(chat_id, f"3A0KIND{number}", **key)).get_json()
+        assert answer["outcome"] == "processed", answer
+
+
+def test_each_chat_says_whether_it_is_direct_a_group_the_status_posts_or_a_channel(client, chats_of_each_kind):
+    chats = client.get("/api/chats").get_json()["items"]
+    assert sorted((chat["chat_id"], chat["kind"]) for chat in chats) == \
+        sorted((chat_id, kind) for chat_id, _key, kind in CHATS_OF_EACH_KIND)
+
+
+@pytest.mark.parametrize("chat_id, kind", [(chat_id, kind) for chat_id, _key, kind in CHATS_OF_EACH_KIND])
+def test_the_chats_can_be_listed_by_kind(client, chats_of_each_kind, chat_id, kind):
+    chats = client.get("/api/chats", query_string={"kind": kind, "instance": "shop"}).get_json()["items"]
+    assert [(chat["chat_id"], chat["kind"]) for chat in chats] == [(chat_id, kind)]
+
+
+def test_a_later_status_post_leaves_the_chat_a_status_chat(client, chats_of_each_kind, post_webhook):
+    post_webhook("/webhook/", evolution_text_to("status@broadcast", "3A0LATER",
+                                                participant="5511666666666@s.whatsapp.net"))
+    assert [chat["chat_id"] for chat in client.get("/api/chats?kind=status").get_json()["items"]] == \
+        ["status@broadcast"]
+
+
+@pytest.mark.parametrize("kind", ["broadcast", "STATUS", "channel"])
+def test_an_unknown_chat_kind_gets_400(client, kind):
+    answer = client.get("/api/chats", query_string={"kind": kind})
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "kind must be one of direct, group, status, newsletter"
+
+
 def test_a_message_shows_its_status_history(client, post_webhook):
     payload = load_sample("evolution/v1_messages.upsert_text_outgoing_fromMe.json")
     post_webhook("/webhook/", payload)

@@ -45,7 +45,7 @@ def test_media_detail_shows_state_attempts_sizes_hashes_and_path_but_no_key(down
     assert detail["state"] == "done"
     assert detail["way"] == "inline"
     assert detail["stored_size"] == len(plaintext)
-    assert detail["path"].startswith("cliente_1/instance_1/image/evolution_WITHFILE_")
+    assert detail["path"].startswith("cliente_1/instance_instance_3_553175564133/image/evolution_WITHFILE_")
     assert detail["attempt_log"][0]["way"] == "inline" and detail["attempt_log"][0]["outcome"] == "ok"
     assert detail["has_media_key"] is True
     assert "media_key" not in detail

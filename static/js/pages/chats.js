@@ -7,9 +7,19 @@ const CHAT_LIMIT = 500;
 const MESSAGE_LIMIT = 500;
 const TICKS = {pending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", played: "✓✓", failed: "!"};
 const RETRYABLE = ["failed", "expired"];
+// Status posts (status@broadcast) and channels (@newsletter) are listed apart from conversations.
+const BROADCAST_KINDS = ["status", "newsletter"];
 
 function chatName(chat) {
-  return chat.name || phoneOf(chat.chat_id);
+  if (chat.name) return chat.name;
+  if (chat.kind === "status") return t("chats.status_updates");
+  if (chat.kind === "newsletter") return chat.chat_id.split("@")[0];  // a channel's id is no phone number
+  return phoneOf(chat.chat_id);
+}
+
+function kindBadge(chat) {
+  const label = {group: t("chats.group"), status: t("chats.status"), newsletter: t("chats.channel")}[chat.kind];
+  return label ? h("span", {class: "badge", dataset: {kind: chat.kind}}, label) : null;
 }
 
 function preview(message) {
@@ -98,7 +108,7 @@ function bubble(message, chat, reactions, onRetry) {
   const side = message.from_me ? "out" : "in";
   return h("li", {class: `message ${side}`, dataset: {messageId: message.id, side, type: message.type}},
     h("div", {class: "bubble"},
-      chat.is_group && !message.from_me
+      (chat.is_group || chat.kind === "status") && !message.from_me
         ? h("div", {class: "sender"}, message.sender_name || phoneOf(message.sender_id)) : null,
       message.forwarded ? h("div", {class: "muted small-text"}, t("chats.forwarded")) : null,
       content(message, onRetry),
@@ -112,9 +122,12 @@ function bubble(message, chat, reactions, onRetry) {
 
 export function mount(container, params) {
   const list = h("ul", {class: "chat-list", "aria-label": t("chats.list")});
+  const broadcastList = h("ul", {class: "chat-list broadcast-list", "aria-labelledby": "broadcasts-title"});
+  const broadcasts = h("section", {class: "broadcasts", hidden: true},
+    h("h2", {id: "broadcasts-title"}, t("chats.status_and_channels")), broadcastList);
   const conversation = h("section", {class: "conversation", "aria-live": "polite"});
   const layout = h("div", {class: "chats-layout"}, h("nav", {class: "chat-list-pane", "aria-label": t("chats.list")},
-    h("h1", {}, t("chats.title")), list), conversation);
+    h("h1", {}, t("chats.title")), list, broadcasts), conversation);
   container.append(layout);
 
   let chats = [];
@@ -122,14 +135,22 @@ export function mount(container, params) {
   let messageList = null;
   let rendered = new Map();  // message id -> {element, signature}
 
+  function chatItem(chat) {
+    return h("li", {},
+      h("a", {href: `#/chats/${chat.id}`, class: "chat-item", "aria-current": String(chat.id) === selected ? "true" : null,
+        dataset: {chatId: chat.id, kind: chat.kind}},
+        h("span", {class: "chat-name"}, h("span", {class: "chat-name-text"}, chatName(chat)), kindBadge(chat)),
+        h("span", {class: "chat-time muted"}, formatTime(chat.last_message_at)),
+        h("span", {class: "chat-preview muted"}, preview(chat.last_message))));
+  }
+
   function renderList() {
     const sorted = [...chats].sort((a, b) => (b.last_message_at || "").localeCompare(a.last_message_at || ""));
-    replaceChildren(list, sorted.length ? sorted.map((chat) => h("li", {},
-      h("a", {href: `#/chats/${chat.id}`, class: "chat-item", "aria-current": String(chat.id) === selected ? "true" : null,
-        dataset: {chatId: chat.id}},
-        h("span", {class: "chat-name"}, chatName(chat), chat.is_group ? h("span", {class: "badge"}, t("chats.group")) : null),
-        h("span", {class: "chat-time muted"}, formatTime(chat.last_message_at)),
-        h("span", {class: "chat-preview muted"}, preview(chat.last_message))))) : h("li", {class: "muted"}, t("chats.none")));
+    const talks = sorted.filter((chat) => !BROADCAST_KINDS.includes(chat.kind));
+    const posts = sorted.filter((chat) => BROADCAST_KINDS.includes(chat.kind));
+    replaceChildren(list, talks.length ? talks.map(chatItem) : h("li", {class: "muted"}, t("chats.none")));
+    replaceChildren(broadcastList, posts.map(chatItem));
+    broadcasts.hidden = posts.length === 0;
   }
 
   async function retry(mediaId) {
