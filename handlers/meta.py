@@ -19,16 +19,14 @@ from typing import Any, Callable, Optional
 
 from . import proto
 from .base import (
-    MEDIA_TYPES, MediaDescriptor, MessageEvent, Normalised, PayloadError, RouteHint,
-    StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
+    BSUID_PREFIX, MEDIA_TYPES, KnownAlias, MediaDescriptor, MessageEvent, Normalised, PayloadError,
+    RouteHint, StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
     normalize_status, parse_timestamp, to_bool, to_float,
 )
 
 NAME = "meta"
 OBJECT = "whatsapp_business_account"
 FIELD_MESSAGES = "messages"
-# Chat and contact ids of people known only by their business-scoped user id.
-BSUID_PREFIX = "bsuid:"
 
 
 def detect(payload: dict, hint: RouteHint) -> bool:
@@ -138,6 +136,8 @@ def _message_event(message: dict, people: dict):
     )
     if isinstance(event, MessageEvent) and phone_id and user_chat_id:
         event.sender_linked_id = user_chat_id
+        # A chat begun under the BSUID alone joins the phone's chat once this is learnt.
+        event.aliases = (KnownAlias(user_chat_id, phone_id),)
     return event
 
 
