@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import zlib
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -27,6 +27,7 @@ from handlers.base import (
     ContactEvent,
     DeleteEvent,
     EditEvent,
+    KnownAlias,
     MessageEvent,
     Normalised,
     PayloadError,
@@ -34,11 +35,13 @@ from handlers.base import (
     QrCodeEvent,
     RouteHint,
     StatusEvent,
+    is_alias_jid,
 )
 from handlers.provider import Provider, Signature
 from models import (
     Chat,
     Contact,
+    JidAlias,
     MediaFile,
     Message,
     MessageStatusChange,
@@ -46,6 +49,7 @@ from models import (
     WebhookEvent,
     Instance,
     clean,
+    phone_digits,
     row_lock,
     savepoint,
     utcnow,
@@ -649,9 +653,10 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
         elif isinstance(item, QrCodeEvent):
             instance.record_connection("connecting", at, "waiting for the QR code to be scanned")
         elif isinstance(item, PresenceEvent):
-            Presence.record(instance, item.chat_id, item.participant_id, item.state, at)
+            Presence.record(instance, known_phone(instance, item.chat_id),
+                            known_phone(instance, item.participant_id), item.state, at)
         elif isinstance(item, ContactEvent):
-            Contact.record(instance, item.contact_id, item.name, item.profile_picture_url)
+            Contact.record(instance, known_phone(instance, item.contact_id), item.name, item.profile_picture_url)
         elif isinstance(item, EditEvent):
             Message.update(text=clean(item.text), edited_at=at).where(
                 (Message.instance == instance) & (Message.provider_message_id == item.message_id)).execute()
@@ -690,6 +695,8 @@ def record_item(instance: Instance, provider: str, item: Any, at: datetime, even
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
                    event_id: int, data_dir: Path, opt_out_words: tuple = ()) -> None:
     row_lock(f"message:{instance.id}:{item.message_id}")
+    learn_aliases(instance, item.aliases)
+    item = by_known_phones(instance, item)
     chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp, item.chat_kind)
     if item.sender_id and not item.from_me:
         Contact.record(instance, item.sender_id, item.sender_name)
@@ -736,14 +743,62 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
     campaigns.track_message(instance, item, at, event_id, opt_out_words)
 
 
+def learn_aliases(instance: Instance, aliases: tuple) -> None:
+    """Remember each alias ↔ phone link; what was kept under a newly linked alias becomes the phone's.
+
+    Its chat, contact and presences join the phone's (see Chat.absorb). The
+    alias's lock (see known_phone) keeps a message that names the person by
+    the alias alone from being filed under it while the link is learnt.
+    """
+    for alias in sorted(set(aliases)):
+        row_lock(alias_lock_key(instance, alias.alias_jid))
+        if JidAlias.learn(instance, alias.alias_jid, alias.phone_jid):
+            absorb_alias(instance, alias)
+
+
+def absorb_alias(instance: Instance, alias: KnownAlias) -> None:
+    Chat.absorb(instance, alias.alias_jid, alias.phone_jid)
+    Contact.absorb(instance, alias.alias_jid, alias.phone_jid)
+    Presence.absorb(instance, alias.alias_jid, alias.phone_jid)
+
+
+def known_phone(instance: Instance, jid: Optional[str]) -> Optional[str]:
+    """The phone JID an alias (a LID, a BSUID) stands for once it is learnt; any other id as it is.
+
+    On PostgreSQL a message of the alias alone and the payload that teaches
+    its phone may be applied at the same moment; both take the alias's lock,
+    so either the link is learnt first and the message goes to the phone's
+    chat, or the message is filed under the alias first and is moved when the
+    link is learnt.
+    """
+    if not is_alias_jid(jid):
+        return jid
+    row_lock(alias_lock_key(instance, jid))
+    return JidAlias.phone_for(instance, jid) or jid
+
+
+def alias_lock_key(instance: Instance, alias_jid: str) -> str:
+    return f"alias:{instance.id}:{alias_jid}"
+
+
+def by_known_phones(instance: Instance, item: MessageEvent) -> MessageEvent:
+    """The message with its chat and author named by phone JID where an alias of theirs is known."""
+    chat_id = known_phone(instance, item.chat_id)
+    sender_id = known_phone(instance, item.sender_id)
+    if (chat_id, sender_id) == (item.chat_id, item.sender_id):
+        return item
+    return replace(item, chat_id=chat_id, sender_id=sender_id)
+
+
 def record_linked_contact(instance: Instance, contact_id: str, name: Optional[str], phone_jid: str) -> None:
     """Record another id of a person (a Meta BSUID) as a contact carrying their phone number.
 
     The link lives in Contact.phone: the "bsuid:<id>" contact and the phone
-    JID's contact have the same phone, so either finds the other.
+    JID's contact have the same phone, so either finds the other. (Which chat
+    a BSUID's messages go to is JidAlias's business, see learn_aliases.)
     """
     Contact.record(instance, contact_id, name)
-    phone = phone_jid.split("@", 1)[0] if phone_jid.endswith("@s.whatsapp.net") else None
+    phone = phone_digits(phone_jid)
     if phone:
         Contact.update(phone=phone).where(
             (Contact.instance == instance) & (Contact.jid == contact_id)
@@ -756,7 +811,8 @@ def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id:
     MessageStatusChange.record(instance, item.message_id, item.status, at, message_id, event_id, item.error)
     if message_id is not None:
         Message.apply_status(message_id, item.status, at, item.error)
-    campaigns.track_status(instance, item.message_id, item.status, at, item.error, event_id, item.chat_id)
+    campaigns.track_status(instance, item.message_id, item.status, at, item.error, event_id,
+                           known_phone(instance, item.chat_id))
 
 
 def media_values(media, data_dir: Path, provider: str) -> dict:

@@ -518,6 +518,11 @@ class WebhookEvent(BaseModel):
         return self.body.encode("utf-8")
 
 
+# An upsert's last_message_at: it only moves forward.
+_LATER_LAST_MESSAGE_AT = ('CASE WHEN "chat"."last_message_at" IS NULL OR excluded."last_message_at" > '
+                          '"chat"."last_message_at" THEN excluded."last_message_at" ELSE "chat"."last_message_at" END')
+
+
 class Chat(BaseModel):
     """A conversation of an instance: one person, one group, the Status posts or a channel."""
 
@@ -553,9 +558,43 @@ class Chat(BaseModel):
             'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
             '"name" = COALESCE(excluded."name", "chat"."name"), '
             '"kind" = COALESCE(excluded."kind", "chat"."kind"), '
-            '"last_message_at" = CASE WHEN "chat"."last_message_at" IS NULL '
-            'OR excluded."last_message_at" > "chat"."last_message_at" '
-            'THEN excluded."last_message_at" ELSE "chat"."last_message_at" END'))
+            f'"last_message_at" = {_LATER_LAST_MESSAGE_AT}'))
+
+    @classmethod
+    def absorb(cls, instance: Instance, alias_jid: str, phone_jid: str) -> None:
+        """Make the chat kept under an alias (a LID, a BSUID) part of the phone's chat.
+
+        Its messages move to the phone's chat, made now if there is none (so
+        the chat's id changes); the name of whichever chat spoke last stays
+        (the other's when it has none), with the later last_message_at and
+        the earlier created_at. Its messages by the alias are by the phone.
+        Upserting the phone's chat instead of renaming this one cannot
+        collide with a phone chat another transaction is creating.
+        """
+        alias_chat = cls.get_or_none((cls.instance == instance.id) & (cls.jid == alias_jid))
+        if alias_chat is None:
+            return
+        phone_chat_id = insert_row(cls, {
+            "instance": instance.id, "jid": phone_jid, "name": alias_chat.name,
+            "is_group": alias_chat.is_group, "last_message_at": alias_chat.last_message_at,
+            "created_at": alias_chat.created_at,
+        }, conflict=(
+            'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
+            '"name" = CASE WHEN excluded."last_message_at" > "chat"."last_message_at" '
+            'THEN COALESCE(excluded."name", "chat"."name") ELSE COALESCE("chat"."name", excluded."name") END, '
+            f'"last_message_at" = {_LATER_LAST_MESSAGE_AT}, '
+            '"created_at" = CASE WHEN excluded."created_at" < "chat"."created_at" '
+            'THEN excluded."created_at" ELSE "chat"."created_at" END'))
+        run_sql('UPDATE "message" SET "chat_id" = ?, "sender_jid" = CASE WHEN "sender_jid" = ? THEN ? '
+                'ELSE "sender_jid" END WHERE "chat_id" = ?', (phone_chat_id, alias_jid, phone_jid, alias_chat.id))
+        # Deleting a chat deletes its messages (ON DELETE CASCADE): only an empty one goes.
+        run_sql('DELETE FROM "chat" WHERE "id" = ? AND NOT EXISTS '
+                '(SELECT 1 FROM "message" WHERE "chat_id" = ?)', (alias_chat.id, alias_chat.id))
+
+
+def phone_digits(jid: str) -> Optional[str]:
+    """The digits of a phone JID ("5511...@s.whatsapp.net"), None for any other id."""
+    return jid.split("@", 1)[0] if jid.endswith("@s.whatsapp.net") else None
 
     @property
     def kind_shown(self) -> str:
@@ -586,15 +625,37 @@ class Contact(BaseModel):
     @classmethod
     def record(cls, instance: Instance, jid: str, name: Optional[str] = None,
                profile_picture_url: Optional[str] = None) -> None:
-        phone = jid.split("@", 1)[0] if jid.endswith("@s.whatsapp.net") else None
         insert_row(cls, {
-            "instance": instance.id, "jid": jid, "name": clean(name, 255), "phone": phone,
+            "instance": instance.id, "jid": jid, "name": clean(name, 255), "phone": phone_digits(jid),
             "profile_picture_url": clean(profile_picture_url),
         }, conflict=(
             'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
             '"name" = COALESCE(excluded."name", "contact"."name"), '
             '"profile_picture_url" = COALESCE(excluded."profile_picture_url", "contact"."profile_picture_url"), '
             '"updated_at" = excluded."updated_at"'), want_id=False)
+
+    @classmethod
+    def absorb(cls, instance: Instance, alias_jid: str, phone_jid: str) -> None:
+        """Make the contact kept under an alias (a LID, a BSUID) part of the phone's contact.
+
+        Of the two, the one updated last gives the name and picture it has,
+        the other fills what it lacks; the alias's row goes.
+        """
+        alias_contact = cls.get_or_none((cls.instance == instance.id) & (cls.jid == alias_jid))
+        if alias_contact is None:
+            return
+        newer_first = ('CASE WHEN excluded."updated_at" > "contact"."updated_at" '
+                       'THEN COALESCE(excluded."{0}", "contact"."{0}") ELSE COALESCE("contact"."{0}", excluded."{0}") END')
+        insert_row(cls, {
+            "instance": instance.id, "jid": phone_jid, "name": alias_contact.name, "phone": phone_digits(phone_jid),
+            "profile_picture_url": alias_contact.profile_picture_url, "updated_at": alias_contact.updated_at,
+        }, conflict=(
+            'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
+            f'"name" = {newer_first.format("name")}, '
+            f'"profile_picture_url" = {newer_first.format("profile_picture_url")}, '
+            '"updated_at" = CASE WHEN excluded."updated_at" > "contact"."updated_at" '
+            'THEN excluded."updated_at" ELSE "contact"."updated_at" END'), want_id=False)
+        alias_contact.delete_instance()
 
 
 class Message(BaseModel):
@@ -769,6 +830,63 @@ class Presence(BaseModel):
             update={cls.state: SQL("excluded.state"), cls.updated_at: SQL("excluded.updated_at")},
             where=(cls.updated_at <= SQL("excluded.updated_at")),
         ).execute()
+
+    @classmethod
+    def absorb(cls, instance: Instance, alias_jid: str, phone_jid: str) -> None:
+        """Presences kept under an alias (as chat or participant) become the phone's.
+
+        Where the phone already has its own presence in the same place, that one stays.
+        """
+        for column, other in (("chat_jid", "participant_jid"), ("participant_jid", "chat_jid")):
+            run_sql(f'DELETE FROM "presence" WHERE "instance_id" = ? AND "{column}" = ? AND EXISTS ('
+                    f'SELECT 1 FROM "presence" AS "phone" WHERE "phone"."instance_id" = "presence"."instance_id" '
+                    f'AND "phone"."{column}" = ? AND "phone"."{other}" = "presence"."{other}")',
+                    (instance.id, alias_jid, phone_jid))
+            run_sql(f'UPDATE "presence" SET "{column}" = ? WHERE "instance_id" = ? AND "{column}" = ?',
+                    (phone_jid, instance.id, alias_jid))
+
+
+class JidAlias(BaseModel):
+    """Another id a person of an instance goes by, and the phone JID it stands for.
+
+    WhatsApp's LIDs ("…@lid") and Meta's BSUIDs ("bsuid:…") name a person
+    without their number. A payload that shows both forms teaches the link
+    (handlers.base.KnownAlias); from then on the person's messages are filed
+    under the phone JID whichever form names them, so one person stays one
+    chat. Links are kept per instance.
+    """
+
+    instance = ForeignKeyField(Instance, on_delete="CASCADE")
+    alias_jid = CharField()
+    phone_jid = CharField()
+    learnt_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("instance", "alias_jid"), True),)
+
+    @classmethod
+    def learn(cls, instance: Instance, alias_jid: str, phone_jid: str) -> bool:
+        """Remember that the alias stands for the phone; True when that is news.
+
+        News is a link not known before, or one whose phone changed (a number
+        moved to another account keeps its LID); a link known already is left
+        as it is, in the same statement.
+        """
+        learnt = insert_row(cls, {
+            "instance": instance.id, "alias_jid": clean(alias_jid, 255), "phone_jid": clean(phone_jid, 255),
+            "learnt_at": utcnow(),
+        }, conflict=(
+            'ON CONFLICT ("instance_id", "alias_jid") DO UPDATE SET '
+            '"phone_jid" = excluded."phone_jid", "learnt_at" = excluded."learnt_at" '
+            'WHERE "jid_alias"."phone_jid" <> excluded."phone_jid"'))
+        return learnt is not None
+
+    @classmethod
+    def phone_for(cls, instance: Instance, alias_jid: str) -> Optional[str]:
+        """The phone JID the alias stands for on this instance, None when not learnt."""
+        row = run_sql('SELECT "phone_jid" FROM "jid_alias" WHERE "instance_id" = ? AND "alias_jid" = ?',
+                      (instance.id, alias_jid)).fetchone()
+        return row[0] if row else None
 
 
 class MediaFile(BaseModel):
@@ -1277,8 +1395,8 @@ class DashboardSession(BaseModel):
 
 
 MODELS: Iterable[type[BaseModel]] = (
-    Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, MediaFile,
-    MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession,
+    Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, JidAlias,
+    MediaFile, MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession,
 )
 
 

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, NamedTuple, Optional, Union
 
 # Request kinds, as stored on WebhookEvent.kind.
 KIND_MESSAGE = "message"
@@ -77,6 +77,18 @@ class MediaDescriptor:
     inline_size: Optional[int] = None
 
 
+class KnownAlias(NamedTuple):
+    """A payload showing two ids of one person: an alias and the phone JID it stands for.
+
+    Aliases name a person without their number: WhatsApp's LIDs ("…@lid") and
+    Meta's business-scoped user ids ("bsuid:…"). zaphook remembers each link
+    per instance (models.JidAlias) and files that person under the phone JID.
+    """
+
+    alias_jid: str
+    phone_jid: str
+
+
 @dataclass
 class MessageEvent:
     """A message that was sent or received on an instance."""
@@ -115,6 +127,9 @@ class MessageEvent:
     # stays of kind "message" and keeps its dedupe key. Not compared: it says
     # who the author also is, not what the message is.
     sender_linked_id: Optional[str] = field(default=None, compare=False)
+    # Every alias ↔ phone link the payload shows (of the chat, of the author),
+    # learnt before the message is stored. Not compared, like sender_linked_id.
+    aliases: tuple = field(default=(), compare=False)
 
     @property
     def dedupe_key(self) -> str:
@@ -273,6 +288,37 @@ def normalize_jid(raw: Any, alt: Any = None, is_group: bool = False) -> Optional
 
 def is_group_jid(jid: Optional[str]) -> bool:
     return bool(jid) and jid.endswith("@g.us")
+
+
+LID_SERVER = "@lid"
+PHONE_SERVER = "@s.whatsapp.net"
+# Chat and contact ids of people Meta knows only by their business-scoped user id.
+BSUID_PREFIX = "bsuid:"
+
+
+def is_alias_jid(jid: Optional[str]) -> bool:
+    """Whether an id names a person without their number: a LID or a BSUID (see KnownAlias)."""
+    return bool(jid) and (jid.endswith(LID_SERVER) or jid.startswith(BSUID_PREFIX))
+
+
+def lid_alias(*ids: Any, own_id: Optional[str] = None) -> Optional[KnownAlias]:
+    """The LID ↔ phone link among ids that all name one person, when they show both forms.
+
+    ``ids`` are raw payload values in any order (missing ones are None); the
+    first LID and the first phone JID among them make the link. ``own_id`` is
+    the instance's own JID: some fields carry our own number in our own
+    messages, and a contact's LID must never be linked to it.
+    """
+    lid = phone = None
+    for raw in ids:
+        jid = normalize_jid(raw)
+        if jid is None:
+            continue
+        if jid.endswith(LID_SERVER):
+            lid = lid or jid
+        elif jid.endswith(PHONE_SERVER) and jid != own_id:
+            phone = phone or jid
+    return KnownAlias(lid, phone) if lid and phone else None
 
 
 # Chats that are neither one-to-one nor groups (see MessageEvent.chat_kind).

@@ -33,8 +33,8 @@ from storage.send import SendTarget, no_message_id, post_json, refused
 
 from . import proto
 from .base import (
-    STATUS_FAILED, MEDIA_TYPES, MediaDescriptor, MessageEvent, Normalised, PayloadError, RouteHint,
-    StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
+    STATUS_FAILED, BSUID_PREFIX, MEDIA_TYPES, KnownAlias, MediaDescriptor, MessageEvent, Normalised,
+    PayloadError, RouteHint, StatusEvent, as_dict, as_list, build_result, first_text, normalize_jid,
     normalize_status, parse_timestamp, to_bool, to_float,
 )
 from .provider import CATCH_ALL_PATH, ApiAccess, MediaDownload, Provider, Setting, Signature, WebhookUrl
@@ -42,8 +42,6 @@ from .provider import CATCH_ALL_PATH, ApiAccess, MediaDownload, Provider, Settin
 NAME = "meta"
 OBJECT = "whatsapp_business_account"
 FIELD_MESSAGES = "messages"
-# Chat and contact ids of people known only by their business-scoped user id.
-BSUID_PREFIX = "bsuid:"
 
 
 def detect(payload: dict, hint: RouteHint) -> bool:
@@ -153,6 +151,8 @@ def _message_event(message: dict, people: dict):
     )
     if isinstance(event, MessageEvent) and phone_id and user_chat_id:
         event.sender_linked_id = user_chat_id
+        # A chat begun under the BSUID alone joins the phone's chat once this is learnt.
+        event.aliases = (KnownAlias(user_chat_id, phone_id),)
     return event
 
 

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from .base import (
-    MEDIA_TYPES, UNKNOWN_CHAT_ID, DeleteEvent, EditEvent, MediaDescriptor, MessageEvent,
-    PayloadError, as_dict, as_list, chat_kind_of, first_text, is_group_jid, normalize_baileys_status,
-    normalize_jid, parse_timestamp, text_or_none, to_bool, to_float, to_int,
+    MEDIA_TYPES, UNKNOWN_CHAT_ID, DeleteEvent, EditEvent, KnownAlias, MediaDescriptor, MessageEvent,
+    PayloadError, as_dict, as_list, chat_kind_of, first_text, is_group_jid, lid_alias,
+    normalize_baileys_status, normalize_jid, parse_timestamp, text_or_none, to_bool, to_float, to_int,
 )
 
 # Each wraps {"message": {...}} around the real content (Baileys' FutureProofMessage);
@@ -482,11 +482,13 @@ def web_message_events(
 ) -> list:
     """Events from a Baileys WebMessageInfo (Evolution's ``data``, betZap's payload).
 
-    ``key`` gives the ids (``remoteJidAlt``/``participantAlt`` resolve @lid
-    ids), ``pushName`` the author's name, ``messageTimestamp`` the time and
-    ``status`` an initial status, read by ``read_status`` (numbers are
-    Baileys' codes unless the format says otherwise). ``message`` overrides
-    ``info["message"]``.
+    ``key`` gives the ids, ``pushName`` the author's name, ``messageTimestamp``
+    the time and ``status`` an initial status, read by ``read_status``
+    (numbers are Baileys' codes unless the format says otherwise). ``message``
+    overrides ``info["message"]``.
+
+    A LID (``…@lid``) is replaced by the phone JID the key shows next to it
+    (see key_aliases), and that link rides along in the event's ``aliases``.
 
     Our own messages (fromMe) are by ``own_jid`` when the payload names it. Else
     in 1:1 chats the author is the chat; in groups, Status posts
@@ -495,16 +497,22 @@ def web_message_events(
     (``"@s.whatsapp.net"``) files the message under UNKNOWN_CHAT_ID.
     """
     key = as_dict(info.get("key"))
-    chat_id = normalize_jid(key.get("remoteJid"), key.get("remoteJidAlt"))
+    chat_id = normalize_jid(key.get("remoteJid"))
     if chat_id is None and _is_blanked_jid(key.get("remoteJid")):
         chat_id = UNKNOWN_CHAT_ID
     from_me = to_bool(key.get("fromMe"), default=None)
     if from_me is None:
         from_me = default_from_me
     is_group = is_group_jid(chat_id)
-    participant_id = normalize_jid(
-        first_text(key.get("participant"), info.get("participant")), key.get("participantAlt"))
-    own_id = normalize_jid(own_jid) if from_me else None
+    instance_jid = normalize_jid(own_jid)
+    participant = first_text(key.get("participant"), info.get("participant"))
+    chat_alias, author_alias, aliases = key_aliases(
+        key, participant,
+        one_to_one=not is_group and chat_kind_of(chat_id) is None and chat_id != UNKNOWN_CHAT_ID,
+        from_me=from_me, own_id=instance_jid)
+    chat_id = _phone_for(chat_id, chat_alias)
+    participant_id = _phone_for(normalize_jid(participant), author_alias)
+    own_id = instance_jid if from_me else None
     if is_group or chat_id == UNKNOWN_CHAT_ID:
         sender_id = own_id or participant_id
     elif chat_kind_of(chat_id) is not None:
@@ -515,7 +523,7 @@ def web_message_events(
                             info.get("contextInfo"))
     if content.raw_type is None:
         content.raw_type = text_or_none(info.get("messageType"))
-    return message_events(
+    events = message_events(
         content,
         message_id=text_or_none(key.get("id")),
         chat_id=chat_id,
@@ -527,6 +535,47 @@ def web_message_events(
         sender_name=text_or_none(info.get("pushName")),
         status=read_status(info.get("status")),
     )
+    for event in events:
+        if isinstance(event, MessageEvent):
+            event.aliases = aliases
+    return events
+
+
+def key_aliases(key: dict, participant: Any, *, one_to_one: bool, from_me: bool,
+                own_id: Optional[str]) -> tuple:
+    """The LID ↔ phone links a Baileys message key shows: (of the chat, of the author, all to learn).
+
+    The fields changed with every Baileys that Evolution shipped:
+
+    * 2.3.0 (Baileys 6.7.18 fork): ``senderPn``/``senderLid`` of the sender,
+      ``participantLid`` of a group author;
+    * 2.3.1-2.3.2 (Baileys 6.7.19+): also ``participantPn``; when the chat is a
+      LID and ``senderPn`` is known Evolution itself puts ``senderPn`` in
+      ``remoteJid`` and keeps the LID in ``previousRemoteJid``;
+    * 2.3.3+ (Baileys 7): ``remoteJidAlt`` and ``participantAlt``, the other
+      form of the sender, whichever form ``remoteJid``/``participant`` is.
+
+    The sender's fields are the chat's in a 1:1 chat only for their messages:
+    in ours they name us. For the same reason a link to ``own_id`` is never
+    made. Our own 1:1 messages teach nothing when the payload does not say
+    who we are: their "alternative" may be our own number.
+    """
+    chat_alias = None
+    if one_to_one:
+        chat_ids = [key.get("remoteJid"), key.get("remoteJidAlt"), key.get("previousRemoteJid")]
+        if not from_me:
+            chat_ids += [key.get("senderPn"), key.get("senderLid")]
+        chat_alias = lid_alias(*chat_ids, own_id=own_id)
+    author_alias = lid_alias(participant, key.get("participantAlt"), key.get("participantPn"),
+                             key.get("participantLid"), own_id=own_id)
+    learnt = chat_alias if chat_alias and (own_id or not from_me) else None
+    aliases = tuple(dict.fromkeys(alias for alias in (learnt, author_alias) if alias))
+    return chat_alias, author_alias, aliases
+
+
+def _phone_for(jid: Optional[str], alias: Optional[KnownAlias]) -> Optional[str]:
+    """The alias's phone JID when ``jid`` is that alias, else ``jid``."""
+    return alias.phone_jid if alias and jid == alias.alias_jid else jid
 
 
 def _is_blanked_jid(raw: Any) -> bool:

@@ -49,6 +49,22 @@ EXPECTED_MESSAGES = {
         "chat_id": "554198908495@s.whatsapp.net", "sender_name": "Luis", "from_me": False, "type": "text",
         "text": "Hola", "status": "delivered", "timestamp": "2025-09-15T01:52:43.000Z",
     },
+    # Evolution 2.3.x, LID-addressed: one person, one chat under the phone JID (see test_aliases.py)
+    "evolution/v2.3.0_messages.upsert_lid_senderPn_from_source.json": {
+        "provider": "evolution", "instance_id": "evo23", "provider_message_id": "3AF1E0C2B7D94A6C5E21",
+        "chat_id": "5511999999999@s.whatsapp.net", "sender_id": "5511999999999@s.whatsapp.net",
+        "sender_name": "Ana", "from_me": False, "type": "text", "text": "Oi, tudo bem?", "status": "delivered",
+    },
+    "evolution/v2.3.1_messages.upsert_previousRemoteJid_from_source.json": {
+        "provider": "evolution", "instance_id": "evo23", "provider_message_id": "3AB27C90D1E64F0A8B12",
+        "chat_id": "5511999999999@s.whatsapp.net", "sender_id": "5511999999999@s.whatsapp.net",
+        "text": "Chegou?",
+    },
+    "evolution/v2.3.1_messages.upsert_group_participantPn_from_source.json": {
+        "provider": "evolution", "instance_id": "evo23", "provider_message_id": "3A5D8E21F0C94B7A6E33",
+        "chat_id": "120363025246125888@g.us", "sender_id": "5511999999999@s.whatsapp.net",
+        "sender_name": "Ana", "text": "Bom dia, grupo",
+    },
     "evolution/v1_messages.upsert_image_no_base64.json": {
         "provider": "evolution", "instance_id": "instance_3_553175564133",
         "provider_message_id": "3AE2973B208DFC7A642D", "chat_id": "553191819932@s.whatsapp.net",

@@ -3,8 +3,8 @@ from datetime import datetime
 import pytest
 
 from handlers.base import (
-    KIND_MESSAGE, KIND_MIXED, KIND_STATUS, ConnectionEvent, MessageEvent,
-    PayloadError, RouteHint, StatusEvent, as_records, build_result,
+    KIND_MESSAGE, KIND_MIXED, KIND_STATUS, ConnectionEvent, KnownAlias, MessageEvent,
+    PayloadError, RouteHint, StatusEvent, as_records, build_result, is_alias_jid, lid_alias,
     dotted_event_name, first_text, kind_of, normalize_connection_state,
     normalize_jid, normalize_presence, normalize_status, parse_timestamp,
     require_instance_id, to_bool, to_float, to_int,
@@ -42,6 +42,30 @@ def test_normalize_jid_replaces_a_lid_by_its_phone_alternative():
 def test_normalize_jid_keeps_a_lid_without_a_phone_alternative():
     assert normalize_jid("208218911133803@lid") == "208218911133803@lid"
     assert normalize_jid("208218911133803@lid", "999@lid") == "208218911133803@lid"
+
+
+LID, PHONE, OURS = "208218911133803@lid", "5511999999999@s.whatsapp.net", "5531000000000@s.whatsapp.net"
+
+
+@pytest.mark.parametrize("ids, expected", [
+    ((LID, PHONE), KnownAlias(LID, PHONE)),
+    ((PHONE, "208218911133803:3@lid"), KnownAlias(LID, PHONE)),
+    ((LID, None, "5511999999999@c.us"), KnownAlias(LID, PHONE)),
+    ((LID, OURS), None),  # our own number is nobody's alias
+    ((LID,), None),
+    ((PHONE, "120363025246125888@g.us"), None),
+    ((LID, "999@lid"), None),
+])
+def test_a_lid_alias_needs_a_lid_and_a_phone_that_is_not_ours(ids, expected):
+    assert lid_alias(*ids, own_id=OURS) == expected
+
+
+@pytest.mark.parametrize("jid, expected", [
+    (LID, True), ("bsuid:US.13491208655302741918", True),
+    (PHONE, False), ("120363025246125888@g.us", False), ("status@broadcast", False), (None, False),
+])
+def test_an_alias_names_a_person_without_their_number(jid, expected):
+    assert is_alias_jid(jid) is expected
 
 
 @pytest.mark.parametrize("raw", [None, "", "   ", {}, [], True, "@", "x@", "@g.us", "abc@c.us", "--"])

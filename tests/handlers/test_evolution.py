@@ -193,6 +193,37 @@ def test_it_keeps_a_lid_chat_without_an_alternative():
     assert event.chat_id == "208218911133803@lid"
 
 
+LID, PHONE, OURS = "208218911133803@lid", "5511999999999@s.whatsapp.net", "5531000000000@s.whatsapp.net"
+
+
+@pytest.mark.parametrize("key, chat, sender, aliases", [
+    # 2.3.0: the sender's phone beside a LID chat
+    ({"remoteJid": LID, "senderPn": PHONE}, PHONE, PHONE, [(LID, PHONE)]),
+    # 2.3.1-2.3.2: Evolution put senderPn in remoteJid and kept the LID
+    ({"remoteJid": PHONE, "senderPn": PHONE, "previousRemoteJid": LID}, PHONE, PHONE, [(LID, PHONE)]),
+    # 2.3.3+ (Baileys 7): the other form of the sender, either way round
+    ({"remoteJid": PHONE, "remoteJidAlt": LID}, PHONE, PHONE, [(LID, PHONE)]),
+    ({"remoteJid": "120363025246125888@g.us", "participant": LID, "participantPn": PHONE},
+     "120363025246125888@g.us", PHONE, [(LID, PHONE)]),
+    ({"remoteJid": "120363025246125888@g.us", "participant": PHONE, "participantLid": LID},
+     "120363025246125888@g.us", PHONE, [(LID, PHONE)]),
+    # our own message: senderPn and remoteJidAlt name us, not the chat
+    ({"remoteJid": LID, "fromMe": True, "senderPn": OURS, "remoteJidAlt": OURS}, LID, OURS, []),
+    # nothing to learn from a LID alone
+    ({"remoteJid": LID}, LID, LID, []),
+])
+def test_it_reads_the_lid_and_phone_links_of_the_key(key, chat, sender, aliases):
+    [event] = parse(upsert({"id": "A1", "fromMe": False, **key})).events
+    assert (event.chat_id, event.sender_id, list(event.aliases)) == (chat, sender, aliases)
+
+
+def test_our_own_message_teaches_nothing_when_the_payload_does_not_say_who_we_are():
+    payload = upsert({"id": "A2", "remoteJid": LID, "remoteJidAlt": PHONE, "fromMe": True})
+    del payload["sender"]
+    [event] = parse(payload).events
+    assert (event.chat_id, event.aliases) == (PHONE, ())  # as before, but not learnt: it may be our number
+
+
 def test_it_takes_the_participant_as_the_sender_in_groups():
     [event] = parse(upsert(
         {"id": "G1", "remoteJid": "120363025246125888@g.us", "fromMe": False,

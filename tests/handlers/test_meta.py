@@ -279,6 +279,7 @@ def test_a_message_with_phone_and_user_id_keeps_the_phone_chat_and_links_the_use
     assert (event.chat_id, event.sender_id, event.sender_name) == \
         ("5511999999999@s.whatsapp.net", "5511999999999@s.whatsapp.net", "Pablo")
     assert event.sender_linked_id == f"bsuid:{BSUID}"
+    assert event.aliases == ((f"bsuid:{BSUID}", "5511999999999@s.whatsapp.net"),)
 
 
 def test_the_user_id_of_the_contacts_entry_is_linked_too(load_sample):
