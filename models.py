@@ -576,7 +576,7 @@ class Chat(BaseModel):
             return
         phone_chat_id = insert_row(cls, {
             "instance": instance.id, "jid": phone_jid, "name": alias_chat.name,
-            "is_group": alias_chat.is_group, "last_message_at": alias_chat.last_message_at,
+            "is_group": alias_chat.is_group, "kind": alias_chat.kind, "last_message_at": alias_chat.last_message_at,
             "created_at": alias_chat.created_at,
         }, conflict=(
             'ON CONFLICT ("instance_id", "jid") DO UPDATE SET '
@@ -591,11 +591,6 @@ class Chat(BaseModel):
         run_sql('DELETE FROM "chat" WHERE "id" = ? AND NOT EXISTS '
                 '(SELECT 1 FROM "message" WHERE "chat_id" = ?)', (alias_chat.id, alias_chat.id))
 
-
-def phone_digits(jid: str) -> Optional[str]:
-    """The digits of a phone JID ("5511...@s.whatsapp.net"), None for any other id."""
-    return jid.split("@", 1)[0] if jid.endswith("@s.whatsapp.net") else None
-
     @property
     def kind_shown(self) -> str:
         """One of KINDS: the stored kind, else "group" or "direct"."""
@@ -607,6 +602,11 @@ def phone_digits(jid: str) -> Optional[str]:
         if kind in (CHAT_KIND_STATUS, CHAT_KIND_NEWSLETTER):
             return cls.kind == kind
         return cls.kind.is_null() & (cls.is_group == (kind == "group"))
+
+
+def phone_digits(jid: str) -> Optional[str]:
+    """The digits of a phone JID ("5511...@s.whatsapp.net"), None for any other id."""
+    return jid.split("@", 1)[0] if jid.endswith("@s.whatsapp.net") else None
 
 
 class Contact(BaseModel):
