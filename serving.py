@@ -135,6 +135,28 @@ class _Channel(HTTPChannel):
     def parser_class(self, adj: Adjustments) -> BoundedBodyParser:  # called by waitress as self.parser_class(adj)
         return BoundedBodyParser(adj, self.server.body_limit)
 
+    def writable(self) -> bool:
+        """Poll the socket for writing only when the loop has something to do there.
+
+        While a task runs, waitress 3.0.2's HTTPChannel.writable() says yes
+        whenever the buffer holds bytes, but the task itself sends what it
+        writes (write_soon flushes at ``send_bytes``, 1 by default) under the
+        buffer's lock, and handle_write skips a locked buffer. So while a task
+        writes, select() returns at once and the loop spins, holding the GIL
+        that the task's thread (and the SQLite writer) needs. Here the loop
+        leaves a running task's socket alone, except when the task waits for
+        it (past ``outbuf_high_watermark``, write_soon waits for the loop to
+        drain the buffer) or the channel is closing; service() pulls the
+        trigger when the task ends, and the loop sends whatever is left.
+        """
+        if self.will_close or self.close_when_flushed:
+            return True
+        if not self.total_outbufs_len:
+            return False
+        if self.requests:
+            return self.total_outbufs_len > self.adj.outbuf_high_watermark
+        return True
+
 
 class _Listener(TcpWSGIServer):
     channel_class = _Channel
