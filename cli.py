@@ -385,7 +385,8 @@ def cmd_simulate(args: argparse.Namespace, settings: dict) -> int:
             headers[signature.header] = signature.sign(settings[signature.secret_setting], body)
         try:
             response = session.post(base + sample["route"], data=body, headers=headers,
-                                    params={"token": token} if token else None, timeout=HTTP_TIMEOUT)
+                                    params={"wait": "1", **({"token": token} if token else {})},
+                                    timeout=HTTP_TIMEOUT)  # wait=1: print what each sample became
         except requests.ConnectionError:
             raise CommandError(f"no zaphook answering at {base}: start it with `python server.py` "
                                "(or pass --url)") from None
@@ -661,9 +662,12 @@ def cmd_import(args: argparse.Namespace, settings: dict) -> int:
     outcomes: dict[str, int] = {}
     with data_app(settings) as app:
         pipeline = app.extensions["zaphook.pipeline"]
+        applier = app.extensions["zaphook.applier"]
         progress = Progress("import", len(records))
         for record in records:
             answer = pipeline.receive(incoming_request(record, settings))
+            if answer.outcome == "stored" and applier.apply_through(answer.event_id):
+                answer = pipeline.answer_for_stored(answer.event_id)  # applied here: no server runs the applier
             outcome = answer.outcome or f"HTTP {answer.status}"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             received_at = _parse_time(record.get("received_at"))

@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 MAX_JSON_DEPTH = 100
 # What is kept of a request that failed authentication (it is not trusted data).
 UNTRUSTED_BODY_BYTES = 4096
+# The outcome of an acknowledged event the applier has not applied yet.
+STORED = "stored"
+# How many acknowledged events' normalised results are kept for the applier.
+MAX_FRESH = 10_000
+
 # Request headers never stored: our own credentials, not the provider's data.
 DROPPED_HEADERS = frozenset({"authorization", "x-webhook-token", "cookie", "proxy-authorization"})
 MAX_HEADER_TEXT = 8192
@@ -107,6 +112,10 @@ class Pipeline:
     def __init__(self, settings: Mapping[str, Any], on_media: Optional[Callable[[], None]] = None,
                  auth_failures: Optional[AuthFailures] = None):
         self.on_media = on_media  # told after a commit that queued media downloads
+        self.on_stored: Optional[Callable[[], None]] = None  # told after a commit that left events to apply
+        # What this process normalised when it acknowledged an event, for the applier
+        # (so it does not parse the body again); bounded, it is only a shortcut.
+        self.fresh: dict[int, Normalised] = {}
         self.auth_failures = auth_failures  # caps how many refused, untrusted requests become rows
         self.data_dir = Path(settings["DATA_DIR"])
         self.opt_out_words = tuple(settings["CAMPAIGN_OPT_OUT_WORDS"])
@@ -149,7 +158,7 @@ class Pipeline:
             if instance is None:
                 return self.reject(request, 403, f"unknown instance {normalised.instance_id!r} "
                                    "(ALLOW_UNKNOWN_INSTANCES is off)", normalised=normalised)
-        return self.store_and_apply(request, normalised, failure_text, instance, body_text, payload)
+        return self.store(request, normalised, failure_text, instance, body_text, payload)
 
     def signer(self, request: IncomingRequest) -> Optional[Provider]:
         """The provider whose signature header the request carries, when its secret is set.
@@ -183,15 +192,15 @@ class Pipeline:
                 self._instances[key] = instance
         return instance
 
-    def store_and_apply(self, request: IncomingRequest, normalised: Optional[Normalised],
-                        failure_text: Optional[str], instance: Optional[Instance],
-                        body_text: Optional[str], payload: Any = None) -> Answer:
-        """Insert the raw event and apply it, in one transaction.
+    def store(self, request: IncomingRequest, normalised: Optional[Normalised],
+              failure_text: Optional[str], instance: Optional[Instance],
+              body_text: Optional[str], payload: Any = None) -> Answer:
+        """Commit the raw event: the acknowledgement. The applier makes its effects afterwards.
 
-        The row is written with the outcome it will most likely have; if
-        applying fails, only the effects are rolled back and the row says
-        failed. A copy of an event already stored loses the race on the unique
-        dedupe key and is recorded as a duplicate instead.
+        An event with something to apply is stored with the outcome
+        ``stored``; one that is ignored or unreadable gets its final outcome
+        at once. A copy of an event already stored loses the race on the
+        unique dedupe key and is recorded as a duplicate instead.
 
         Everything that needs no database (the row, its JSON, the dedupe key)
         is made before the write transaction, which holds SQLite's one writer.
@@ -199,22 +208,26 @@ class Pipeline:
         key = dedupe_key(normalised, request.body) if failure_text is None else None
         outcome, error = expected_outcome(normalised, failure_text)
         row = self.event_row(request, normalised, instance, body_text, payload=payload)
-        row.update(outcome=outcome, error=error, processed_at=utcnow())
+        to_apply = outcome == "processed"
+        row.update(outcome=STORED if to_apply else outcome, error=error, processed_at=None if to_apply else utcnow())
         with write_transaction():
             event_id = self.store_once(row, key)
-            if row["outcome"] == "processed":
-                outcome, error = self.apply_safely(normalised, instance, event_id, row["received_at"])
-                if error is not None:
-                    row.update(outcome=outcome, error=error)
-                    WebhookEvent.update(outcome=outcome, error=error).where(WebhookEvent.id == event_id).execute()
-        if row["outcome"] == "processed":
-            self.media_queued(normalised)
+        if row["outcome"] == STORED:
+            if len(self.fresh) < MAX_FRESH:
+                self.fresh[event_id] = normalised
+            if self.on_stored is not None:
+                self.on_stored()
         return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
 
-    def media_queued(self, normalised: Normalised) -> None:
-        if self.on_media is not None and any(
-                isinstance(item, MessageEvent) and item.media is not None for item in normalised.events):
-            self.on_media()
+    @staticmethod
+    def has_media(normalised: Normalised) -> bool:
+        return any(isinstance(item, MessageEvent) and item.media is not None for item in normalised.events)
+
+    def answer_for_stored(self, event_id: int) -> Answer:
+        """The answer an event's row gives now (after waiting for it to be applied)."""
+        event = WebhookEvent.get_by_id(event_id)
+        row = {"outcome": event.outcome, "provider": event.provider, "kind": event.kind, "error": event.error}
+        return self.answer_for(event_id, row, duplicate_of=event.duplicate_of_id)
 
     @staticmethod
     def store_once(row: dict, key: Optional[str]) -> int:
@@ -317,6 +330,9 @@ class Pipeline:
 
     def replay(self, event: WebhookEvent, hint: RouteHint) -> Answer:
         """Run a stored request through normalising again (e.g. after a fix)."""
+        if event.outcome == STORED:
+            return Answer(409, {"error": "this request is not applied yet: the applier will apply it shortly",
+                                "detail": {"event_id": event.id}})
         if event.body_encoding == "untrusted":
             return Answer(409, {"error": "this request failed authentication: it is kept for inspection, not replayed",
                                 "detail": {"event_id": event.id}})
@@ -346,8 +362,9 @@ class Pipeline:
             )
             WebhookEvent.update(replay_count=WebhookEvent.replay_count + 1, **row) \
                 .where(WebhookEvent.id == event.id).execute()
-        if outcome in ("processed", "duplicate") and normalised is not None:
-            self.media_queued(normalised)
+        if outcome in ("processed", "duplicate") and normalised is not None and self.has_media(normalised) \
+                and self.on_media is not None:
+            self.on_media()
         answer = self.answer_for(event.id, row, duplicate_of=event.duplicate_of_id)
         answer.body["replayed"] = True
         if error and "detail" not in answer.body:

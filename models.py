@@ -57,6 +57,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def as_datetime(value: Any) -> Optional[datetime]:
+    """A column's datetime as raw SQL hands it back (SQLite gives text)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
 def iso(value: Optional[datetime]) -> Optional[str]:
     """ISO 8601 UTC text for API answers."""
     if value is None:

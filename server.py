@@ -61,6 +61,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     _install_secret_filter([settings.get(name) for name in SECRET_SETTINGS])
 
     import models
+    from applier import Applier
     from ingest import Pipeline
     from media import MediaWorkers
     from tunnel import Tunnel
@@ -75,8 +76,10 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         models.create_schema()
     workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
     app.extensions["zaphook.tunnel"] = Tunnel(settings)  # opened by serve(), once the port is known
-    app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify,
-                                                      auth_failures=app.extensions["zaphook.auth_failures"])
+    pipeline = app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify,
+                                                             auth_failures=app.extensions["zaphook.auth_failures"])
+    applier = app.extensions["zaphook.applier"] = Applier(pipeline, app.extensions["zaphook.database"])
+    pipeline.on_stored = applier.wake  # started by the serving code (serve, tests' ServedApp)
     sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"])
 
     webhooks_bp, webhook_endpoints = webhooks.blueprint()
@@ -248,6 +251,8 @@ def serve(app: Flask) -> int:
                                            in webhook_url_table(base, None)))
     log.info("tunnel listener on %s: only the webhooks and /health answer there", listeners.tunnel_url)
     tunnel = app.extensions["zaphook.tunnel"]
+    applier = app.extensions["zaphook.applier"]
+    applier.start()  # first of all: what an earlier run acknowledged and did not apply
     try:
         if tunnel.wanted and tunnel.open(listeners.tunnel.effective_port, host="127.0.0.1"):
             # The one place the webhook token is shown: on the console, to paste, never in the log.
@@ -261,6 +266,7 @@ def serve(app: Flask) -> int:
         log.info("stopping")
         tunnel.close()
         listeners.close()
+        applier.stop()
         app.extensions["zaphook.media"].shutdown()
         app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()

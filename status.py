@@ -65,6 +65,7 @@ def build(app: Flask, request_base_url: str) -> dict:
         },
         "messages": {"in": messages.get("in", 0), "out": messages.get("out", 0)},
         "outgoing_statuses": statuses,
+        "applier": app.extensions["zaphook.applier"].as_json(),
         "media": media_summary(app),
         "campaigns": campaigns_summary(app),
         "tunnel": app.extensions["zaphook.tunnel"].as_json(),
@@ -179,9 +180,25 @@ def self_check(app: Flask) -> dict:
     checks = [
         check_database(), check_data_dir(config["DATA_DIR"]), check_data_dir(config["MEDIA_DIR"], "media dir writable"),
         check_media_workers(app), *check_tunnel(app), *check_tokens(config), *check_instances(),
-        check_campaign_counters(), *check_campaign_sender(app),
+        check_campaign_counters(), *check_campaign_sender(app), check_applier(app),
     ]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
+
+
+# How long an acknowledged webhook may wait to be applied before /test says so.
+APPLIER_LAG_LIMIT_SECONDS = 30
+
+
+def check_applier(app: Flask) -> dict:
+    """Acknowledged webhooks get applied: none waits long (the applier runs and keeps up)."""
+    state = app.extensions["zaphook.applier"].as_json()
+    oldest = state["oldest_pending_seconds"]
+    if oldest is not None and oldest > APPLIER_LAG_LIMIT_SECONDS:
+        running = "" if state["running"] else " (the applier is not running in this process)"
+        return _check("applier", False, f"{state['pending']} acknowledged webhook(s) not applied yet, the oldest "
+                                        f"for {oldest:.0f} s{running}")
+    return _check("applier", True, f"{state['pending']} acknowledged webhook(s) waiting to be applied; "
+                                   f"lag p99 {state['lag_ms']['p99']} ms")
 
 
 # --- campaigns ------------------------------------------------------------------------

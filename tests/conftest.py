@@ -14,6 +14,7 @@ import pytest
 
 import models
 from server import create_app
+from tests.helpers import AppliedWebhooksClient
 
 def _reset_postgres(url: str) -> None:
     database = models.open_database(url)
@@ -39,6 +40,7 @@ def make_app(tmp_path):
             config["DATABASE_URL"] = postgres_url
         config.update(overrides)
         app = create_app(config)
+        app.test_client_class = AppliedWebhooksClient
         apps.append(app)
         return app
 

@@ -7,6 +7,8 @@ import os
 import threading
 from pathlib import Path
 
+from flask.testing import FlaskClient
+
 SAMPLES = Path(__file__).parent / "samples"
 
 
@@ -24,6 +26,41 @@ def all_samples() -> list[str]:
         str(path.relative_to(SAMPLES)).replace(os.sep, "/")
         for path in SAMPLES.rglob("*.json")
     )
+
+
+WEBHOOK_PREFIXES = ("/webhook", "/api/webhooks/")
+
+
+class AppliedWebhooksClient(FlaskClient):
+    """Flask's test client, whose webhook posts wait until their event is applied (``?wait=1``).
+
+    A webhook is acknowledged once its raw row is stored; the applier makes
+    its chats and messages a moment later. Tests that read those right after
+    posting ask to wait, with a bound (views/webhooks.WAIT_SECONDS); a test
+    of the acknowledgement itself passes ``wait=0``.
+    """
+
+    def open(self, *args, **kwargs):
+        path = args[0] if args and isinstance(args[0], str) else kwargs.get("path", "")
+        method = kwargs.get("method", "GET")
+        if method == "POST" and path.startswith(WEBHOOK_PREFIXES) and "wait=" not in path:
+            query = kwargs.get("query_string")
+            if query is None and "?" in path:
+                path = wait_applied(path)
+                args = (path, *args[1:]) if args else args
+                kwargs.update({} if args else {"path": path})
+            elif query is None:
+                kwargs["query_string"] = {"wait": "1"}
+            elif isinstance(query, dict) and "wait" not in query:
+                kwargs["query_string"] = {"wait": "1", **query}
+            elif isinstance(query, (str, bytes)) and b"wait=" not in (query if isinstance(query, bytes) else query.encode()):
+                kwargs["query_string"] = ("wait=1&" if isinstance(query, str) else b"wait=1&") + query
+        return super().open(*args, **kwargs)
+
+
+def wait_applied(url: str) -> str:
+    """A webhook URL (served app) whose answer comes once the event is applied: ``?wait=1`` added."""
+    return url + ("&" if "?" in url else "?") + "wait=1"
 
 
 class ServedApp:
@@ -45,6 +82,8 @@ class ServedApp:
         self.listeners = build_listeners(app, settings, asyncore_loop_timeout=0.05)
         self.url = self.listeners.local_url
         self.tunnel_url = self.listeners.tunnel_url
+        self.applier = app.extensions["zaphook.applier"]
+        self.applier.start()  # as server.serve() does
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="served-app", daemon=True)
         self._thread.start()
@@ -59,3 +98,4 @@ class ServedApp:
         self._stop.set()
         self._thread.join(timeout=10)
         self.listeners.close()
+        self.applier.stop()

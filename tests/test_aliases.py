@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from models import Contact, JidAlias, Presence
-from tests.helpers import load_sample
+from tests.helpers import load_sample, wait_applied
 
 LID = "208218911133803@lid"
 PHONE = "5511999999999@s.whatsapp.net"
@@ -209,7 +209,7 @@ def test_many_lid_messages_and_the_one_that_teaches_the_link_at_once_make_one_ch
     def post(payload):
         with requests.Session() as session:
             start.wait()
-            return session.post(f"{live_server}/webhook/", data=json.dumps(payload),
+            return session.post(wait_applied(f"{live_server}/webhook/"), data=json.dumps(payload),
                                 headers={"Content-Type": "application/json"}, timeout=30).json()["outcome"]
 
     with ThreadPoolExecutor(len(payloads)) as pool:

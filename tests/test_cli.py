@@ -12,6 +12,7 @@ import server
 from config import SECRET_SETTINGS
 from handlers.wapi import WEBHOOK_KINDS as WAPI_KINDS
 from tests.fakes import FakeServer, json_reply
+from tests.helpers import AppliedWebhooksClient
 
 SAMPLES = Path(cli.SAMPLES_DIR)
 ENV_NAMES = (*SECRET_SETTINGS, "DATABASE_URL", "PUBLIC_URL", "WAPI_BASE_URL", "EVOLUTION_BASE_URL", "PORT",
@@ -47,8 +48,10 @@ def run(capsys, *argv):
 
 
 def open_app(data_dir: Path, **overrides):
-    return server.create_app({"DATA_DIR": str(data_dir), "TESTING": True, "MEDIA_WORKERS": 0, "TUNNEL": "off",
-                              "DATABASE_URL": "sqlite:///" + str(data_dir / "zaphook.db"), **overrides})
+    app = server.create_app({"DATA_DIR": str(data_dir), "TESTING": True, "MEDIA_WORKERS": 0, "TUNNEL": "off",
+                             "DATABASE_URL": "sqlite:///" + str(data_dir / "zaphook.db"), **overrides})
+    app.test_client_class = AppliedWebhooksClient
+    return app
 
 
 def close_app(app) -> None:

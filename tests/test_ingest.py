@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.helpers import load_sample
 from models import Message, MessageStatusChange, WebhookEvent
+from tests.helpers import load_sample, wait_applied
 
 EVOLUTION_TEXT = "evolution/v1_messages.upsert_text_incoming.json"
 
@@ -56,7 +56,7 @@ def test_twenty_copies_at_the_same_moment_are_counted_once(live_server):
     def post(_):
         with requests.Session() as session:
             start.wait()
-            return session.post(f"{live_server}/webhook/", data=raw,
+            return session.post(wait_applied(f"{live_server}/webhook/"), data=raw,
                                 headers={"Content-Type": "application/json"}, timeout=30).json()
 
     with ThreadPoolExecutor(20) as pool:
@@ -76,7 +76,7 @@ def test_twenty_copies_of_a_status_at_once_move_the_message_once(live_server, po
     def post(_):
         with requests.Session() as session:
             start.wait()
-            return session.post(f"{live_server}/webhook/", data=raw,
+            return session.post(wait_applied(f"{live_server}/webhook/"), data=raw,
                                 headers={"Content-Type": "application/json"}, timeout=30).json()["outcome"]
 
     with ThreadPoolExecutor(20) as pool:

@@ -28,7 +28,7 @@ from storage.http import open_stream
 from storage.send import no_message_id, post_json, refused
 from storage.register import call
 from tests.fakes import FakeServer, file_reply, json_reply
-from tests.helpers import ServedApp
+from tests.helpers import ServedApp, wait_applied
 from tests.media_support import wait_for_media
 
 pytestmark = pytest.mark.slow
@@ -135,7 +135,7 @@ def _post(served: ServedApp, path: str, payload: dict, signed: bool = True) -> r
     headers = {"Content-Type": "application/json"}
     if signed:
         headers["X-Acme-Signature"] = sign(SIGNING_SECRET, body)
-    return requests.post(served.url + path, data=body, headers=headers, timeout=10)
+    return requests.post(wait_applied(served.url + path), data=body, headers=headers, timeout=10)
 
 
 def _wait(check, what: str, timeout: float = 20.0):

@@ -57,7 +57,7 @@ def test_the_server_serves_logs_each_request_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     process = start_server(tmp_path, port)
     try:
-        response = requests.post(f"http://127.0.0.1:{port}/webhook/",
+        response = requests.post(f"http://127.0.0.1:{port}/webhook/?wait=1",
                                  json=load_sample("evolution/v1_messages.upsert_text_incoming.json"), timeout=10)
         assert response.json()["outcome"] == "processed"
     finally:
@@ -118,7 +118,7 @@ def test_a_download_cut_off_by_a_crash_is_resumed_after_a_restart(tmp_path):
     media_folder = tmp_path / "data" / "media_storage"
     process = start_server(tmp_path, port, **settings)
     try:
-        requests.post(f"{base}/webhook/", json=wapi_payload(meta, "CRASHED", "/v/crash.enc"), timeout=10)
+        requests.post(f"{base}/webhook/?wait=1", json=wapi_payload(meta, "CRASHED", "/v/crash.enc"), timeout=10)
         media_id = requests.get(f"{base}/api/messages", timeout=10).json()["items"][0]["media"]["id"]
         deadline = time.monotonic() + 20
         while not any(path.name.startswith(".part-") for path in files_under(media_folder)):
@@ -167,7 +167,7 @@ def test_a_tunnel_that_fails_is_reported_and_the_server_keeps_serving_locally(tm
         assert checks["tunnel"]["ok"] is False and "ERR_NGROK_105" in checks["tunnel"]["detail"]
         payload = load_sample("evolution/v1_messages.upsert_text_incoming.json")
         token = (tmp_path / "data" / "webhook_token").read_text().strip()
-        answer = requests.post(f"http://127.0.0.1:{port}/webhook/?token={token}", json=payload, timeout=10)
+        answer = requests.post(f"http://127.0.0.1:{port}/webhook/?token={token}&wait=1", json=payload, timeout=10)
         assert answer.json()["outcome"] == "processed"
     finally:
         err = stop_with_ctrl_c(process)

@@ -9,7 +9,10 @@ from access import origin_allowed
 from handlers import REGISTRY
 from handlers.base import RouteHint
 from handlers.provider import Registry
-from ingest import BodyEncodingError, IncomingRequest, decode_content
+from ingest import STORED, BodyEncodingError, IncomingRequest, decode_content
+
+# How long ?wait=1 waits for the applier before answering "stored" anyway.
+WAIT_SECONDS = 10.0
 
 
 def blueprint(registry: Registry = REGISTRY) -> tuple[Blueprint, set[str]]:
@@ -34,16 +37,24 @@ def receive_webhook(event: str | None = None) -> Response:
         return subscription_check()
     hint = REGISTRY.hint_for_path(request.path)
     query = request.args.to_dict()
+    path = request.path
     token = query.get("token")
     if token and "/" in token:
         # Evolution's "webhook by events" appends "/<event>" to the whole URL,
         # query string included: ".../evolution/?token=abc/messages-upsert".
+        # The path is stored as Evolution meant it, so the applier and a replay read the same event.
         query["token"], _, suffix = token.partition("/")
-        hint = RouteHint(hint.route, suffix.strip("/") or hint.event)
+        suffix = suffix.strip("/")
+        if suffix:
+            with_event = path.rstrip("/") + "/" + suffix
+            if REGISTRY.hint_for_path(with_event) == RouteHint(hint.route, suffix):
+                path, hint = with_event, RouteHint(hint.route, suffix)
+            else:
+                hint = RouteHint(hint.route, suffix)
     pipeline = current_app.extensions["zaphook.pipeline"]
     incoming = IncomingRequest(
         body=b"",
-        path=request.path,
+        path=path,
         hint=hint,
         headers=request.headers,
         query=query,
@@ -70,10 +81,24 @@ def receive_webhook(event: str | None = None) -> Response:
             # posts here (a plain-text form post needs no CORS preflight).
             answer = pipeline.reject(incoming, 403, "cross-site post refused: webhooks take no posts from web "
                                      "pages of other sites (the request carried an Origin header)", trusted=False)
+    if answer.outcome == STORED and request.args.get("wait") in ("1", "true", "yes"):
+        answer = applied_answer(answer)
     g.log_fields = {"provider": answer.provider, "kind": answer.kind, "outcome": answer.outcome}
     response = jsonify(answer.body)
     response.status_code = answer.status
     return response
+
+
+def applied_answer(answer):
+    """``?wait=1``: answer with the outcome once the event is applied (tests, simulate, a curious person).
+
+    Bounded by WAIT_SECONDS: past it the answer says ``stored``, which is still a
+    durable acknowledgement.
+    """
+    applier = current_app.extensions["zaphook.applier"]
+    if not applier.apply_through(answer.event_id, timeout=WAIT_SECONDS):
+        return answer
+    return current_app.extensions["zaphook.pipeline"].answer_for_stored(answer.event_id)
 
 
 def subscription_check() -> Response:

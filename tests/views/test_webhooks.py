@@ -102,7 +102,7 @@ def test_a_compressed_body_is_undone_before_it_is_read(post_webhook, encoding, c
 def test_a_gzipped_webhook_is_read_when_served_by_waitress(live_server):
     import requests
 
-    response = requests.post(f"{live_server}/webhook/", data=gzip.compress(SAMPLE_BYTES), timeout=10,
+    response = requests.post(f"{live_server}/webhook/?wait=1", data=gzip.compress(SAMPLE_BYTES), timeout=10,
                              headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert response.status_code == 200, response.text
     assert response.json()["outcome"] == "processed"

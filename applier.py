@@ -1,0 +1,211 @@
+"""The applier: makes chats, messages and statuses of the webhooks already acknowledged.
+
+A webhook is answered as soon as its raw request row is committed with the
+outcome ``stored`` (see ingest.Pipeline.receive). This service applies those
+rows in the order they were stored, many per transaction (one commit, one
+fsync for a whole batch instead of one per webhook), each in its own savepoint
+so one bad event never undoes the others, and sets each row's outcome
+(``processed``, ``failed``) as applying it inline did.
+
+It is started by the serving code, stops cleanly, and needs no bookkeeping to
+resume after a crash or a restart: whatever is still ``stored`` is the work
+left. On PostgreSQL one process at a time applies (a transaction-scoped
+advisory lock), so events keep their order across processes.
+
+``apply_through(event_id)`` gives read-your-writes where a caller needs it
+(``?wait=1`` on a webhook, ``simulate``): it applies up to that event in the
+caller's thread when no background thread is running (the Flask test client),
+or waits for the one that is.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from typing import Optional
+
+from peewee import PostgresqlDatabase
+
+from handlers import REGISTRY
+from ingest import Pipeline, normalise, parse_json
+from models import Instance, WebhookEvent, as_datetime, db, run_sql, still_bound, utcnow, write_transaction
+
+log = logging.getLogger(__name__)
+
+STORED = "stored"
+BATCH_SIZE = 200
+IDLE_POLL_SECONDS = 1.0  # other processes store events too: look now and then without being told
+ERROR_PAUSE_SECONDS = 0.5
+LAG_SAMPLES = 2000
+
+_NEXT_BATCH = ('SELECT "id", "route", "body", "body_encoding", "instance_id", "received_at" FROM "webhook_event" '
+               'WHERE "outcome" = ? ORDER BY "id" LIMIT ?')
+_SETTLE = 'UPDATE "webhook_event" SET "outcome" = ?, "error" = ?, "processed_at" = ? WHERE "id" = ? AND "outcome" = ?'
+
+
+class Applier:
+    def __init__(self, pipeline: Pipeline, database=None, batch_size: int = BATCH_SIZE) -> None:
+        self.pipeline = pipeline
+        self.database = database  # the app's own database (the models' proxy may be rebound in tests)
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # one batch at a time in this process
+        self._work = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._instances: dict[int, Instance] = {}
+        self._lags_ms: deque = deque(maxlen=LAG_SAMPLES)
+        self.applied = 0
+        self.batches = 0
+        self.last_error: Optional[str] = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="zaphook-applier", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A stored event was committed: apply it now instead of at the next poll."""
+        self._work.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand and stop; what is left stays stored for the next start."""
+        self._stop.set()
+        self._work.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the applier did not stop within %.0f s", timeout)
+            else:
+                self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not still_bound(self.database):
+                return
+            try:
+                with db.connection_context():
+                    done = self.apply_batch()
+            except Exception as exc:  # noqa: BLE001 - the service outlives an outage; the rows stay stored
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("applying stored events failed; trying again")
+                self._stop.wait(ERROR_PAUSE_SECONDS)
+                continue
+            if done < self.batch_size:
+                self._work.wait(IDLE_POLL_SECONDS)
+                self._work.clear()
+
+    # --- applying ---------------------------------------------------------------
+
+    def apply_batch(self) -> int:
+        """Apply up to batch_size stored events, oldest first, in one transaction; how many."""
+        with self._lock:
+            queued_media = False
+            settled = []
+            with write_transaction():
+                if not self._turn_is_ours():
+                    return 0
+                rows = run_sql(_NEXT_BATCH, (STORED, self.batch_size)).fetchall()
+                for event_id, route, body, encoding, instance_id, received_at in rows:
+                    outcome, error, media = self._apply_one(event_id, route, body, encoding, instance_id,
+                                                            received_at)
+                    run_sql(_SETTLE, (outcome, error, utcnow(), event_id, STORED))
+                    settled.append(received_at)
+                    queued_media = queued_media or media
+            now = utcnow()
+            for received_at in settled:
+                self._lags_ms.append(max(0.0, (now - as_datetime(received_at)).total_seconds() * 1000))
+            self.applied += len(settled)
+            self.batches += 1 if settled else 0
+            if queued_media and self.pipeline.on_media is not None:
+                self.pipeline.on_media()
+            return len(settled)
+
+    def _turn_is_ours(self) -> bool:
+        """On PostgreSQL one process applies at a time (until its transaction ends)."""
+        if isinstance(db.obj, PostgresqlDatabase):
+            return bool(db.execute_sql("SELECT pg_try_advisory_xact_lock(hashtextextended('zaphook:applier', 0))")
+                        .fetchone()[0])
+        return True
+
+    def _apply_one(self, event_id: int, route: str, body: Optional[str], encoding: str,
+                   instance_id: Optional[int], received_at) -> tuple[str, Optional[str], bool]:
+        """(outcome, error, whether media was queued) of one stored event."""
+        normalised = self.pipeline.fresh.pop(event_id, None)
+        if normalised is None:  # stored by another process, or before a restart: read it again
+            event = WebhookEvent(body=body, body_encoding=encoding)
+            payload, error = parse_json(event.body_bytes())
+            if error:
+                return "failed", f"stored body cannot be read: {error}", False
+            normalised, failure_text = normalise(payload, REGISTRY.hint_for_path(route))
+            if failure_text is not None:
+                return "failed", failure_text, False
+        instance = self._instance(instance_id)
+        outcome, error = self.pipeline.apply_safely(normalised, instance, event_id, as_datetime(received_at))
+        return outcome, error, outcome == "processed" and self.pipeline.has_media(normalised)
+
+    def _instance(self, instance_id: Optional[int]) -> Optional[Instance]:
+        if instance_id is None:
+            return None
+        instance = self._instances.get(instance_id)
+        if instance is None:
+            instance = self._instances[instance_id] = Instance.get_by_id(instance_id)
+        return instance
+
+    # --- read-your-writes ------------------------------------------------------------
+
+    def apply_through(self, event_id: int, timeout: float = 10.0) -> bool:
+        """Return once ``event_id`` is applied (True), or False after ``timeout`` seconds.
+
+        Without a background thread (tests on Flask's client, one-off
+        commands) the caller's thread applies the batches itself.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._is_stored(event_id):
+                return True
+            if not self.running:
+                if self.apply_batch() == 0 and self._is_stored(event_id):
+                    time.sleep(0.01)  # another process holds the turn (PostgreSQL)
+            else:
+                self._work.set()
+                time.sleep(0.005)
+            if time.monotonic() > deadline:
+                return False
+
+    @staticmethod
+    def _is_stored(event_id: int) -> bool:
+        row = run_sql('SELECT "outcome" FROM "webhook_event" WHERE "id" = ?', (event_id,)).fetchone()
+        return row is not None and row[0] == STORED
+
+    # --- what /status shows --------------------------------------------------------------
+
+    def as_json(self) -> dict:
+        """The backlog (stored, not yet applied) and the lag from acknowledgement to applied."""
+        pending, oldest = run_sql('SELECT COUNT(*), MIN("received_at") FROM "webhook_event" WHERE "outcome" = ?',
+                                  (STORED,)).fetchone()
+        oldest = as_datetime(oldest)
+        lags = sorted(self._lags_ms)
+        return {
+            "running": self.running,
+            "pending": pending,
+            "oldest_pending_seconds": round((utcnow() - oldest).total_seconds(), 3) if oldest else None,
+            "applied": self.applied,
+            "batches": self.batches,
+            "lag_ms": {
+                "p50": round(statistics.median(lags), 1) if lags else None,
+                "p99": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 1) if lags else None,
+                "samples": len(lags),
+            },
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,151 @@
+"""Acknowledge on the stored row, apply in the background: what the provider, /status and a crash see."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from models import Message, WebhookEvent
+from tests.helpers import ServedApp, load_sample
+from tests.test_server_process import free_port, start_server, stop_with_ctrl_c
+
+EVOLUTION_TEXT = "evolution/v1_messages.upsert_text_incoming.json"
+
+
+def evolution_message(message_id: str) -> dict:
+    payload = load_sample(EVOLUTION_TEXT)
+    payload["data"]["key"]["id"] = message_id
+    return payload
+
+
+def wait_until(check, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.02)
+
+
+def test_a_webhook_is_acknowledged_as_stored_and_applied_a_moment_later(make_app):
+    served = ServedApp(make_app())
+    try:
+        answer = requests.post(f"{served.url}/webhook/", json=evolution_message("ACK-1"), timeout=10).json()
+        assert (answer["outcome"], answer["provider"], answer["kind"]) == ("stored", "evolution", "message")
+        event = wait_until(lambda: (lambda e: e if e["outcome"] != "stored" else None)(
+            requests.get(f"{served.url}/api/events/{answer['event_id']}", timeout=10).json()), "applied")
+        assert event["outcome"] == "processed"
+        assert [m["provider_message_id"] for m in requests.get(f"{served.url}/api/messages", timeout=10)
+                .json()["items"]] == ["ACK-1"]
+        applier = requests.get(f"{served.url}/status", timeout=10).json()["applier"]
+        assert applier["running"] is True and applier["pending"] == 0 and applier["applied"] == 1
+        assert applier["lag_ms"]["samples"] == 1 and applier["lag_ms"]["p99"] is not None
+    finally:
+        served.close()
+
+
+def test_wait_answers_with_the_applied_outcome_and_a_copy_is_a_duplicate_at_once(make_app):
+    served = ServedApp(make_app())
+    try:
+        first = requests.post(f"{served.url}/webhook/?wait=1", json=evolution_message("W-1"), timeout=10).json()
+        assert first["outcome"] == "processed"
+        copy = requests.post(f"{served.url}/webhook/", json=evolution_message("W-1"), timeout=10).json()
+        assert (copy["outcome"], copy["duplicate_of"]) == ("duplicate", first["event_id"])
+    finally:
+        served.close()
+
+
+# What is decided before the answer keeps its status code, and its final outcome at once.
+@pytest.mark.parametrize("body, status, outcome", [
+    (b"not json", 400, "rejected"),
+    (json.dumps({"event": "x.y", "data": {}}).encode(), 200, "ignored"),
+    (json.dumps({"event": "messages.upsert", "instance": "i", "data": {"key": {}}}).encode(), 200, "failed"),
+])
+def test_what_needs_no_applying_gets_its_final_outcome_in_the_answer(client, body, status, outcome):
+    response = client.post("/webhook/?wait=0", data=body, content_type="application/json")
+    assert response.status_code == status
+    event_id = response.get_json().get("event_id") or response.get_json()["detail"]["event_id"]
+    assert WebhookEvent.get_by_id(event_id).outcome == outcome
+
+
+def test_an_event_not_applied_yet_is_not_replayed(client):
+    answer = client.post("/webhook/?wait=0", json=evolution_message("R-1")).get_json()
+    assert answer["outcome"] == "stored"
+    refused = client.post(f"/api/events/{answer['event_id']}/replay")
+    assert refused.status_code == 409 and "not applied yet" in refused.get_json()["error"]
+
+
+def test_the_self_check_says_when_acknowledged_webhooks_wait_too_long(client, app):
+    answer = client.post("/webhook/?wait=0", json=evolution_message("LATE-1")).get_json()
+    import models
+
+    with models.write_transaction():
+        WebhookEvent.update(received_at=models.utcnow().replace(year=2020)).where(
+            WebhookEvent.id == answer["event_id"]).execute()
+    checks = {check["name"]: check for check in client.get("/test").get_json()["checks"]}
+    assert checks["applier"]["ok"] is False and "1 acknowledged webhook(s) not applied yet" in checks["applier"]["detail"]
+    client.post("/webhook/", json=evolution_message("LATE-2"))  # waits: applies both, oldest first
+    checks = {check["name"]: check for check in client.get("/test").get_json()["checks"]}
+    assert checks["applier"]["ok"] is True
+    assert Message.select().count() == 2
+
+
+@pytest.mark.slow
+def test_every_acknowledged_webhook_is_applied_after_a_kill_9_at_any_moment(tmp_path):
+    """Posts from 8 connections, the server killed at a random moment, restarted: nothing acknowledged is lost."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_server(tmp_path, port)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def post(worker: int) -> None:
+        with requests.Session() as session:
+            for number in range(10_000):
+                if stop.is_set():
+                    return
+                message_id = f"K{worker}-{number}"
+                try:
+                    answer = session.post(f"{base}/webhook/", json=evolution_message(message_id), timeout=5)
+                except requests.RequestException:
+                    return  # the server is gone: this one was never acknowledged
+                if answer.status_code == 200:
+                    with lock:
+                        acknowledged.append(message_id)
+
+    with ThreadPoolExecutor(8) as pool:
+        for worker in range(8):
+            pool.submit(post, worker)
+        wait_until(lambda: len(acknowledged) >= 100, "100 acknowledged", timeout=30)
+        time.sleep(random.uniform(0, 0.5))
+        process.kill()  # SIGKILL: no shutdown, whatever was in flight is cut
+        process.communicate(timeout=15)
+        stop.set()
+    assert len(acknowledged) >= 100
+
+    process = start_server(tmp_path, port)
+    try:
+        wait_until(lambda: requests.get(f"{base}/status", timeout=10).json()["applier"]["pending"] == 0,
+                   "applied everything left", timeout=60)
+        stored = {}
+        before = None
+        while True:
+            page = requests.get(f"{base}/api/messages", params={"limit": 500, "before_id": before}, timeout=10).json()
+            stored.update({m["provider_message_id"]: m for m in page["items"]})
+            before = page.get("next_before_id")
+            if not before:
+                break
+        events = requests.get(f"{base}/api/events", params={"outcome": "stored", "limit": 10}, timeout=10).json()
+    finally:
+        stop_with_ctrl_c(process)
+    assert events["items"] == []
+    missing = [message_id for message_id in acknowledged if message_id not in stored]
+    assert missing == [], f"{len(missing)} of {len(acknowledged)} acknowledged webhooks were lost"
