@@ -261,13 +261,19 @@ def _credentials(provider: Provider, instance_id: str, settings: Mapping[str, An
 
 def register_instance(provider_name: str, instance_id: str, settings: Mapping[str, Any], base_url: str,
                       with_base64: bool = False) -> list[dict]:
-    """Register one instance's webhooks through its provider (needs the database open); one result per URL set."""
+    """Register one instance's webhooks through its provider (needs the database open); one result per URL set.
+
+    A provider that signs its webhooks is given the secret to sign them with
+    (``signing_secret``, its Signature's setting; None when that is empty).
+    """
     provider = REGISTRY.get(provider_name)
     if provider is None or provider.register is None:
         raise bad_input(f"zaphook cannot set {provider_name}'s webhooks through its API")
     urls = REGISTRY.urls_for(provider, base_url, settings.get("WEBHOOK_TOKEN"))
     api_base, token = _credentials(provider, instance_id, settings)
-    return provider.register(api_base, token, instance_id, urls, with_base64=with_base64)
+    signing_secret = settings.get(provider.signature.secret_setting) if provider.signature else None
+    return provider.register(api_base, token, instance_id, urls, with_base64=with_base64,
+                             signing_secret=signing_secret or None)
 
 
 def _print_results(results: list[dict], secrets: list) -> None:

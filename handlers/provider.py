@@ -108,6 +108,7 @@ class Provider:
     media: Optional[MediaDownload] = None
     media_hosts: tuple[str, ...] = ()  # public hosts its media links point to (always allowed)
     # register(api_base, token, instance id, {key: url}, **options) -> one result dict per URL set.
+    # Options: with_base64 (media in the webhook), signing_secret (the Signature's secret, when set).
     register: Optional[Callable[..., list[dict]]] = None
     # When the provider is configured by hand instead: (urls by key, settings) -> lines to print.
     register_by_hand: Optional[Callable[[Mapping[str, str], Mapping[str, Any]], list[str]]] = None

@@ -396,9 +396,12 @@ def test_simulate_posts_every_sample_to_a_running_server(env, capsys, live_serve
     assert "-> HTTP" not in out
     items = app.test_client().get("/api/messages?limit=500").get_json()["items"]
     ids = {item["provider_message_id"] for item in items}
-    assert {"SIMWAPI0001", "SIMWAPI0002", "SIMEVO0001", "SIMEVO0002", "wamid.SIMMETA0001", "SIMPLAIN0001"} <= ids
+    assert {"SIMWAPI0001", "SIMWAPI0002", "SIMEVO0001", "SIMEVO0002", "wamid.SIMMETA0001", "SIMPLAIN0001",
+            "SIMWAHA0001", "SIMWAHA0002"} <= ids
     delivered = [item for item in items if item["provider_message_id"] == "SIMWAPI0002"]
     assert delivered[0]["direction"] == "out"
+    ours = [item for item in items if item["provider_message_id"] == "SIMWAHA0002"]
+    assert (ours[0]["direction"], ours[0]["status"]) == ("out", "read")  # WAHA's ack of it was simulated too
 
     code, out, _ = run(capsys, "simulate", "--provider", "meta", "--url", live_server)
     assert code == 0 and len(out.splitlines()) == 5 and "duplicate" in out
@@ -418,7 +421,7 @@ def test_simulate_without_a_server_fails_in_one_line(env, capsys):
 
 def test_simulate_samples_are_not_read_from_tests():
     manifest = json.loads((SAMPLES / "manifest.json").read_text())
-    assert set(cli.simulate_providers()) == {"wapi", "evolution", "meta", "plain"}
+    assert set(cli.simulate_providers()) == {"wapi", "evolution", "waha", "meta", "plain"}
     assert {item["provider"] for item in manifest} == set(cli.simulate_providers())
     for item in manifest:
         assert (SAMPLES / item["file"]).is_file()

@@ -81,8 +81,9 @@ def fetch_media(job, out, config, tick):
     return stream_plain(response, out, config, tick)
 
 
-def register(api_base: str, token: str, instance_id: str, urls, **_options) -> list[dict]:
-    status, answer = call("PUT", f"{api_base}/v9/{instance_id}/hook", {"X-Acme-Key": token}, {"url": urls["inbox"]})
+def register(api_base: str, token: str, instance_id: str, urls, signing_secret=None, **_options) -> list[dict]:
+    status, answer = call("PUT", f"{api_base}/v9/{instance_id}/hook", {"X-Acme-Key": token},
+                          {"url": urls["inbox"], "signing_secret": signing_secret})
     return [{"provider": "acme", "instance": instance_id, "event": "inbox", "url": urls["inbox"],
              "ok": status == 200, "status": status, "answer": answer}]
 
@@ -213,7 +214,8 @@ def test_a_provider_added_to_the_registry_is_served_listed_registered_sent_throu
             results = cli.register_instance("acme", ACCOUNT, settings, "https://hub.example.com")
     assert [(r["event"], r["ok"]) for r in results] == [("inbox", True)]
     [hook] = acme_api.hits("PUT", f"/v9/{ACCOUNT}/hook")
-    assert hook.json() == {"url": "https://hub.example.com/hooks/acme/"}
+    # ...and hands it the secret its Signature checks, to sign the webhooks with.
+    assert hook.json() == {"url": "https://hub.example.com/hooks/acme/", "signing_secret": SIGNING_SECRET}
     assert hook.headers["x-acme-key"] == API_KEY
 
 

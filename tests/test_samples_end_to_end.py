@@ -28,7 +28,7 @@ def instance(client, external_id) -> dict:
 
 
 def test_every_sample_is_covered_below():
-    covered = set(EXPECTED_MESSAGES) | set(EXPECTED_OTHER)
+    covered = set(EXPECTED_MESSAGES) | set(EXPECTED_OTHER) | set(EXPECTED_KEPT)
     assert set(all_samples()) - {"evolution/v2_sendText_response_openapi_example.json"} == covered
 
 
@@ -97,6 +97,60 @@ EXPECTED_MESSAGES = {
         "provider": "wapi", "instance_id": "3B6XIW-ZTS923-GEAY6V", "provider_message_id": "B80D865264B9CA985108F695BEF5B564",
         "from_me": False, "type": "audio",
         "media": {"state": "pending", "media_type": "audio", "mimetype": "audio/ogg; codecs=opus", "file_length": 5067},
+    },
+    # WAHA: one id per message, the bare WhatsApp id inside WAHA's "{fromMe}_{chat}_{id}[_{participant}]"
+    "waha/message_any_fromme_group_noweb.json": {
+        "provider": "waha", "instance_id": "051855", "provider_message_id": "3EB03166C14ACBB1F4A2F2",
+        "chat_id": "120363000000000101@g.us", "sender_id": "5544999000101@s.whatsapp.net",
+        "sender_name": "Session Account", "from_me": True, "direction": "out", "type": "text",
+        "raw_type": "extendedTextMessage", "text": "[text anonymised]", "caption": None,
+        "timestamp": "2025-12-02T01:53:57.000Z", "status": "sent", "media": None,
+    },
+    # an incoming message's SERVER ack is no status of ours: it is delivered (it reached us)
+    "waha/message_group_participant_webjs.json": {
+        "provider": "waha", "instance_id": "default", "provider_message_id": "3EB01C0FDFD037F51A4DEF",
+        "chat_id": "120363000000000201@g.us", "sender_id": "90000000000201@lid", "sender_name": None,
+        "from_me": False, "direction": "in", "type": "text", "text": "[text anonymised]",
+        "timestamp": "2026-01-23T07:12:50.000Z", "status": "delivered", "media": None,
+    },
+    # the chat is the one _data.key and the id name (the capture's "from" was edited by its author)
+    "waha/message_image_noweb_2024.json": {
+        "provider": "waha", "instance_id": "chatwoot", "provider_message_id": "6738E65C1C0E65591F2739658FC18A26",
+        "chat_id": "70000000002@s.whatsapp.net", "sender_id": "70000000002@s.whatsapp.net",
+        "sender_name": "Contact Name", "from_me": False, "direction": "in", "type": "image", "text": None,
+        "caption": "Hi there's!", "timestamp": "2024-09-25T08:13:50.000Z", "status": "delivered",
+        "media": {"state": "pending", "media_type": "image", "mimetype": "image/jpeg", "file_name": None},
+    },
+    "waha/message_newsletter_noweb.json": {
+        "provider": "waha", "instance_id": "default", "provider_message_id": "11111111111111111111111111111111",
+        "chat_id": "123123@newsletter", "sender_id": "123123@newsletter", "from_me": False, "type": "text",
+        "text": "How are you all?! ❤️", "timestamp": "2024-07-12T09:28:31.000Z", "media": None,
+    },
+    "waha/message_status_broadcast.json": {
+        "provider": "waha", "instance_id": "default", "provider_message_id": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "chat_id": "status@broadcast", "sender_id": "123123@s.whatsapp.net", "from_me": False, "type": "image",
+        "text": None, "caption": "Check this out!", "timestamp": "2022-11-04T11:31:25.000Z",
+        "media": {"state": "pending", "media_type": "image", "mimetype": "image/jpeg"},
+    },
+    # LID-addressed: filed under the phone its _data names (GOWS Info.SenderAlt, NOWEB key.remoteJidAlt)
+    "waha/message_text_gows_lid.json": {
+        "provider": "waha", "instance_id": "default", "provider_message_id": "3AC22AE73E797638455D",
+        "chat_id": "5585900000002@s.whatsapp.net", "sender_id": "5585900000002@s.whatsapp.net",
+        "sender_name": "Contact Name", "from_me": False, "type": "text", "raw_type": "conversation",
+        "text": "Ixi kkk", "timestamp": "2026-01-16T16:23:11.000Z", "status": "delivered",
+    },
+    "waha/message_text_noweb_lid.json": {
+        "provider": "waha", "instance_id": "u_05bea8cb2e1745939004", "provider_message_id": "3AABBA3EEED97047EBBB",
+        "chat_id": "94700000002@s.whatsapp.net", "sender_id": "94700000002@s.whatsapp.net",
+        "sender_name": "Contact Name", "from_me": False, "type": "text", "text": "Hello",
+        "timestamp": "2026-10-01T10:43:16.000Z", "status": "delivered",
+    },
+    # a poll vote is the voter's reply to the poll, naming the options chosen
+    "waha/poll_vote_group.json": {
+        "provider": "waha", "instance_id": "default", "provider_message_id": "1C18A7EAADD2A8D0324755D241C4238A",
+        "chat_id": "3333333333333@g.us", "sender_id": "1111111111@s.whatsapp.net", "from_me": False,
+        "type": "interactive", "raw_type": "poll.vote", "text": "Awesome!", "quoted_message_id": "BAE5304BA1ECF704",
+        "timestamp": "2023-08-24T07:17:07.000Z",
     },
     "seeds/betzap_text.json": {
         "provider": "betzap", "instance_id": "instance_123", "provider_message_id": "message_id_123",
@@ -214,6 +268,17 @@ EXPECTED_OTHER = {
     "seeds/endpoint_connect.json": ("connection", "plain", "instance_123"),
     "seeds/endpoint_disconnect.json": ("connection", "plain", "instance_123"),
     "seeds/endpoint_message_status.json": ("status", "plain", "instance_123"),
+    "waha/message_ack_device_gows.json": ("status", "waha", "default"),
+    "waha/message_ack_group_read_noweb.json": ("status", "waha", "default"),
+    "waha/message_ack_group_read_webjs.json": ("status", "waha", "default"),
+    "waha/message_ack_read_by_me_noweb.json": ("status", "waha", "default"),
+    "waha/message_edited.json": ("message_edit", "waha", "default"),
+    "waha/message_revoked.json": ("message_delete", "waha", "default"),
+    "waha/presence_update_group_typing.json": ("presence", "waha", "default"),
+    "waha/session_status_failed_webjs.json": ("connection", "waha", "default"),
+    "waha/session_status_scan_qr_noweb_2024.json": ("qrcode", "waha", "07eda2a6-7a0f-475a-b4b6-6f3376a1f388"),
+    "waha/session_status_scan_qr_webjs.json": ("qrcode", "waha", "default2"),
+    "waha/session_status_stopped.json": ("connection", "waha", "default"),
     "meta/fixture_status_failed_errors.json": ("status", "meta", "1122334455667"),
     "meta/fixture_status_read.json": ("status", "meta", "1122334455667"),
     "meta/status_delivered_captured.json": ("status", "meta", "590968830767958"),
@@ -228,6 +293,25 @@ def test_other_samples_are_recognised(client, name):
     event = client.get(f"/api/events/{answer['event_id']}").get_json()
     assert event["instance_id"] == instance_id
     assert event["payload"] is not None
+
+
+# Recognised, stored with their event name, and ignored with the reason: nothing in them is normalised.
+EXPECTED_KEPT = {
+    "waha/call_received.json": ("waha", "default", "call.received", "zaphook does not keep calls"),
+    "waha/group_v2_join.json": ("waha", "default", "group.v2.join", "zaphook does not keep group membership"),
+    "waha/message_waiting_webjs.json": ("waha", "default", "message.waiting", "Waiting for this message"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_KEPT))
+def test_samples_kept_as_received_are_stored_with_their_event_name_and_why(client, name):
+    provider, instance_id, event_name, why = EXPECTED_KEPT[name]
+    answer = post_and_read(client, name)
+    assert (answer["outcome"], answer["provider"]) == ("ignored", provider)
+    assert answer["detail"].startswith(f"event not handled: {event_name} (") and why in answer["detail"]
+    event = client.get(f"/api/events/{answer['event_id']}").get_json()
+    assert (event["event_name"], event["instance_id"], event["error"]) == (event_name, instance_id, answer["detail"])
+    assert messages(client) == []
 
 
 def test_connection_samples_set_the_instance_state(client):

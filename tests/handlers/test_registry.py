@@ -38,8 +38,35 @@ SAMPLE_PROVIDERS = [
     ("seeds/endpoint_receive_message.json", "plain"),
     ("seeds/endpoint_send_message.json", "plain"),
     ("seeds/wapi_audio_minimal.json", "wapi"),
+    ("waha/message_ack_device_gows.json", "waha"),
+    ("waha/message_ack_group_read_noweb.json", "waha"),
+    ("waha/message_ack_group_read_webjs.json", "waha"),
+    ("waha/message_ack_read_by_me_noweb.json", "waha"),
+    ("waha/message_any_fromme_group_noweb.json", "waha"),
+    ("waha/message_edited.json", "waha"),
+    ("waha/message_group_participant_webjs.json", "waha"),
+    ("waha/message_image_noweb_2024.json", "waha"),
+    ("waha/message_newsletter_noweb.json", "waha"),
+    ("waha/message_revoked.json", "waha"),
+    ("waha/message_status_broadcast.json", "waha"),
+    ("waha/message_text_gows_lid.json", "waha"),
+    ("waha/message_text_noweb_lid.json", "waha"),
+    ("waha/poll_vote_group.json", "waha"),
+    ("waha/presence_update_group_typing.json", "waha"),
+    ("waha/session_status_failed_webjs.json", "waha"),
+    ("waha/session_status_scan_qr_noweb_2024.json", "waha"),
+    ("waha/session_status_scan_qr_webjs.json", "waha"),
+    ("waha/session_status_stopped.json", "waha"),
     ("wapi/webhookReceived_image_real.json", "wapi"),
     ("wapi/webhookReceived_text_extendedTextMessage_docsummary.json", "wapi"),
+]
+
+
+# Samples of events a provider recognises but zaphook keeps as received, normalising nothing.
+KEPT_AS_RECEIVED = [
+    ("waha/call_received.json", "waha"),
+    ("waha/group_v2_join.json", "waha"),
+    ("waha/message_waiting_webjs.json", "waha"),
 ]
 
 
@@ -51,18 +78,26 @@ def test_it_sends_each_sample_to_its_provider(load_sample, name, provider):
     assert result.ignored_reason is None
 
 
+@pytest.mark.parametrize("name, provider", KEPT_AS_RECEIVED)
+def test_an_event_kept_as_received_is_its_providers_and_says_why(load_sample, name, provider):
+    payload = load_sample(name)
+    result = normalise(payload)
+    assert (result.provider, result.events) == (provider, [])
+    assert result.ignored_reason.startswith(f"event not handled: {payload['event']} (")
+
+
 def test_it_lists_every_sample_file():
     from pathlib import Path
 
     samples = Path(__file__).resolve().parent.parent / "samples"
     on_disk = {str(p.relative_to(samples)) for p in samples.glob("*/*.json")}
-    listed = {name for name, _ in SAMPLE_PROVIDERS}
+    listed = {name for name, _ in SAMPLE_PROVIDERS + KEPT_AS_RECEIVED}
     # The one left out is an API response, not a webhook (see test_betzap).
     assert on_disk - listed == {"evolution/v2_sendText_response_openapi_example.json"}
 
 
 def test_every_provider_has_the_same_small_surface():
-    assert REGISTRY.names == ("meta", "evolution", "plain", "wapi", "betzap")
+    assert REGISTRY.names == ("meta", "evolution", "waha", "plain", "wapi", "betzap")
     for provider in REGISTRY:
         assert callable(provider.detect) and callable(provider.parse)
         assert provider.label and provider.statuses
@@ -129,6 +164,7 @@ def test_a_bare_evolution_data_object_is_not_labelled_betzap(load_sample):
     ("/webhook/disconnect/", "disconnect", None),
     ("/api/webhooks/evolution/", "evolution", None),
     ("/api/webhooks/evolution/messages-upsert", "evolution", "messages-upsert"),
+    ("/api/webhooks/waha/", "waha", None),
     ("/webhook/anything-else", "any", "anything-else"),
     ("/elsewhere/", "any", None),
 ])
@@ -142,6 +178,7 @@ def test_the_urls_to_paste_have_one_entry_per_provider_or_one_per_event_kind():
     assert urls["any"] == "https://hub.example/webhook/?token=<WEBHOOK_TOKEN>"
     assert urls["evolution"] == "https://hub.example/api/webhooks/evolution/?token=<WEBHOOK_TOKEN>"
     assert urls["meta"] == "https://hub.example/webhook/?token=<WEBHOOK_TOKEN>"
+    assert urls["waha"] == "https://hub.example/api/webhooks/waha/?token=<WEBHOOK_TOKEN>"
     assert urls["wapi"]["received"] == "https://hub.example/webhook/receive-message/?token=<WEBHOOK_TOKEN>"
     assert set(urls["wapi"]) == {"received", "delivery", "message-status", "chat-presence", "connected",
                                  "disconnected"}
@@ -149,12 +186,13 @@ def test_the_urls_to_paste_have_one_entry_per_provider_or_one_per_event_kind():
 
 
 def test_what_each_provider_api_can_do_is_declared_in_its_unit():
-    assert [p.name for p in REGISTRY.senders()] == ["meta", "evolution", "wapi"]
-    assert [p.name for p in REGISTRY.registrars()] == ["evolution", "wapi"]
+    assert [p.name for p in REGISTRY.senders()] == ["meta", "evolution", "waha", "wapi"]
+    assert [p.name for p in REGISTRY.registrars()] == ["evolution", "waha", "wapi"]
     assert REGISTRY.get("meta").register_by_hand is not None
-    assert {p.name for p in REGISTRY if p.media is not None} == {"meta", "evolution", "wapi"}
+    assert {p.name for p in REGISTRY if p.media is not None} == {"meta", "evolution", "waha", "wapi"}
     assert REGISTRY.secret_settings() == ("META_APP_SECRET", "META_VERIFY_TOKEN", "META_ACCESS_TOKEN",
-                                          "EVOLUTION_API_KEY", "WAPI_TOKEN")
+                                          "EVOLUTION_API_KEY", "WAHA_API_KEY", "WAHA_HMAC_KEY", "WAPI_TOKEN")
+    assert [p.name for p, _signature in REGISTRY.signatures()] == ["meta", "waha"]
 
 
 def test_two_providers_cannot_share_a_name():
