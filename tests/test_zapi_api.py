@@ -6,10 +6,12 @@ answering as Z-API's docs say it does.
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
+import requests
 
 import server
 from handlers import zapi
@@ -98,6 +100,22 @@ def test_the_header_is_checked_on_every_url_a_zapi_payload_comes_on(client):
     assert post(client, load_sample("zapi/presence_paused_real.json"), path="/webhook/").status_code == 401
     assert post(client, load_sample("zapi/presence_paused_real.json"), {"z-api-token": TOKEN},
                 path="/webhook/").status_code == 200
+
+
+def test_through_the_served_app_a_gzipped_webhook_is_checked_by_its_header(app, live_server):
+    client = app.test_client()
+    with_token(client)
+    body = gzip.compress(json.dumps(load_sample("zapi/received_group_text_real.json")).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "z-api-token": TOKEN,
+               "User-Agent": "Mozilla/5.0 (X11; Ubuntu; Linux i686; rv:111.0) Gecko/20100101 Firefox/111.0"}
+    answer = requests.post(live_server + ROUTE, data=body, headers=headers, timeout=10)
+    assert answer.status_code == 200 and answer.json()["outcome"] == "processed", answer.text
+    headers["z-api-token"] = "0B039DE5C908EDAF88346CED"
+    assert requests.post(live_server + ROUTE, data=body, headers=headers, timeout=10).status_code == 403
+    del headers["z-api-token"]
+    assert requests.post(live_server + ROUTE, data=body, headers=headers, timeout=10).status_code == 401
+    [message] = client.get("/api/messages").get_json()["items"]
+    assert message["provider_message_id"] == "3EB03F23C9C8956E000D23"
 
 
 def test_failed_checks_are_counted_as_failed_authentication(client):
