@@ -474,7 +474,8 @@ class CampaignSender:
         base, token = instance.api_access(self.settings)
         target = SendTarget(base_url=base or "", token=token, instance=instance.external_id,
                             allowed_hosts=allowed_hosts([base]),
-                            limits=Limits(min(10.0, self.send_timeout), self.send_timeout, 256 * 1024))
+                            limits=Limits(min(10.0, self.send_timeout), self.send_timeout, 256 * 1024),
+                            settings=self.settings)
         try:
             message_id = send_text(instance.provider, target, contact.phone, campaign.text)
         except SendError as exc:

@@ -273,7 +273,7 @@ def register_instance(provider_name: str, instance_id: str, settings: Mapping[st
     api_base, token = _credentials(provider, instance_id, settings)
     signing_secret = settings.get(provider.signature.secret_setting) if provider.signature else None
     return provider.register(api_base, token, instance_id, urls, with_base64=with_base64,
-                             signing_secret=signing_secret or None)
+                             signing_secret=signing_secret or None, settings=settings)
 
 
 def _print_results(results: list[dict], secrets: list) -> None:
@@ -609,7 +609,8 @@ def incoming_request(record: Mapping[str, Any], settings: Mapping[str, Any]):
     """The IncomingRequest a captured request becomes.
 
     Requests that passed authentication when captured carry the configured
-    credentials (token; a fresh Meta signature when the body was redacted).
+    credentials (token; a fresh Meta signature when the body was redacted;
+    the instance's token in Z-API's header). Needs the database open.
     Requests that failed it (``untrusted``) are replayed as they came.
     """
     from werkzeug.datastructures import Headers
@@ -637,6 +638,7 @@ def incoming_request(record: Mapping[str, Any], settings: Mapping[str, Any]):
             if secret and (record.get("redacted") or signature.header not in headers) \
                     and (signature.header in headers or record.get("provider") == provider.name):
                 headers.set(signature.header, signature.sign(secret, body))
+        _add_instance_token(record, headers)
     return IncomingRequest(
         body=body,
         path=record["route"],
@@ -649,6 +651,18 @@ def incoming_request(record: Mapping[str, Any], settings: Mapping[str, Any]):
         content_type=record.get("content_type"),
         content_length=len(body),
     )
+
+
+def _add_instance_token(record: Mapping[str, Any], headers) -> None:
+    """The instance token header (never stored) of a request that passed authentication, from its instance."""
+    from models import Instance
+
+    provider = REGISTRY.get(record.get("provider"))
+    header = provider.instance_token_header if provider is not None else None
+    if header and record.get("instance_id"):
+        instance = Instance.find(provider.name, record["instance_id"])
+        if instance is not None and instance.api_token:
+            headers.set(header, instance.api_token)
 
 
 def _parse_time(text: Any) -> Optional[datetime]:

@@ -56,7 +56,7 @@ from models import (
     write_transaction,
 )
 from access import AuthFailures
-from security import REDACTED, check_webhook_token, redact, shown_body_text
+from security import REDACTED, AuthFailure, check_webhook_token, redact, same_secret, shown_body_text
 from storage.decrypt import decode_digest
 from storage.inline import blob_path, extract_inline_media
 
@@ -158,6 +158,9 @@ class Pipeline:
             if instance is None:
                 return self.reject(request, 403, f"unknown instance {normalised.instance_id!r} "
                                    "(ALLOW_UNKNOWN_INSTANCES is off)", normalised=normalised)
+            failure = instance_token_failure(REGISTRY.get(normalised.provider), instance, request.headers)
+            if failure:
+                return self.reject(request, failure.status, failure.error, trusted=False)
         return self.store(request, normalised, failure_text, instance, body_text, payload)
 
     def signer(self, request: IncomingRequest) -> Optional[Provider]:
@@ -582,11 +585,35 @@ def searchable_text(body: Optional[str], encoding: str, secrets: list, payload: 
     return clean(shown_body_text(body, secrets, parsed=payload))
 
 
+def instance_token_failure(provider: Optional[Provider], instance: Instance,
+                           headers: Mapping[str, str]) -> Optional[AuthFailure]:
+    """The provider's instance token header checked against the instance's stored api_token.
+
+    Only when both exist: the provider names such a header (Z-API's
+    ``z-api-token``) and a person stored the instance's token. The expected
+    value is never shown.
+    """
+    header = provider.instance_token_header if provider is not None else None
+    if not header:
+        return None
+    # Read now, not from the pipeline's cached row: a person may have set or changed it since.
+    expected = Instance.select(Instance.api_token).where(Instance.id == instance.id).scalar()
+    if not expected or not expected.strip():
+        return None
+    given = headers.get(header)
+    if not given:
+        return AuthFailure(401, f"missing {header} header (the instance has an api token)")
+    if not same_secret(given.strip(), expected.strip()):
+        return AuthFailure(403, f"{header} does not match the instance's api token")
+    return None
+
+
 def headers_json(headers: Mapping[str, str]) -> str:
     kept = {}
+    dropped = DROPPED_HEADERS | REGISTRY.instance_token_headers()
     for name, value in headers.items():
         lower = name.lower()
-        kept[lower] = REDACTED if lower in DROPPED_HEADERS else clean(value, 1024)
+        kept[lower] = REDACTED if lower in dropped else clean(value, 1024)
     text = json.dumps(kept, ensure_ascii=False)
     return text if len(text) <= MAX_HEADER_TEXT else json.dumps({"note": "headers too large to keep"})
 
@@ -653,6 +680,8 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
         raise PayloadError("missing instance id")
     item_count = count_items(normalised)
     isolated = item_count > 1
+    if isolated:
+        lock_messages(instance, normalised.events)
     failures = []
     latest = None
     for item in normalised.events:
@@ -688,6 +717,24 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
     return failures
 
 
+def lock_messages(instance: Instance, events: list) -> None:
+    """Take the locks of every message a batch names, in one order, before applying any of it.
+
+    Items lock their message and then update shared rows (a campaign's
+    counters). Two batches naming the same messages in other orders (Z-API's
+    status ``ids``) would each hold what the other waits for: on PostgreSQL, a
+    deadlock that fails one of them.
+    """
+    keys = {message_lock_key(instance, item.message_id) for item in events
+            if isinstance(item, (MessageEvent, StatusEvent))}
+    for key in sorted(keys):
+        row_lock(key)
+
+
+def message_lock_key(instance: Instance, message_id: str) -> str:
+    return f"message:{instance.id}:{message_id}"
+
+
 def apply_item_alone(instance: Instance, provider: str, item: Any, at: datetime, event_id: int,
                      data_dir: Path, opt_out_words: tuple) -> Optional[ItemFailure]:
     """Apply one message or status in its own savepoint; a failure undoes only its work."""
@@ -711,7 +758,7 @@ def record_item(instance: Instance, provider: str, item: Any, at: datetime, even
 
 def record_message(instance: Instance, provider: str, item: MessageEvent, at: datetime,
                    event_id: int, data_dir: Path, opt_out_words: tuple = ()) -> None:
-    row_lock(f"message:{instance.id}:{item.message_id}")
+    row_lock(message_lock_key(instance, item.message_id))
     learn_aliases(instance, item.aliases)
     item = by_known_phones(instance, item)
     chat_id = Chat.record(instance, item.chat_id, item.chat_name, item.is_group, item.timestamp, item.chat_kind)
@@ -823,7 +870,7 @@ def record_linked_contact(instance: Instance, contact_id: str, name: Optional[st
 
 
 def record_status(instance: Instance, item: StatusEvent, at: datetime, event_id: int) -> None:
-    row_lock(f"message:{instance.id}:{item.message_id}")
+    row_lock(message_lock_key(instance, item.message_id))
     message_id = Message.id_of(instance, item.message_id)
     MessageStatusChange.record(instance, item.message_id, item.status, at, message_id, event_id, item.error)
     if message_id is not None:

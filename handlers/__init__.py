@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from . import betzap, evolution, meta, plain, waha, wapi
+from . import betzap, evolution, meta, plain, waha, wapi, zapi
 from .base import KIND_UNKNOWN, Normalised, PayloadError, RouteHint, first_text
 from .provider import Provider, Registry
 
 # Detection order: the first provider whose detect() says yes parses the payload.
 # plain goes before wapi: a plain "message" also has the msgContent/messageId/instanceId
 # trio W-API is recognised by; betzap last, as its Baileys key is inside others' payloads.
-# WAHA's {event, session, payload} and Evolution's {event, instance, data} exclude each other.
-REGISTRY = Registry((meta.PROVIDER, evolution.PROVIDER, waha.PROVIDER, plain.PROVIDER, wapi.PROVIDER,
+# WAHA's {event, session, payload} and Evolution's {event, instance, data} exclude each other;
+# Z-API's "type": "...Callback" with "instanceId" is its own.
+REGISTRY = Registry((meta.PROVIDER, evolution.PROVIDER, waha.PROVIDER, zapi.PROVIDER, plain.PROVIDER, wapi.PROVIDER,
                      betzap.PROVIDER))
 
 UNKNOWN_PROVIDER = "unknown"

@@ -87,6 +87,8 @@ class MediaDownload:
 
     fetch: Callable[["MediaJob", BinaryIO, "FetchConfig", Any], Any]
     needs: Callable[["MediaJob"], Optional[str]] = lambda job: None
+    # False when the way needs no API base URL nor token (Z-API's direct file URLs).
+    credentials: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class Provider:
     api: Optional[ApiAccess] = None
     webhook_urls: tuple[WebhookUrl, ...] = ()
     signature: Optional[Signature] = None
+    # A header its webhooks carry the instance's API token in (Z-API's z-api-token): when the
+    # instance has a stored api_token, a request without it is refused (401), a different one too
+    # (403). Never stored.
+    instance_token_header: Optional[str] = None
     # GET handshake on the webhook URL (Meta's hub.challenge): (query, settings) ->
     # None when the query is not this provider's, else (status, text body or error).
     subscription: Optional[Callable[[Mapping[str, str], Mapping[str, Any]], Optional[tuple[int, str]]]] = None
@@ -190,6 +196,10 @@ class Registry:
             if normal.startswith(prefix):
                 return RouteHint(route, normal[len(prefix):].strip("/") or None)
         return RouteHint(CATCH_ALL_ROUTE)
+
+    def instance_token_headers(self) -> frozenset[str]:
+        """The (lower-case) headers providers put an instance token in: never stored."""
+        return frozenset(p.instance_token_header.lower() for p in self._providers if p.instance_token_header)
 
     def signatures(self) -> tuple[tuple[Provider, Signature], ...]:
         return tuple((p, p.signature) for p in self._providers if p.signature is not None)

@@ -221,9 +221,14 @@ def plan(job: MediaJob, config: FetchConfig) -> list[tuple[str, Callable]]:
         ways.append(("inline", from_inline))
     if job.media_key and cdn_url(job, config):
         ways.append(("cdn", from_cdn))
-    if job.api_way is not None and job.api_token and job.api_base_url and job.api_way.needs(job) is None:
+    if job.api_way is not None and _has_credentials(job) and job.api_way.needs(job) is None:
         ways.append((job.api_way_name or job.provider, job.api_way.fetch))
     return ways
+
+
+def _has_credentials(job: MediaJob) -> bool:
+    """Whether the provider's way can be tried: it needs none, or the instance has its API base URL and token."""
+    return not job.api_way.credentials or bool(job.api_token and job.api_base_url)
 
 
 def missing_means(job: MediaJob, config: FetchConfig) -> str:
@@ -234,7 +239,7 @@ def missing_means(job: MediaJob, config: FetchConfig) -> str:
     elif not cdn_url(job, config):
         reasons.append("the payload has no directPath or WhatsApp URL")
     if job.api_way is not None:
-        if not (job.api_token and job.api_base_url):
+        if not _has_credentials(job):
             reasons.append(f"no {job.provider} API credentials (set {job.api_settings_hint}, or the instance's "
                            "api_token with PATCH /api/instances/<id>)")
         elif job.api_way.needs(job):

@@ -57,7 +57,7 @@ FALLBACK_TIMEOUT = (10.0, 60.0)
 # addresses even when a setting names them (a private answer for them is a
 # poisoned resolver or a rebinding attack, not an operator's choice).
 PUBLIC_SERVICE_DOMAINS = (".whatsapp.net", ".whatsapp.com", ".fbsbx.com", ".facebook.com", ".fbcdn.net",
-                          ".w-api.app")
+                          ".w-api.app", ".z-api.io")
 
 # How host names become addresses; a module attribute so tests can answer for a DNS.
 resolve = socket.getaddrinfo

@@ -11,8 +11,8 @@ never resend blindly.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
 
 from storage.http import AllowedHost, DownloadError, Limits, entries_for_urls, host_of, open_stream, read_chunks
 
@@ -36,6 +36,8 @@ class SendTarget:
     instance: str  # the provider's instance id or name (Instance.external_id)
     allowed_hosts: tuple[AllowedHost, ...]
     limits: Limits
+    # The app's settings, for an API that wants more than the instance's credential (Z-API's Client-Token).
+    settings: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 def post_json(target: SendTarget, url: str, headers: dict, body: dict) -> tuple[int, Any]:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import models
-from tests.helpers import ServedApp, load_sample
+from tests.helpers import WEBHOOK_PREFIXES, ServedApp, load_sample, wait_applied
 from tests.fakes import FakeServer, Recorded, Reply, json_reply
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,11 @@ class Served(ServedApp):
         return response.json()
 
     def post(self, path: str, payload=None, **kwargs):
-        return requests.post(self.url + path, json=payload, timeout=10, **kwargs)
+        """POST; a webhook answers once its event is applied (?wait=1), so the test can read what it made."""
+        url = self.url + path
+        if path.startswith(WEBHOOK_PREFIXES):
+            url = wait_applied(url)
+        return requests.post(url, json=payload, timeout=10, **kwargs)
 
 
 @pytest.fixture

@@ -421,7 +421,7 @@ def test_simulate_without_a_server_fails_in_one_line(env, capsys):
 
 def test_simulate_samples_are_not_read_from_tests():
     manifest = json.loads((SAMPLES / "manifest.json").read_text())
-    assert set(cli.simulate_providers()) == {"wapi", "evolution", "waha", "meta", "plain"}
+    assert set(cli.simulate_providers()) == {"wapi", "evolution", "waha", "zapi", "meta", "plain"}
     assert {item["provider"] for item in manifest} == set(cli.simulate_providers())
     for item in manifest:
         assert (SAMPLES / item["file"]).is_file()

@@ -29,7 +29,9 @@ def instance(client, external_id) -> dict:
 
 def test_every_sample_is_covered_below():
     covered = set(EXPECTED_MESSAGES) | set(EXPECTED_OTHER) | set(EXPECTED_KEPT)
-    assert set(all_samples()) - {"evolution/v2_sendText_response_openapi_example.json"} == covered
+    # Z-API's samples are covered, field by field, in test_zapi_samples.py.
+    mine = {name for name in all_samples() if not name.startswith("zapi/")}
+    assert mine - {"evolution/v2_sendText_response_openapi_example.json"} == covered
 
 
 EXPECTED_MESSAGES = {

@@ -90,14 +90,15 @@ def test_it_lists_every_sample_file():
     from pathlib import Path
 
     samples = Path(__file__).resolve().parent.parent / "samples"
-    on_disk = {str(p.relative_to(samples)) for p in samples.glob("*/*.json")}
+    # Z-API's samples are listed, with what each becomes, in test_zapi.py.
+    on_disk = {str(p.relative_to(samples)) for p in samples.glob("*/*.json") if p.parent.name != "zapi"}
     listed = {name for name, _ in SAMPLE_PROVIDERS + KEPT_AS_RECEIVED}
     # The one left out is an API response, not a webhook (see test_betzap).
     assert on_disk - listed == {"evolution/v2_sendText_response_openapi_example.json"}
 
 
 def test_every_provider_has_the_same_small_surface():
-    assert REGISTRY.names == ("meta", "evolution", "waha", "plain", "wapi", "betzap")
+    assert REGISTRY.names == ("meta", "evolution", "waha", "zapi", "plain", "wapi", "betzap")
     for provider in REGISTRY:
         assert callable(provider.detect) and callable(provider.parse)
         assert provider.label and provider.statuses
@@ -112,7 +113,7 @@ def test_it_tries_evolution_first_on_the_evolution_url():
 
 
 def test_it_keeps_an_unrecognised_dict_as_unknown():
-    result = normalise({"type": "ReceivedCallback", "instanceId": "Z1", "phone": "5511"})
+    result = normalise({"type": "order.created", "instanceId": "Z1", "phone": "5511"})
     assert result == Normalised(provider="unknown", kind="unknown", instance_id="Z1",
                                 ignored_reason="unknown provider or shape")
 
@@ -186,12 +187,13 @@ def test_the_urls_to_paste_have_one_entry_per_provider_or_one_per_event_kind():
 
 
 def test_what_each_provider_api_can_do_is_declared_in_its_unit():
-    assert [p.name for p in REGISTRY.senders()] == ["meta", "evolution", "waha", "wapi"]
-    assert [p.name for p in REGISTRY.registrars()] == ["evolution", "waha", "wapi"]
+    assert [p.name for p in REGISTRY.senders()] == ["meta", "evolution", "waha", "zapi", "wapi"]
+    assert [p.name for p in REGISTRY.registrars()] == ["evolution", "waha", "zapi", "wapi"]
     assert REGISTRY.get("meta").register_by_hand is not None
-    assert {p.name for p in REGISTRY if p.media is not None} == {"meta", "evolution", "waha", "wapi"}
+    assert {p.name for p in REGISTRY if p.media is not None} == {"meta", "evolution", "waha", "zapi", "wapi"}
     assert REGISTRY.secret_settings() == ("META_APP_SECRET", "META_VERIFY_TOKEN", "META_ACCESS_TOKEN",
-                                          "EVOLUTION_API_KEY", "WAHA_API_KEY", "WAHA_HMAC_KEY", "WAPI_TOKEN")
+                                          "EVOLUTION_API_KEY", "WAHA_API_KEY", "WAHA_HMAC_KEY", "ZAPI_TOKEN",
+                                          "ZAPI_CLIENT_TOKEN", "WAPI_TOKEN")
     assert [p.name for p, _signature in REGISTRY.signatures()] == ["meta", "waha"]
 
 
