@@ -53,6 +53,17 @@ def trickle(data: bytes, chunk: int, pause: float) -> Iterable[bytes]:
         yield data[start:start + chunk]
 
 
+def trickle_until_released(data: bytes, chunk: int, pause: float, released) -> Iterable[bytes]:
+    """Like trickle, but the last piece waits for ``released`` (a threading.Event): a download
+    that is still arriving for as long as the test needs it to be."""
+    last = max(0, (len(data) - 1) // chunk * chunk)  # where the final piece starts
+    for start in range(0, last, chunk):
+        time.sleep(pause)
+        yield data[start:start + chunk]
+    released.wait(60)
+    yield data[last:]
+
+
 Route = Callable[[Recorded], Reply]
 
 

@@ -547,13 +547,19 @@ def _p99_of_webhook_answers(base_url: str, prefix: str, count: int = 80) -> floa
 def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, cdn):
     from tests.helpers import ServedApp
 
+    import threading
+
+    from tests.fakes import trickle_until_released
+
     files = [made_vector(8 * 1024 * 1024) for _ in range(8)]
+    released = threading.Event()
     for number, (_meta, encrypted, _plaintext) in enumerate(files):
-        # 8 MB each at ~2.5 MB/s (over 3 s): all eight are still arriving while the
-        # webhooks are measured, even on a loaded PostgreSQL run.
+        # 8 MB each at ~2.5 MB/s, the last piece held back until the webhooks were measured:
+        # all eight are still arriving then, however loaded the machine is.
         cdn.serve("GET", f"/v/large{number}.enc",
-                  Reply(200, trickle(encrypted, 256 * 1024, 0.1), content_length=len(encrypted)))
-    app = media_app(MEDIA_WORKERS=8, MEDIA_READ_TIMEOUT=10.0)
+                  Reply(200, trickle_until_released(encrypted, 256 * 1024, 0.1, released),
+                        content_length=len(encrypted)))
+    app = media_app(MEDIA_WORKERS=8, MEDIA_READ_TIMEOUT=60.0)
     served = ServedApp(app, threads=8)
     base_url = served.url
     client = app.test_client()
@@ -567,12 +573,14 @@ def test_eight_large_downloads_in_flight_do_not_slow_webhook_answers(media_app, 
         busy = _p99_of_webhook_answers(base_url, "BUSY")
         still_arriving = sum(client.get(f"/api/media/{media_id}").get_json()["state"] == "downloading"
                              for media_id in ids)
+        released.set()
         results = [wait_for_media(client, media_id, timeout=60) for media_id in ids]
     finally:
+        released.set()
         served.close()
 
     assert still_arriving == 8, "the downloads finished before the webhooks were measured"
-    assert [media["state"] for media in results] == ["done"] * 8
+    assert [media["state"] for media in results] == ["done"] * 8, [media["error"] for media in results]
     for media, (_meta, _encrypted, plaintext) in zip(results, files, strict=True):
         assert (media_dir(app) / media["path"]).read_bytes() == plaintext
     # Generous (a loaded CI machine): the answer path must not queue behind the downloads,
