@@ -47,6 +47,8 @@ from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameReso
 from urllib3.util import parse_url
 from urllib3.util.connection import allowed_gai_family, create_connection
 
+from security import is_secret_key
+
 CHUNK_SIZE = 1024 * 1024
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -480,7 +482,7 @@ def open_stream(method: str, url: str, *, allowed: Allowed, limits: Limits,
         first_origin = first_origin or target.origin
         if target.origin != first_origin:
             for name in list(prepared.headers):
-                if name.lower() in CREDENTIAL_HEADERS:
+                if name.lower() in CREDENTIAL_HEADERS or is_secret_key(name):  # X-Api-Key, Client-Token...
                     del prepared.headers[name]
         response = _send(prepared, target, limits)
         if response.status_code not in REDIRECTS:

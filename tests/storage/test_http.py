@@ -452,6 +452,7 @@ def test_credentials_follow_a_redirect_only_to_the_same_scheme_host_and_port(loc
     allowed = entries_for_urls([local.url, other.url])  # same host, another port
 
     body = fetch(f"{local.url}/start", allowed, headers={"Authorization": "Bearer T0KEN", "apikey": "K3Y",
+                                                         "X-Api-Key": "W4HA", "Client-Token": "Z4PI",
                                                          "X-Trace": "kept"})
 
     assert body == b"moved"
@@ -459,6 +460,8 @@ def test_credentials_follow_a_redirect_only_to_the_same_scheme_host_and_port(loc
     assert local.requests[1].headers["apikey"] == "K3Y"
     [moved] = other.requests
     assert "authorization" not in moved.headers and "apikey" not in moved.headers
+    assert "x-api-key" not in moved.headers and "client-token" not in moved.headers
+    assert local.requests[1].headers["x-api-key"] == "W4HA"
     assert moved.headers["x-trace"] == "kept"
 
 
