@@ -21,6 +21,7 @@ or waits for the one that is.
 from __future__ import annotations
 
 import logging
+import random
 import statistics
 import threading
 import time
@@ -31,7 +32,8 @@ from peewee import PostgresqlDatabase
 
 from handlers import REGISTRY
 from ingest import Pipeline, normalise, parse_json
-from models import Instance, WebhookEvent, as_datetime, db, run_sql, still_bound, utcnow, write_transaction
+from models import (Instance, WebhookEvent, as_datetime, db, is_transient, run_sql, still_bound, utcnow,
+                    write_transaction)
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,11 @@ class Applier:
                     done = self.apply_batch()
             except Exception as exc:  # noqa: BLE001 - the service outlives an outage; the rows stay stored
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("applying stored events failed; trying again")
-                self._stop.wait(ERROR_PAUSE_SECONDS)
+                if is_transient(exc):  # a deadlock, a lock, a lost connection: the batch is simply tried again
+                    log.warning("applying stored events: %s; trying again", exc)
+                else:
+                    log.exception("applying stored events failed; trying again")
+                self._stop.wait(ERROR_PAUSE_SECONDS * random.uniform(0.5, 1.5))
                 continue
             if done < self.batch_size:
                 self._work.wait(IDLE_POLL_SECONDS)

@@ -12,6 +12,8 @@ import base64
 import hashlib
 import json
 import logging
+import random
+import time
 import zlib
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from datetime import datetime
@@ -49,6 +51,7 @@ from models import (
     WebhookEvent,
     Instance,
     clean,
+    is_transient,
     phone_digits,
     row_lock,
     savepoint,
@@ -69,6 +72,8 @@ MAX_JSON_DEPTH = 100
 UNTRUSTED_BODY_BYTES = 4096
 # The outcome of an acknowledged event the applier has not applied yet.
 STORED = "stored"
+# How many times an event's row is tried when the database fails for a moment.
+STORE_TRIES = 3
 # How many acknowledged events' normalised results are kept for the applier.
 MAX_FRESH = 10_000
 
@@ -213,8 +218,7 @@ class Pipeline:
         row = self.event_row(request, normalised, instance, body_text, payload=payload)
         to_apply = outcome == "processed"
         row.update(outcome=STORED if to_apply else outcome, error=error, processed_at=None if to_apply else utcnow())
-        with write_transaction():
-            event_id = self.store_once(row, key)
+        event_id = self.store_retrying(row, key)
         if row["outcome"] == STORED:
             if len(self.fresh) < MAX_FRESH:
                 self.fresh[event_id] = normalised
@@ -231,6 +235,25 @@ class Pipeline:
         event = WebhookEvent.get_by_id(event_id)
         row = {"outcome": event.outcome, "provider": event.provider, "kind": event.kind, "error": event.error}
         return self.answer_for(event_id, row, duplicate_of=event.duplicate_of_id)
+
+    @staticmethod
+    def store_retrying(row: dict, key: Optional[str]) -> int:
+        """Commit the event's row, trying again after a transient database error (a lock, a deadlock,
+        a lost connection); the error propagates after the last try, for a 503 the provider retries."""
+        for attempt in range(1, STORE_TRIES + 1):
+            attempt_row = dict(row)
+            try:
+                with write_transaction():
+                    event_id = Pipeline.store_once(attempt_row, key)
+            except Exception as exc:
+                if attempt == STORE_TRIES or not is_transient(exc):
+                    raise
+                log.warning("storing an event failed (%s); trying again (%d of %d)", exc, attempt, STORE_TRIES)
+                time.sleep(random.uniform(0.5, 1.5) * 0.05 * attempt)
+                continue
+            row.update(attempt_row)
+            return event_id
+        raise AssertionError("unreachable")
 
     @staticmethod
     def store_once(row: dict, key: Optional[str]) -> int:
@@ -260,6 +283,8 @@ class Pipeline:
         except EveryItemFailed as exc:
             return "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - any bug must not lose the event
+            if is_transient(exc):
+                raise  # a deadlock or a lost connection: the caller tries the whole transaction again
             log.exception("event %s could not be applied", event_id)
             return "failed", f"{type(exc).__name__}: {exc}"
         if failures:
@@ -743,6 +768,8 @@ def apply_item_alone(instance: Instance, provider: str, item: Any, at: datetime,
         with savepoint("zaphook_item"):
             record_item(instance, provider, item, at, event_id, data_dir, opt_out_words)
     except Exception as exc:  # noqa: BLE001 - one bad item must not sink the others
+        if is_transient(exc):
+            raise  # not this item's fault: the whole transaction is tried again
         log.exception("event %s: %s %s could not be applied", event_id, type(item).__name__, item.message_id)
         return ItemFailure(item, f"{type(exc).__name__}: {exc}")
     return None

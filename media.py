@@ -86,7 +86,11 @@ class MediaWorkers:
             thread.join(timeout)
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         if self._threads:
-            log.warning("%d media worker(s) did not stop within %.0f s", len(self._threads), timeout)
+            log.warning("%d media worker(s) did not stop within %.0f s: their downloads are given back",
+                        len(self._threads), timeout)
+            if still_bound(self.database):
+                with db.connection_context():
+                    MediaFile.give_back(self.owner)
 
     @property
     def alive(self) -> int:

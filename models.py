@@ -27,7 +27,9 @@ from peewee import (
     DoubleField,
     ForeignKeyField,
     IntegerField,
+    InterfaceError,
     Model,
+    OperationalError,
     PostgresqlDatabase,
     SqliteDatabase,
     TextField,
@@ -138,6 +140,34 @@ def still_bound(database) -> bool:
 
 
 _sqlite_writer = threading.RLock()
+
+# PostgreSQL SQLSTATEs that say "try the transaction again": serialization failure, deadlock,
+# lock not available, and the connection-lost classes.
+_TRANSIENT_SQLSTATES = ("40001", "40P01", "55P03", "08000", "08003", "08006", "57P01", "57P02", "57P03")
+_TRANSIENT_WORDS = ("database is locked", "database table is locked", "deadlock detected",
+                    "could not serialize", "server closed the connection", "connection already closed",
+                    "terminating connection", "connection not open")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error goes away if the transaction is tried again.
+
+    A deadlock, a serialization failure, a lock timeout or a lost connection
+    says nothing about the event: it must be retried (or answered 503 so the
+    provider retries), never recorded as the event's failure.
+    """
+    for error in (exc, getattr(exc, "__cause__", None), getattr(exc, "orig", None)):
+        if error is None:
+            continue
+        if getattr(error, "pgcode", None) in _TRANSIENT_SQLSTATES or \
+                getattr(getattr(error, "diag", None), "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            return True
+        if isinstance(error, (OperationalError, InterfaceError)) or type(error).__name__ in (
+                "OperationalError", "InterfaceError", "SerializationFailure", "DeadlockDetected"):
+            text = str(error).lower()
+            if any(words in text for words in _TRANSIENT_WORDS):
+                return True
+    return False
 
 
 @contextmanager
@@ -1014,6 +1044,18 @@ class MediaFile(BaseModel):
             return bool(MediaFile.update(lease_until=utcnow() + timedelta(seconds=lease_seconds)).where(
                 (MediaFile.id == self.id) & (MediaFile.lease_owner == owner) & (MediaFile.state == "downloading")
             ).execute())
+
+    @classmethod
+    def give_back(cls, owner: str) -> int:
+        """Every download this owner still holds goes back to pending, its attempt not counted (one UPDATE).
+
+        For a stop: a worker blocked in a read cannot settle its row itself, and
+        a row left "downloading" would wait for its lease to run out.
+        """
+        with write_transaction():
+            return cls.update(state="pending", lease_owner=None, lease_until=None, attempts=cls.attempts - 1,
+                              updated_at=utcnow()).where(
+                (cls.lease_owner == owner) & (cls.state == "downloading")).execute()
 
     def settle(self, owner: str, state: str, **values) -> bool:
         """Leave the downloading state (done, failed, expired or back to pending) if still ours."""

@@ -234,7 +234,7 @@ def configure_logging(level: str) -> None:
 
 def serve(app: Flask) -> int:
     """Serve with waitress until Ctrl+C: the local listener, and the tunnel's (see serving.py)."""
-    from serving import build_listeners
+    from serving import build_listeners, mark_stopped, stop_like_ctrl_c
 
     settings = app.config
     try:
@@ -250,6 +250,7 @@ def serve(app: Flask) -> int:
     log.info("webhook URLs: %s", "; ".join(f"{provider} {event}: {url}" for provider, event, url
                                            in webhook_url_table(base, None)))
     log.info("tunnel listener on %s: only the webhooks and /health answer there", listeners.tunnel_url)
+    stop_like_ctrl_c()
     tunnel = app.extensions["zaphook.tunnel"]
     applier = app.extensions["zaphook.applier"]
     applier.start()  # first of all: what an earlier run acknowledged and did not apply
@@ -267,10 +268,11 @@ def serve(app: Flask) -> int:
         tunnel.close()
         listeners.close()
         applier.stop()
-        app.extensions["zaphook.media"].shutdown()
+        app.extensions["zaphook.media"].shutdown(timeout=3)  # a download blocked in a read is given back
         app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()
         log.info("stopped")
+        mark_stopped()
     return 0
 
 

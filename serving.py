@@ -22,6 +22,9 @@ bodies over ``MAX_BODY_MB`` in a way the provider can read: see
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+import threading
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Callable, Mapping, Optional
@@ -227,3 +230,51 @@ def build_listeners(app: Callable, settings: Mapping[str, Any], **adjustments: A
         local.asyncore.close_all(socket_map)
         raise
     return Listeners(local, tunnel, socket_map, dispatcher)
+
+
+_STOPPED = threading.Event()
+_CONSOLE_HANDLERS: list = []
+
+
+def stop_like_ctrl_c() -> None:
+    """Make the ways a service manager or a console stops a process end the server as Ctrl+C does.
+
+    SIGTERM is what systemd, Docker and most service managers send; on Windows
+    CTRL_BREAK arrives as SIGBREAK, and closing the console window sends
+    CTRL_CLOSE_EVENT, which Windows follows with a kill after about 5 s. Each
+    one raises KeyboardInterrupt in the main thread, where the waitress loop
+    runs, so the serving code's ``finally`` stops accepting, gives downloads in
+    flight back, closes the tunnel and logs "stopping" / "stopped". Call from
+    the main thread.
+    """
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if hasattr(signal, "SIGBREAK"):
+        signal.signal(signal.SIGBREAK, interrupt)
+    if sys.platform == "win32":
+        _stop_on_console_close()
+
+
+def _stop_on_console_close() -> None:  # pragma: no cover - Windows only
+    import _thread
+    import ctypes
+
+    close_events = {2, 5, 6}  # CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT
+
+    @ctypes.WINFUNCTYPE(ctypes.c_int, ctypes.c_uint)
+    def handler(event: int) -> int:
+        if event not in close_events:
+            return 0  # Ctrl+C and Ctrl+Break: Python's own handlers
+        _thread.interrupt_main()
+        _STOPPED.wait(4.5)  # returning lets Windows end the process: give the cleanup its seconds first
+        return 1
+
+    _CONSOLE_HANDLERS.append(handler)  # keep the callback alive
+    ctypes.windll.kernel32.SetConsoleCtrlHandler(handler, True)
+
+
+def mark_stopped() -> None:
+    """The serving code has cleaned up: a console-close handler waiting for it may let Windows go on."""
+    _STOPPED.set()

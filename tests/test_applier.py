@@ -149,3 +149,97 @@ def test_every_acknowledged_webhook_is_applied_after_a_kill_9_at_any_moment(tmp_
     assert events["items"] == []
     missing = [message_id for message_id in acknowledged if message_id not in stored]
     assert missing == [], f"{len(missing)} of {len(acknowledged)} acknowledged webhooks were lost"
+
+
+# --- a database that fails for a moment ------------------------------------------------------
+
+TRANSIENT = [
+    ("database is locked", True),
+    ("deadlock detected\nDETAIL: Process 1 waits for ShareLock", True),
+    ("could not serialize access due to concurrent update", True),
+    ("server closed the connection unexpectedly", True),
+    ("no such table: message", False),
+    ("UNIQUE constraint failed: message.id", False),
+]
+
+
+@pytest.mark.parametrize("text, transient", TRANSIENT)
+def test_what_counts_as_a_database_error_that_goes_away(text, transient):
+    from peewee import IntegrityError, OperationalError
+
+    from models import is_transient
+
+    error = (IntegrityError if "UNIQUE" in text else OperationalError)(text)
+    assert is_transient(error) is transient
+    assert is_transient(ValueError(text)) is False  # only the database's own errors
+
+
+class PostgresError(Exception):
+    """What psycopg raises: the SQLSTATE says what happened, whatever the message's language."""
+
+    def __init__(self, pgcode: str) -> None:
+        super().__init__("erro")
+        self.pgcode = pgcode
+
+
+@pytest.mark.parametrize("pgcode, transient", [("40P01", True), ("40001", True), ("57P01", True),
+                                                ("23505", False), ("42P01", False)])
+def test_a_postgres_error_is_judged_by_its_sqlstate(pgcode, transient):
+    from peewee import OperationalError
+
+    from models import is_transient
+
+    wrapped = OperationalError("erro")
+    wrapped.__cause__ = PostgresError(pgcode)
+    assert is_transient(wrapped) is transient
+
+
+def test_a_deadlock_while_applying_leaves_the_event_stored_and_it_is_applied_on_the_next_try(client, monkeypatch):
+    """Never a "failed" row for a deadlock: the whole batch is tried again."""
+    from peewee import OperationalError
+
+    import ingest
+
+    real = ingest.record_message
+    calls = {"n": 0}
+
+    def deadlocking_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("deadlock detected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "record_message", deadlocking_once)
+    answer = client.post("/webhook/?wait=0", json=evolution_message("DL-1")).get_json()
+    applier = client.application.extensions["zaphook.applier"]
+    with pytest.raises(OperationalError):
+        applier.apply_batch()
+    assert WebhookEvent.get_by_id(answer["event_id"]).outcome == "stored"
+    assert applier.apply_batch() == 1
+    event = WebhookEvent.get_by_id(answer["event_id"])
+    assert (event.outcome, event.error) == ("processed", None)
+    assert [m.provider_message_id for m in Message.select()] == ["DL-1"]
+
+
+def test_storing_is_tried_again_after_a_lock_and_answered_503_when_the_database_stays_busy(client, monkeypatch):
+    from peewee import OperationalError
+
+    real = WebhookEvent.store
+    failures = {"left": 2}
+
+    def locked(row, dedupe_key=None):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("database is locked")
+        return real(row, dedupe_key=dedupe_key)
+
+    monkeypatch.setattr(WebhookEvent, "store", staticmethod(locked))
+    stored = client.post("/webhook/?wait=0", json=evolution_message("LOCK-1"))
+    assert stored.status_code == 200 and stored.get_json()["outcome"] == "stored"
+    assert WebhookEvent.select().count() == 1
+
+    failures["left"] = 99
+    busy = client.post("/webhook/?wait=0", json=evolution_message("LOCK-2"))
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+    assert "nothing was stored" in busy.get_json()["error"]
+    assert WebhookEvent.select().count() == 1  # the provider's retry will be the first copy, not a duplicate

@@ -143,6 +143,41 @@ def test_a_download_cut_off_by_a_crash_is_resumed_after_a_restart(tmp_path):
     assert len(cdn.hits("GET", "/v/crash.enc")) == 2
 
 
+def test_sigterm_stops_the_server_as_ctrl_c_does_and_gives_a_download_in_flight_back(tmp_path):
+    """What systemd, Docker and service managers send: a clean stop, not an abrupt end."""
+    from tests.fakes import FakeServer, Reply
+    from tests.media_support import vector, wapi_payload
+
+    meta, encrypted, _plaintext = vector("video")
+    cdn = FakeServer()
+    cdn.serve("GET", "/v/slow.enc", Reply(200, cdn.stalled(encrypted[:50_000]), content_length=len(encrypted)))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_server(tmp_path, port, WA_MEDIA_BASE_URL=cdn.url, MEDIA_WORKERS="1", MEDIA_READ_TIMEOUT="60")
+    try:
+        requests.post(f"{base}/webhook/?wait=1", json=wapi_payload(meta, "TERM1", "/v/slow.enc"), timeout=10)
+        media_id = requests.get(f"{base}/api/messages", timeout=10).json()["items"][0]["media"]["id"]
+        deadline = time.monotonic() + 20
+        while requests.get(f"{base}/api/media/{media_id}", timeout=10).json()["state"] != "downloading":
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _out, log = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        cdn.close()
+    assert process.returncode == 0, log
+    assert "stopping" in log and "stopped" in log and "Traceback" not in log
+
+    process = start_server(tmp_path, port, MEDIA_WORKERS="0")
+    try:
+        media = requests.get(f"{base}/api/media/{media_id}", timeout=10).json()
+    finally:
+        stop_with_ctrl_c(process)
+    assert media["state"] == "pending"  # given back, not left "downloading" under a dead lease
+
+
 def fake_agent_settings(tmp_path: Path, mode: str) -> dict:
     """Settings that make `python server.py` open its tunnel with the fake ngrok agent."""
     launcher = tmp_path / "bin" / "ngrok"

@@ -10,6 +10,7 @@ from handlers import REGISTRY
 from handlers.base import RouteHint
 from handlers.provider import Registry
 from ingest import STORED, BodyEncodingError, IncomingRequest, decode_content
+from models import is_transient
 
 # How long ?wait=1 waits for the applier before answering "stored" anyway.
 WAIT_SECONDS = 10.0
@@ -75,7 +76,12 @@ def receive_webhook(event: str | None = None) -> Response:
         answer = pipeline.reject(incoming, exc.status, str(exc))  # the body is kept as it came
     else:
         if origin_allowed(request.headers.get("Origin"), (request.host,)):
-            answer = pipeline.receive(incoming)
+            try:
+                answer = pipeline.receive(incoming)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                return database_busy(exc)
         else:
             # Providers send no Origin; a browser does, when a page on another site
             # posts here (a plain-text form post needs no CORS preflight).
@@ -89,6 +95,17 @@ def receive_webhook(event: str | None = None) -> Response:
     return response
 
 
+def database_busy(exc: Exception) -> Response:
+    """503 after a transient database error: nothing was stored, and the provider's retry will be."""
+    current_app.logger.warning("webhook not stored, the database failed for a moment: %s", exc)
+    g.log_fields = {"outcome": "unavailable"}
+    response = jsonify(error="the database is busy or unreachable for a moment: nothing was stored, send it again",
+                       detail=None)
+    response.status_code = 503
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def applied_answer(answer):
     """``?wait=1``: answer with the outcome once the event is applied (tests, simulate, a curious person).
 
@@ -96,7 +113,13 @@ def applied_answer(answer):
     durable acknowledgement.
     """
     applier = current_app.extensions["zaphook.applier"]
-    if not applier.apply_through(answer.event_id, timeout=WAIT_SECONDS):
+    try:
+        applied = applier.apply_through(answer.event_id, timeout=WAIT_SECONDS)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        applied = False  # stored all the same: the applier tries it again
+    if not applied:
         return answer
     return current_app.extensions["zaphook.pipeline"].answer_for_stored(answer.event_id)
 
