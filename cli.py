@@ -64,6 +64,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="ask the provider to send media inline as base64 in the webhook, where it can "
                                "(Evolution; default: off)")
 
+    migrate = subparsers.add_parser(
+        "migrate", help="bring the database's schema to this release (start-up does it too)",
+        description="Apply the pending schema migrations, one process at a time, as start-up does; "
+                    "--status lists them and says which are applied.")
+    migrate.add_argument("--status", action="store_true", help="list the migrations; change nothing")
+
     simulate = subparsers.add_parser(
         "simulate", help="post one real sample of each event kind to a running server",
         description="Post one real provider sample of each event kind to a running zaphook, "
@@ -152,6 +158,8 @@ def data_app(settings: Mapping[str, Any]) -> Iterator[Any]:
         app = create_app({**settings, "MEDIA_WORKERS": 0, "CAMPAIGN_SENDER": False, "TUNNEL": "off"})
     except ConfigError as exc:
         raise bad_input(f"configuration error: {exc}") from None
+    except models.SchemaTooNew as exc:
+        raise CommandError(str(exc)) from None
     try:
         with app.app_context(), models.db.connection_context():
             yield app
@@ -748,6 +756,38 @@ def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace, settings: dict) -> int:
+    """Show the migrations and whether each is applied, or apply the pending ones (as start-up does)."""
+    from pathlib import Path
+
+    import models
+
+    Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    database = models.open_database(settings["DATABASE_URL"])
+    try:
+        with database.connection_context():
+            if args.status:
+                rows = models.migration_runner().status()
+                for row in rows:
+                    mark = "?" if row.path is None else ("x" if row.applied else " ")
+                    when = f"  {row.applied:%Y-%m-%d %H:%M:%S}" if row.applied else ""
+                    print(f"[{mark}] {row.name}{when}")
+                if any(row.path is None for row in rows):
+                    raise CommandError("the database has migrations this release does not know: a newer zaphook "
+                                       "migrated it")
+                pending = [row.name for row in rows if not row.applied]
+                print(f"{len(pending)} pending" if pending else "up to date")
+                return 0
+            try:
+                applied = models.migrate_schema()
+            except models.SchemaTooNew as exc:
+                raise CommandError(str(exc)) from None
+    finally:
+        database.close_all()
+    print("applied: " + ", ".join(applied) if applied else "up to date: nothing to apply")
+    return 0
+
+
 COMMANDS = {
     "register": cmd_register,
     "simulate": cmd_simulate,
@@ -756,4 +796,5 @@ COMMANDS = {
     "export": cmd_export,
     "import": cmd_import,
     "instances": cmd_instances,
+    "migrate": cmd_migrate,
 }

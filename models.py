@@ -8,9 +8,11 @@ threads at the same moment, are single conditional SQL statements.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
@@ -48,6 +50,7 @@ from handlers.base import (
 )
 
 db = DatabaseProxy()
+log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT = "default"
 
@@ -207,11 +210,70 @@ def savepoint(name: str = "zaphook"):
     db.execute_sql(f"RELEASE SAVEPOINT {quoted}")
 
 
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_SCHEMA_LOCK = "zaphook:schema"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer zaphook than this one."""
+
+
+def migration_runner():
+    from playhouse.migrations import Runner
+
+    return Runner(db.obj, str(MIGRATIONS_DIR))
+
+
+@contextmanager
+def schema_lock():
+    """One process at a time changes the schema: a PostgreSQL advisory lock, SQLite's write lock.
+
+    Two processes started together on a fresh database would otherwise both
+    create the tables, and one would crash (DuplicateTable, UniqueViolation).
+    """
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_SCHEMA_LOCK,))
+        try:
+            with db.atomic():
+                yield
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_SCHEMA_LOCK,))
+    else:
+        with _sqlite_writer, db.atomic("IMMEDIATE"):
+            yield
+
+
+def migrate_schema() -> list[str]:
+    """Bring the database to this release's schema (migrations/), under the schema lock.
+
+    A database made before zaphook had migrations (tables, no history) is
+    brought up to date the old way, which only ever added tables and
+    nullable columns, and every migration is recorded as applied. A database
+    whose history names a migration this release does not have was made by
+    a newer zaphook: SchemaTooNew, and nothing is touched. Returns the names
+    of the migrations applied (or recorded) now.
+    """
+    runner = migration_runner()
+    with schema_lock():
+        unknown = [migration.name for migration in runner.status() if migration.path is None]
+        if unknown:
+            raise SchemaTooNew(f"the database was migrated by a newer zaphook (migration {', '.join(unknown)}); "
+                               "run that release or newer, or restore a backup made before the upgrade")
+        if not runner.History.table_exists() and WebhookEvent._meta.table_name in db.get_tables():
+            db.create_tables(MODELS, safe=True)
+            add_missing_columns()
+            applied = runner.fake()
+        else:
+            applied = runner.up()
+        Client.insert(name=DEFAULT_CLIENT, created_at=utcnow()).on_conflict_ignore().execute()
+    return applied
+
+
 def create_schema() -> None:
-    """Create missing tables, add columns that newer versions define, seed the default client."""
-    db.create_tables(MODELS, safe=True)
-    add_missing_columns()
-    Client.insert(name=DEFAULT_CLIENT, created_at=utcnow()).on_conflict_ignore().execute()
+    """The schema zaphook needs, at start-up (see migrate_schema)."""
+    applied = migrate_schema()
+    if applied:
+        log.info("database schema: applied %s", ", ".join(applied))
 
 
 def add_missing_columns() -> None:

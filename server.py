@@ -318,10 +318,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     if args.command not in (None, "run"):
         return cli.run_command(args, settings)
+    import models
+
     try:
         app = create_app(settings)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
+        return 2
+    except models.SchemaTooNew as exc:
+        log.error("cannot start: %s", exc)
         return 2
     return serve(app)
 

@@ -20,6 +20,7 @@ def _reset_postgres(url: str) -> None:
     database = models.open_database(url)
     with database.connection_context():
         database.drop_tables(models.MODELS, safe=True, cascade=True)
+        database.execute_sql('DROP TABLE IF EXISTS "schema_migration"')
     database.close_all()
 
 
