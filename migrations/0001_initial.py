@@ -5,7 +5,8 @@ defaults (utcnow for the *_at columns) live in the models, not in the tables.
 A database made before migrations existed is brought to this schema by
 models.migrate_schema and this migration recorded as applied, not run.
 """
-from peewee import *
+from peewee import (BigIntegerField, BooleanField, CharField, DateTimeField, DoubleField, ForeignKeyField, IntegerField,
+                    Model, TextField)
 
 
 def up(migrator, db):
