@@ -101,7 +101,7 @@ def clean(value: Any, limit: Optional[int] = None) -> Any:
     return value
 
 
-def open_database(url: str, max_connections: int = 64):
+def open_database(url: str, max_connections: int = 32):
     """Create the database for a URL and bind the models to it.
 
     Connections are pooled: a request takes one and gives it back, instead of
@@ -128,9 +128,11 @@ def open_database(url: str, max_connections: int = 64):
             check_same_thread=False,
         )
     else:
+        # PostgreSQL through psycopg 3 (psycopg2's authors advise against its binary wheel in production).
         scheme, rest = url.split("://", 1)
-        if "+pool" not in scheme:
-            url = f"{scheme}+pool://{rest}"
+        if scheme.split("+", 1)[0] in ("postgres", "postgresql", "psycopg3"):
+            scheme = "psycopg3+pool"
+        url = f"{scheme}://{rest}"
         database = connect_url(url, max_connections=max_connections, stale_timeout=600, timeout=30)
     db.initialize(database)
     return database
