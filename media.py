@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from handlers import REGISTRY
-from models import Chat, Instance, MediaAttempt, MediaFile, Message, db, still_bound, utcnow
+from models import Chat, DeploymentFact, Instance, MediaAttempt, MediaFile, Message, db, still_bound, utcnow
 from storage import names
 from storage.fetch import FetchConfig, MediaJob, Outcome, fetch
 from storage.files import remove_stale_temp_files, remove_temp_files
@@ -30,6 +30,38 @@ log = logging.getLogger(__name__)
 
 # A row left in progress by another worker of the same content is looked at again this much later.
 WAIT_FOR_TWIN = timedelta(seconds=1)
+
+
+MEDIA_DIR_MARKER = ".zaphook-database"
+
+
+def check_media_dir(media_dir: Path) -> tuple[bool, str]:
+    """Whether MEDIA_DIR is this database's (and so the one every process shares), and why not.
+
+    The folder keeps the database's id in a marker file, written the first
+    time. A folder marked by another database, or a new unmarked folder while
+    the database already has stored files (a process started with a MEDIA_DIR
+    of its own), is not the shared one: files written there are missing for
+    the other processes, and theirs are missing here.
+    """
+    database_id = DeploymentFact.database_id()
+    marker = media_dir / MEDIA_DIR_MARKER
+    try:
+        if marker.is_file():
+            found = marker.read_text(encoding="utf-8").strip()
+            if found != database_id:
+                return False, (f"{media_dir} belongs to another database (its marker says {found[:8]}…, this database "
+                               f"is {database_id[:8]}…): set MEDIA_DIR to this database's media folder")
+            return True, f"{media_dir} is this database's media folder"
+        if MediaFile.select().where(MediaFile.local_path.is_null(False)).exists():
+            return False, (f"{media_dir} is not the media folder the stored files are in: every process of a "
+                           "deployment must use the same MEDIA_DIR (a shared folder), see README "
+                           "\"Running several processes\"")
+        media_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(database_id + "\n", encoding="utf-8")
+    except OSError as exc:
+        return False, f"{media_dir}: {exc}"
+    return True, f"{media_dir} is this database's media folder (marked now)"
 
 
 class Stopping(Exception):

@@ -1507,9 +1507,27 @@ class DashboardSession(BaseModel):
         cls.delete().where(cls.key == key).execute()
 
 
+class DeploymentFact(BaseModel):
+    """A fact about the whole deployment every process reads the same: the database's own id, for one."""
+
+    name = CharField(unique=True)
+    value = CharField()
+
+    DATABASE_ID = "database_id"
+
+    @classmethod
+    def database_id(cls) -> str:
+        """A random id this database keeps for life, made the first time it is asked for."""
+        import uuid
+
+        with write_transaction():
+            cls.insert(name=cls.DATABASE_ID, value=uuid.uuid4().hex).on_conflict_ignore().execute()
+        return cls.get(cls.name == cls.DATABASE_ID).value
+
+
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, JidAlias,
-    MediaFile, MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession,
+    MediaFile, MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession, DeploymentFact,
 )
 
 

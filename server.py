@@ -63,7 +63,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     import models
     from applier import Applier
     from ingest import Pipeline
-    from media import MediaWorkers
+    from media import MediaWorkers, check_media_dir
     from tunnel import Tunnel
     from views import api, campaigns_api, dashboard, dashboard_api, media_api, webhooks
     from campaigns import CampaignSender
@@ -76,6 +76,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         settings["DATABASE_URL"], max_connections=int(settings["THREADS"]) + int(settings["MEDIA_WORKERS"]) + 6)
     with models.db.connection_context():
         models.create_schema()
+        shared, detail = check_media_dir(Path(settings["MEDIA_DIR"]))
+    if not shared:
+        log.warning("MEDIA_DIR: %s", detail)
     workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
     app.extensions["zaphook.tunnel"] = Tunnel(settings)  # opened by serve(), once the port is known
     pipeline = app.extensions["zaphook.pipeline"] = Pipeline(settings, on_media=workers.notify,

@@ -180,9 +180,17 @@ def self_check(app: Flask) -> dict:
     checks = [
         check_database(), check_data_dir(config["DATA_DIR"]), check_data_dir(config["MEDIA_DIR"], "media dir writable"),
         check_media_workers(app), *check_tunnel(app), *check_tokens(config), *check_instances(),
-        check_campaign_counters(), *check_campaign_sender(app), check_applier(app),
+        check_campaign_counters(), *check_campaign_sender(app), check_applier(app), check_shared_media_dir(config),
     ]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
+
+
+def check_shared_media_dir(config) -> dict:
+    """MEDIA_DIR is the database's own folder: the one every process of the deployment shares."""
+    from media import check_media_dir
+
+    ok, detail = check_media_dir(Path(config["MEDIA_DIR"]))
+    return _check("media dir shared", ok, detail)
 
 
 # How long an acknowledged webhook may wait to be applied before /test says so.

@@ -123,5 +123,9 @@ def wait_for_media(client, media_id: int, states=FINAL_STATES, timeout: float = 
 
 
 def files_under(folder: Path) -> list[Path]:
-    """Every file in the media folder, temporary ones included."""
-    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
+    """Every file in the media folder, temporary ones included (not the folder's database marker)."""
+    from media import MEDIA_DIR_MARKER
+
+    if not folder.exists():
+        return []
+    return sorted(path for path in folder.rglob("*") if path.is_file() and path.name != MEDIA_DIR_MARKER)
