@@ -258,7 +258,7 @@ def test_whole_loop_sends_once_at_rate_and_counts_exactly(make_app, providers, s
         if not hasattr(local, "session"):
             local.session = requests.Session()
             sessions.append(local.session)
-        return local.session.post(web.url + job[0], json=job[1], timeout=30)
+        return local.session.post(wait_applied(web.url + job[0]), json=job[1], timeout=30)
 
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(post, jobs))
@@ -293,7 +293,7 @@ def test_status_arriving_before_the_send_call_returns_is_applied(make_app, provi
         route, body = status_payload(provider, message_id, "read", phone)
         if not names_chat:  # kept until the send returns the id, then applied
             del body["data"]["key"]["remoteJid"]
-        assert requests.post(web.url + route, json=body, timeout=10).status_code == 200
+        assert requests.post(wait_applied(web.url + route), json=body, timeout=10).status_code == 200
 
     providers.before_reply = deliver_first
     campaign = new_campaign(web, instance_id, PHONES[:3])

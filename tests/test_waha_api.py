@@ -22,7 +22,7 @@ from handlers import waha
 from storage.http import Limits, entries_for_urls
 from storage.send import SendError, SendTarget
 from tests.fakes import FakeServer, Recorded, Reply, file_reply, json_reply
-from tests.helpers import ServedApp, load_sample
+from tests.helpers import ServedApp, load_sample, wait_applied
 from tests.media_support import media_of, post, wait_for_media
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ def webhook(served: ServedApp, event: str, payload: dict) -> dict:
     body = load_sample("waha/message_text_noweb_lid.json")
     body.update(event=event, session=SESSION, payload=payload, timestamp=int(time.time() * 1000),
                 me={"id": "5511900000001@c.us", "pushName": "Loja"})
-    response = requests.post(f"{served.url}/api/webhooks/waha/", json=body, timeout=10)
+    response = requests.post(wait_applied(f"{served.url}/api/webhooks/waha/"), json=body, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 

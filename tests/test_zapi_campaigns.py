@@ -19,7 +19,7 @@ import requests
 
 import models
 from tests.fakes import FakeServer, json_reply
-from tests.helpers import load_sample
+from tests.helpers import load_sample, wait_applied
 from tests.test_campaigns import (
     PHONES, RATE, Served, act, assert_counters_match_contacts, contacts_of, new_campaign, wait_for,
 )
@@ -150,7 +150,7 @@ def test_a_zapi_campaign_is_sent_once_each_and_tracked_to_read(web, zapi_api):
         if not hasattr(local, "session"):
             local.session = requests.Session()
             sessions.append(local.session)
-        return local.session.post(web.url + "/webhook/zapi/", json=body, timeout=30)
+        return local.session.post(wait_applied(web.url + "/webhook/zapi/"), json=body, timeout=30)
 
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(send, jobs))
@@ -189,7 +189,7 @@ def test_statuses_that_come_before_the_send_call_returns_are_applied(web, zapi_a
     def deliver_first(request, message_id):
         phone = request.json()["phone"]
         for body in (delivery(message_id, phone), statuses([message_id], "READ", phone)):
-            assert requests.post(web.url + "/webhook/zapi/", json=body, timeout=10).status_code == 200
+            assert requests.post(wait_applied(web.url + "/webhook/zapi/"), json=body, timeout=10).status_code == 200
 
     zapi_api.before_reply = deliver_first
     campaign = new_campaign(web, instance_id, PHONES[:3])
