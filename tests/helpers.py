@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from flask.testing import FlaskClient
@@ -29,6 +30,17 @@ def all_samples() -> list[str]:
 
 
 WEBHOOK_PREFIXES = ("/webhook", "/api/webhooks/")
+
+
+def wait_until(check, what: str, timeout: float = 20.0):
+    """Poll ``check`` until it returns something true, and return that (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.02)
 
 
 class AppliedWebhooksClient(FlaskClient):

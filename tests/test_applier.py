@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from models import Message, WebhookEvent
-from tests.helpers import ServedApp, load_sample
+from tests.helpers import ServedApp, load_sample, wait_until
 from tests.test_server_process import free_port, start_server, stop_with_ctrl_c
 
 EVOLUTION_TEXT = "evolution/v1_messages.upsert_text_incoming.json"
@@ -23,15 +23,6 @@ def evolution_message(message_id: str) -> dict:
     payload["data"]["key"]["id"] = message_id
     return payload
 
-
-def wait_until(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.02)
 
 
 def test_a_webhook_is_acknowledged_as_stored_and_applied_a_moment_later(make_app):

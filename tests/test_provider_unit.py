@@ -28,7 +28,7 @@ from storage.http import open_stream
 from storage.send import no_message_id, post_json, refused
 from storage.register import call
 from tests.fakes import FakeServer, file_reply, json_reply
-from tests.helpers import ServedApp, wait_applied
+from tests.helpers import ServedApp, wait_applied, wait_until
 from tests.media_support import wait_for_media
 
 pytestmark = pytest.mark.slow
@@ -139,15 +139,6 @@ def _post(served: ServedApp, path: str, payload: dict, signed: bool = True) -> r
     return requests.post(wait_applied(served.url + path), data=body, headers=headers, timeout=10)
 
 
-def _wait(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.02)
-
 
 def test_a_provider_added_to_the_registry_is_served_listed_registered_sent_through_and_downloaded(
         acme, acme_api, make_app, tmp_path):
@@ -194,12 +185,12 @@ def test_a_provider_added_to_the_registry_is_served_listed_registered_sent_throu
         assert created.status_code == 201, created.text
         campaign_id = created.json()["id"]
         assert requests.post(f"{served.url}/api/campaigns/{campaign_id}/start", timeout=10).status_code == 200
-        _wait(lambda: acme_api.hits("POST", f"/v9/{ACCOUNT}/send"), "sent through Acme")
+        wait_until(lambda: acme_api.hits("POST", f"/v9/{ACCOUNT}/send"), "sent through Acme")
         assert acme_api.hits("POST", f"/v9/{ACCOUNT}/send")[0].json() == {"to": "5511999990002", "body": "Promoção!"}
         # ...and its statuses move the campaign along, read with its own vocabulary.
         _post(served, "/hooks/acme/", {"acme": 1, "account": ACCOUNT,
                                         "statuses": [{"id": "ACME-OUT-1", "state": "seen", "to": "5511999990002"}]})
-        done = _wait(lambda: (lambda c: c if c["read_count"] == 1 else None)(
+        done = wait_until(lambda: (lambda c: c if c["read_count"] == 1 else None)(
             requests.get(f"{served.url}/api/campaigns/{campaign_id}", timeout=10).json()), "read")
         assert done["sent_count"] == 1
     finally:

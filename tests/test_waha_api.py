@@ -22,7 +22,7 @@ from handlers import waha
 from storage.http import Limits, entries_for_urls
 from storage.send import SendError, SendTarget
 from tests.fakes import FakeServer, Recorded, Reply, file_reply, json_reply
-from tests.helpers import ServedApp, load_sample, wait_applied
+from tests.helpers import ServedApp, load_sample, wait_applied, wait_until
 from tests.media_support import media_of, post, wait_for_media
 
 pytestmark = pytest.mark.slow
@@ -159,15 +159,6 @@ def webhook(served: ServedApp, event: str, payload: dict) -> dict:
     assert response.status_code == 200, response.text
     return response.json()
 
-
-def wait_until(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.02)
 
 
 def test_a_campaign_through_waha_is_tracked_sent_delivered_read_by_its_acks(make_app, waha_server):
