@@ -6,11 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 import models
 from server import create_app
@@ -99,38 +97,3 @@ def test_migrate_applies_and_status_lists_the_migrations(tmp_path):
     again = subprocess.run([sys.executable, str(ROOT / "server.py"), "migrate"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=60)
     assert again.stdout.strip() == "up to date: nothing to apply"
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="the start-up race is PostgreSQL's (CI runs it)")
-def test_two_processes_started_together_on_a_fresh_postgres_database_both_start(tmp_path):
-    from tests.conftest import _reset_postgres
-    from tests.test_server_process import free_port
-
-    url = os.environ["TEST_DATABASE_URL"]
-    for round_number in range(3):
-        _reset_postgres(url)
-        ports = [free_port(), free_port()]
-        processes = []
-        for number, port in enumerate(ports):
-            env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), DATA_DIR=str(tmp_path / f"r{round_number}-{number}"),
-                       DATABASE_URL=url, TUNNEL="off", MEDIA_WORKERS="0", CAMPAIGN_SENDER="off", WEBHOOK_TOKEN="")
-            processes.append(subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=tmp_path, env=env,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        try:
-            for process, port in zip(processes, ports):
-                deadline = time.monotonic() + 30
-                while True:
-                    assert process.poll() is None, process.communicate()[1][-2000:]
-                    try:
-                        if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                            break
-                    except requests.ConnectionError:
-                        pass
-                    assert time.monotonic() < deadline, "a server did not start"
-                    time.sleep(0.05)
-        finally:
-            for process in processes:
-                process.terminate()
-                process.communicate(timeout=30)
-        assert [process.returncode for process in processes] == [0, 0]
