@@ -784,6 +784,7 @@ class Message(BaseModel):
     failed_at = DateTimeField(null=True)
     error = TextField(null=True)
     quoted_message_id = CharField(null=True)
+    quoted_text = TextField(null=True)  # the payload's snippet of the quoted message (migration 0008)
     forwarded = BooleanField(default=False)
     reaction_to = CharField(null=True)
     reaction_emoji = CharField(null=True)
@@ -1808,6 +1809,7 @@ def message_json(message: Message, media: Optional[MediaFile] = None) -> dict:
         "failed_at": iso(message.failed_at),
         "error": message.error,
         "quoted_message_id": message.quoted_message_id,
+        "quoted_text": message.quoted_text,
         "forwarded": message.forwarded,
         "reaction_to": message.reaction_to,
         "reaction_emoji": message.reaction_emoji,
