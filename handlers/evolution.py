@@ -329,9 +329,12 @@ def fetch_media(job: MediaJob, out, config, tick):
 
 
 # The events zaphook asks for when it sets the webhook.
+# GROUPS_UPSERT names each group the instance joins. Its "groups.update" (a renamed group) is left
+# out: Evolution 2.3.x validates the name as GROUP_UPDATE and older releases as GROUPS_UPDATE, so
+# either spelling would make one of them refuse the whole registration.
 WEBHOOK_EVENTS = (
     "MESSAGES_UPSERT", "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "CONNECTION_UPDATE",
-    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "QRCODE_UPDATED",
+    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "QRCODE_UPDATED", "GROUPS_UPSERT",
 )
 WEBHOOK_URL = WebhookUrl("all", 'all events ("webhook by events" works too)', "/api/webhooks/evolution/", NAME,
                          event_suffix=True)

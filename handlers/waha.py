@@ -738,10 +738,11 @@ def _refuse_foreign(url: str, allowed, api_base: str) -> None:
 # The events zaphook asks for. message.any carries every message, ours included
 # ("message" would repeat the incoming ones).
 WEBHOOK_EVENTS = ("session.status", "message.any", "message.reaction", "message.ack", "message.ack.group",
-                  "message.edited", "message.revoked", "presence.update", "poll.vote")
+                  "message.edited", "message.revoked", "presence.update", "poll.vote",
+                  "group.v2.join", "group.v2.update")
 # WAHA validates the names against its own list: older servers refuse the newer ones
-# (message.edited came in 2025.6.3, message.ack.group in 2025.12.2).
-NEWER_EVENTS = ("message.ack.group", "message.edited")
+# (group.v2.* came in 2025.2.4, message.edited in 2025.6.3, message.ack.group in 2025.12.2).
+NEWER_EVENTS = ("message.ack.group", "message.edited", "group.v2.join", "group.v2.update")
 RETRIES = {"policy": "exponential", "delaySeconds": 2, "attempts": 8}
 WEBHOOK_URL = WebhookUrl("all", "all events", "/api/webhooks/waha/", NAME)
 
