@@ -363,7 +363,7 @@ def test_import_bad_input(env, capsys, tmp_path):
     assert code == 2 and err.startswith("zaphook: cannot write")
 
 
-def test_progress_bar_on_a_terminal():
+def test_progress_is_clicks_bar_on_a_terminal_and_count_lines_elsewhere():
     import io
 
     class Terminal(io.StringIO):
@@ -371,16 +371,14 @@ def test_progress_bar_on_a_terminal():
             return True
 
     stream = Terminal()
-    progress = cli.Progress("import", 4, stream)
-    for _ in range(4):
-        progress.advance()
-    progress.finish()
-    assert "\rimport [" + "#" * 30 + "] 4/4 (100%)" in stream.getvalue()
+    with cli.progress("import", 4, stream) as advance:
+        for _ in range(4):
+            advance(1)
+    assert "import  [" + "#" * 36 + "]  4/4" in stream.getvalue()
     plain = io.StringIO()
-    progress = cli.Progress("export", 3000, plain)
-    for _ in range(3000):
-        progress.advance()
-    progress.finish()
+    with cli.progress("export", 3000, plain) as advance:
+        for _ in range(3000):
+            advance(1)
     lines = plain.getvalue().splitlines()
     assert lines[0] == "export: 300/3000" and lines[-1] == "export: 3000/3000 done" and len(lines) == 10
 
