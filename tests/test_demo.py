@@ -246,3 +246,16 @@ def test_demo_clear_asks_the_running_server_and_works_without_one(cli_env, capsy
     assert "1 instances" in out
     code, out, _ = run(capsys, "demo", "--clear")
     assert code == 0 and out.strip() == "no demo data to remove"
+
+
+def test_the_demo_works_where_unknown_instances_are_refused(cli_env, capsys, make_app):
+    from tests.helpers import ServedApp
+
+    app = make_app(ALLOW_UNKNOWN_INSTANCES="false")
+    served = ServedApp(app)
+    try:
+        code, out, err = run(capsys, "demo", "--provider", "evolution", "--url", served.url)
+    finally:
+        served.close()
+    assert code == 0, err
+    assert all("-> processed" in line for line in out.splitlines()[:-1])  # its instances are declared first
