@@ -319,6 +319,7 @@ def _remove_file(path: Path, roots: tuple[Path, ...]) -> None:
 
 
 def describe(removed: dict[str, int]) -> str:
-    """``7 instances, 31 events, ...`` for people (the rows there were)."""
-    return ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in removed.items() if count)
-
+    """``instances: 7, events: 31, ...`` for people: the kinds of rows there were, the main ones first."""
+    first = ("instances", "events", "messages", "chats", "contacts", "media", "campaigns")
+    names = [name for name in first if name in removed] + [name for name in removed if name not in first]
+    return ", ".join(f"{name.replace('_', ' ')}: {removed[name]}" for name in names if removed[name])
