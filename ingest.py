@@ -201,6 +201,10 @@ class Pipeline:
                 self._instances[key] = instance
         return instance
 
+    def forget_instances(self) -> None:
+        """Drop the instance cache: instances were deleted (the demo's), so a cached id may be gone."""
+        self._instances = {}
+
     def store(self, request: IncomingRequest, normalised: Optional[Normalised],
               failure_text: Optional[str], instance: Optional[Instance],
               body_text: Optional[str], payload: Any = None) -> Answer:

@@ -54,6 +54,9 @@ db = DatabaseProxy()
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT = "default"
+# The client the demo's instances belong to (``server.py demo``): kept apart from real data and
+# removed as a whole (``server.py demo --clear``, the overview's button).
+DEMO_CLIENT = "demo"
 
 OUTCOMES = ("stored", "processed", "duplicate", "ignored", "rejected", "failed")
 
@@ -1655,6 +1658,7 @@ def instance_json(instance: Instance) -> dict:
         "provider": instance.provider,
         "instance_id": instance.external_id,
         "client": instance.client.name,
+        "demo": instance.client.name == DEMO_CLIENT,
         "name": instance.name,
         "own_jid": instance.own_jid,
         "connection_state": instance.connection_state,
