@@ -331,8 +331,16 @@ def field_warnings(text: str, contacts: Iterable[dict]) -> list[dict]:
 
 
 def stored_fields(fields: Any) -> dict:
-    """The fields kept for one contact: text values only, trimmed."""
+    """The fields kept for one contact: text values only (an empty cell too: the column exists), trimmed."""
     if not isinstance(fields, dict):
         return {}
-    return {str(key)[:100]: str(value)[:MAX_VALUE] for key, value in fields.items()
-            if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip()}
+    return {str(key)[:100]: str(value).strip()[:MAX_VALUE] for key, value in fields.items()
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool)}
+
+
+def same_columns(contacts: list) -> None:
+    """Give every contact every column of the list ("" where it had none), so a field means one thing for all."""
+    columns = list(dict.fromkeys(column for contact in contacts for column in contact["fields"]))
+    for contact in contacts:
+        if len(contact["fields"]) != len(columns):
+            contact["fields"] = {column: contact["fields"].get(column, "") for column in columns}

@@ -52,6 +52,7 @@ from campaign_lists import (
     phone_problem,
     read_list,
     render,
+    same_columns,
     stored_fields,
 )
 from storage.http import Limits
@@ -272,6 +273,7 @@ def plan_campaign(data: Mapping[str, Any], contacts: "ContactList | list | ListE
         problems.append(problem("too_many_contacts", max=MAX_CONTACTS))
         raw, rows = raw[:MAX_CONTACTS], rows[:MAX_CONTACTS]
     valid, duplicates, invalid = check_contacts(raw, rows)
+    same_columns(valid)
     if not valid and not any(item["code"].startswith("list_") for item in problems):
         problems.append(problem("no_valid_contact"))
     text = text if isinstance(text, str) else ""
