@@ -59,7 +59,7 @@ def decode_list(raw: bytes) -> tuple[str, str]:
         try:
             text, encoding = raw.decode("utf-16"), "utf-16"
         except UnicodeDecodeError:
-            raise ListError("list_encoding", {"byte": "", "position": 0},
+            raise ListError("list_encoding", {"byte": "", "line": 1},
                             "the file says UTF-16 but is not") from None
     else:
         try:
@@ -68,9 +68,9 @@ def decode_list(raw: bytes) -> tuple[str, str]:
             try:
                 text, encoding = raw.decode("cp1252"), "cp1252"
             except UnicodeDecodeError as exc:
-                byte = f"0x{raw[exc.start]:02X}"
-                raise ListError("list_encoding", {"byte": byte, "position": exc.start},
-                                f"neither UTF-8 nor Windows-1252 text (byte {byte} at {exc.start})") from None
+                byte, line = f"0x{raw[exc.start]:02X}", raw.count(b"\n", 0, exc.start) + 1
+                raise ListError("list_encoding", {"byte": byte, "line": line},
+                                f"neither UTF-8 nor Windows-1252 text (byte {byte} on line {line})") from None
     if "\x00" in text:
         raise ListError("list_binary", message="not a text file")
     return text, encoding
@@ -304,6 +304,10 @@ def render(text: str, contact: dict) -> str:
         after = match.string[match.end():match.end() + 1]
         return "" if after in ("", "\n", " ") or after in ",.!?;:)" else match["space"]
     return FIELD.sub(replace, text or "")
+
+
+# What the form warns about a merge field: campaigns.warning.<code> in the dashboard.
+WARNINGS = ("field_unknown", "field_missing")
 
 
 def field_warnings(text: str, contacts: Iterable[dict]) -> list[dict]:

@@ -124,7 +124,7 @@ PROBLEMS = {
     "too_many_contacts": "more than {max} contacts",
     "no_valid_contact": "no valid phone number in contacts",
     "contacts_not_list": "contacts must be a list of {{phone, name}}",
-    "list_encoding": "the list is neither UTF-8 nor Windows-1252 text (byte {byte} at {position}): "
+    "list_encoding": "the list is neither UTF-8 nor Windows-1252 text (byte {byte} on line {line}): "
                      "save it again as CSV",
     "list_xlsx": "an Excel workbook (.xlsx), not a CSV file: save it as CSV",
     "list_binary": "the list is not a text file",

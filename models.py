@@ -1476,6 +1476,11 @@ def _refusal_params(code: Optional[str], params: Optional[dict]) -> Optional[dic
     return {"refusal": code, "refusal_params": params or {}} if code else None
 
 
+# What a campaign's log lines say (the dashboard's campaigns.log.<action>).
+LOG_ACTIONS = ("created", "started", "paused", "resumed", "cancelled", "done", "sent", "delivered", "read", "failed",
+               "skipped", "replied", "opted_out")
+
+
 class CampaignLog(BaseModel):
     """The audit trail of a campaign: one line per thing that happened."""
 
@@ -1497,6 +1502,7 @@ class CampaignLog(BaseModel):
     def add(cls, campaign_id: int, action: str, contact_id: Optional[int] = None, message_id: Optional[str] = None,
             detail: Optional[str] = None, at: Optional[datetime] = None, event_id: Optional[int] = None,
             params: Optional[dict] = None) -> None:
+        assert action in LOG_ACTIONS, action
         insert_row(cls, {"campaign": campaign_id, "contact": contact_id, "action": action, "at": at or utcnow(),
                          "whatsapp_message_id": message_id, "detail": clean(detail), "event": event_id,
                          "params": clean(json.dumps(params, ensure_ascii=False)) if params else None})
