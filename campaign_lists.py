@@ -197,10 +197,14 @@ def read_list(text: str, encoding: Optional[str] = None) -> ContactList:
     numbers; every named column becomes a merge field. Without one, the first
     column is the phone and the second the name.
     """
-    delimiter = sniff_delimiter(text)
+    # "sep=;" on the first line is how a file tells Excel its separator: obeyed, and not a row.
+    stated = re.match(r"sep=([;,\t])[ \t]*\r?(\n|$)", text)
+    delimiter = stated.group(1) if stated else sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or ";")
     records = []
     for row in reader:
+        if stated and reader.line_num == 1:
+            continue
         if any(cell.strip() for cell in row):
             records.append((reader.line_num, [cell.strip() for cell in row[:MAX_COLUMNS]]))
     result = ContactList(encoding=encoding, delimiter=delimiter)

@@ -89,6 +89,9 @@ def test_what_cannot_be_read_is_refused_with_a_code_never_guessed(raw, code):
      [("5511987654321", "José"), ("21988880002", "Ana")], [1, 3]),
     # one column of numbers
     ("5511987654321\n21988880002\n", None, [], None, None, [("5511987654321", None), ("21988880002", None)], [1, 2]),
+    # "sep=;" first: the line that tells Excel the separator is not a row
+    ("sep=;\r\ntelefone;nome\r\n5511987654321;José\r\n", ";", ["telefone", "nome"], "telefone", "nome",
+     [("5511987654321", "José")], [3]),
     # tab-separated (Excel's "Unicode text")
     ("phone\tname\n5511987654321\tJosé\n", "\t", ["phone", "name"], "phone", "name", [("5511987654321", "José")], [2]),
 ])
