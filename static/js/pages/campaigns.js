@@ -9,7 +9,6 @@ const CONTACT_STATES = ["pending", "sending", "sent", "delivered", "read", "fail
 const ACTIONS = {start: ["draft"], pause: ["running"], resume: ["paused"], cancel: ["draft", "running", "paused"]};
 const FUNNEL = ["total_contacts", "sent_count", "delivered_count", "read_count"];
 const BESIDE = ["failed_count", "replied_count", "skipped_count"];
-const DELIMITERS = {";": "semicolon", ",": "comma", "\t": "tab"};
 
 function percent(value) {
   return `${formatNumber(Math.round(value * 10) / 10)} %`;
@@ -26,12 +25,9 @@ function tn(key, count, params = {}) {
   return t(chosen, {...params, count: formatNumber(count)});
 }
 
-/** A code from the server as a sentence of the catalogue, or the server's own words when the page has none. */
-function tCode(prefix, code, params, fallback) {
-  const key = `${prefix}.${code}`;
-  if (!code || !known(key)) return fallback || code || "";
-  return t(key, params || {});
-}
+// A code from the server becomes a sentence of the catalogue; a code this page does not know yet (a newer
+// server) shows the server's own words. Each key is written out whole (t(`refusal.${code}`)), so
+// tests/views/test_dashboard.py can check every value the server sends against both catalogues.
 
 /** "+55 11 98765-4321" for a Brazilian number, "+<digits>" for the others. */
 export function formatPhone(digits) {
@@ -52,22 +48,31 @@ export function refusalText(code, params, fallback) {
   for (const name of ["seconds", "hours", "status"]) {
     if (typeof values[name] === "number") values[name] = formatNumber(values[name]);
   }
-  let key = `refusal.${code}`;
-  if (code === "provider" && !values.text) key = values.status ? "refusal.provider_status" : "refusal.provider_unknown";
-  let text = known(key) ? t(key, values) : (fallback || code);
+  let text;
+  if (code === "provider" && !values.text) {
+    text = values.status ? t("refusal.provider_status", values) : t("refusal.provider_unknown");
+  } else {
+    text = known(`refusal.${code}`) ? t(`refusal.${code}`, values) : (fallback || code);
+  }
   if (values.maybe_sent) text += ` ${t("refusal.maybe_sent")}`;
   return text;
 }
 
-function problemText(item) {
-  return tCode("campaigns.problem", item.code, item.params, item.message);
+function problemText({code, params, message}) {
+  return known(`campaigns.problem.${code}`) ? t(`campaigns.problem.${code}`, params) : message;
+}
+
+function phoneText({code, params, reason}) {
+  return known(`campaigns.phone.${code}`) ? t(`campaigns.phone.${code}`, params) : reason;
 }
 
 function warningText(item) {
   const params = item.params || {};
   if (item.code === "field_missing") return tn("campaigns.warning.field_missing", params.count, {...params, total: formatNumber(params.total)});
-  if (item.code === "field_unknown" && !params.columns) return t("campaigns.warning.field_unknown_no_columns", params);
-  return tCode("campaigns.warning", item.code, params, item.message);
+  if (item.code === "field_unknown") {
+    return params.columns ? t("campaigns.warning.field_unknown", params) : t("campaigns.warning.field_unknown_no_columns", params);
+  }
+  return item.message;
 }
 
 function stateReason(campaign) {
@@ -81,8 +86,8 @@ function stateReason(campaign) {
 function apiErrorText(error) {
   const body = error.body || {};
   if (body.code === "state_conflict") {
-    const params = body.params || {};
-    return t("campaigns.api.state_conflict", {action: t(`campaigns.${params.action}`), state: tState(params.state)});
+    const {action, state} = body.params || {};
+    return t("campaigns.api.state_conflict", {action: t(`campaigns.${action}`), state: tState(state)});
   }
   return error.message;
 }
@@ -102,9 +107,11 @@ function campaignRow(campaign) {
 
 function listView(source) {
   if (!source || !source.encoding) return null;
-  const delimiter = t(`campaigns.delimiter.${DELIMITERS[source.delimiter] || "none"}`);
-  const encoding = tCode("campaigns.encoding", source.encoding, {}, source.encoding);
-  return h("p", {class: "list-read muted"}, t("campaigns.list_read", {encoding, delimiter}),
+  const delimiter = {";": t("campaigns.delimiter.semicolon"), ",": t("campaigns.delimiter.comma"),
+    "\t": t("campaigns.delimiter.tab")}[source.delimiter] || t("campaigns.delimiter.none");
+  const {encoding} = source;
+  const encodingText = known(`campaigns.encoding.${encoding}`) ? t(`campaigns.encoding.${encoding}`) : encoding;
+  return h("p", {class: "list-read muted"}, t("campaigns.list_read", {encoding: encodingText, delimiter}),
     source.columns && source.columns.length
       ? [" ", t("campaigns.list_columns", {columns: source.columns.join(", "), phone: source.phone_column})]
       : null);
@@ -127,7 +134,7 @@ function problemsView(report) {
     parts.push(h("h3", {}, tn("campaigns.invalid_rows", report.invalid.length)),
       h("ul", {class: "invalid-rows"}, report.invalid.map((row) =>
         h("li", {dataset: {code: row.code}}, t("campaigns.row", {row: row.row}), " ", h("code", {}, String(row.phone ?? "")),
-          " — ", tCode("campaigns.phone", row.code, row.params, row.reason)))));
+          " — ", phoneText(row)))));
   }
   if (report.duplicates && report.duplicates.length) {
     parts.push(h("h3", {}, tn("campaigns.duplicate_rows", report.duplicates.length)),
@@ -286,7 +293,8 @@ function logText(line) {
   if (line.action === "paused" && params.code === "paused_for_errors") {
     return tn("campaigns.state_reason.paused_for_errors", params.limit, {limit: formatNumber(params.limit)});
   }
-  return tCode("campaigns.log", line.action, {}, line.action);
+  const {action} = line;
+  return known(`campaigns.log.${action}`) ? t(`campaigns.log.${action}`) : action;
 }
 
 function logDetail(line) {
