@@ -273,15 +273,24 @@ def merge_fields(text: str) -> list[str]:
     return fields
 
 
-def value_of(name: str, contact: dict) -> Optional[str]:
-    """A contact's value for a merge field: "" when it has none, None when nothing could ever fill it."""
+def column_for(name: str, columns: Iterable[str]) -> Optional[str]:
+    """The list's column a merge field names (no case, accents, spaces or punctuation), if any."""
+    key = field_key(name)
+    return next((column for column in columns if key and field_key(column) == key), None)
+
+
+def value_of(name: str, contact: dict, column: Optional[str] = None) -> Optional[str]:
+    """A contact's value for a merge field: "" when it has none, None when nothing could ever fill it.
+
+    ``column``: the field's column when the caller already knows it (many contacts, one list).
+    """
     key = field_key(name)
     if not key:
         return None
     fields = contact.get("fields") or {}
-    for column, value in fields.items():
-        if field_key(column) == key:
-            return str(value or "").strip()
+    column = column if column is not None else column_for(name, fields)
+    if column is not None and column in fields:
+        return str(fields[column] or "").strip()
     person = (contact.get("name") or "").strip()
     if key in NAME_FIELDS:
         return person
@@ -317,15 +326,17 @@ WARNINGS = ("field_unknown", "field_missing")
 def field_warnings(text: str, contacts: Iterable[dict]) -> list[dict]:
     """For each merge field: none of the contacts has it (field_unknown), or some lack it (field_missing)."""
     contacts = list(contacts)
+    columns = list(dict.fromkeys(column for contact in contacts for column in (contact.get("fields") or {})))
     warnings = []
     for name in merge_fields(text):
-        values = [value_of(name, contact) for contact in contacts]
+        column = column_for(name, columns)
+        values = [value_of(name, contact, column) for contact in contacts]
         filled = sum(1 for value in values if value)
         if not contacts:
             continue
         if filled == 0:
-            columns = sorted({column for contact in contacts for column in (contact.get("fields") or {})})
-            warnings.append({"code": "field_unknown", "params": {"field": f"{{{name}}}", "columns": ", ".join(columns)},
+            warnings.append({"code": "field_unknown", "params": {"field": f"{{{name}}}",
+                                                                  "columns": ", ".join(sorted(columns))},
                              "message": f"no contact has a value for {{{name}}}: it is sent as written"
                              if any(value is None for value in values) else
                              f"no contact has a value for {{{name}}}"})
@@ -336,6 +347,20 @@ def field_warnings(text: str, contacts: Iterable[dict]) -> list[dict]:
                              "message": f"{missing} of {len(contacts)} contacts have no value for {{{name}}}: "
                                         "it is left out for them"})
     return warnings
+
+
+def longest_possible(text: str, contacts: list) -> int:
+    """A bound of the longest message the text can make: its length plus each field's longest value.
+
+    Only when the bound is too long must the messages be rendered one by one to
+    find the contact whose message is (a list of 100,000 costs one pass).
+    """
+    columns = list(dict.fromkeys(column for contact in contacts for column in (contact.get("fields") or {})))
+    bound = len(text)
+    for match in FIELD.finditer(text):
+        column = column_for(match["name"], columns)
+        bound += max((len(value_of(match["name"], contact, column) or "") for contact in contacts), default=0)
+    return bound
 
 
 def stored_fields(fields: Any) -> dict:

@@ -48,6 +48,7 @@ from campaign_lists import (
     decode_list,
     field_warnings,
     from_json,
+    longest_possible,
     normalize_phone,  # noqa: F401 - campaigns.normalize_phone is where callers have always found it
     phone_problem,
     read_list,
@@ -281,7 +282,7 @@ def plan_campaign(data: Mapping[str, Any], contacts: "ContactList | list | ListE
     if text.strip() and valid:
         merged = [merge_contact(contact) for contact in valid]
         warnings = field_warnings(text, merged)
-        if len(text) <= MAX_TEXT:
+        if len(text) <= MAX_TEXT and longest_possible(text, merged) > MAX_TEXT:
             too_long = next((contact for contact, values in zip(valid, merged, strict=True)
                              if len(render(text, values)) > MAX_TEXT), None)
             if too_long is not None:

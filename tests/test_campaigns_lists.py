@@ -249,3 +249,15 @@ def test_a_personalised_message_whose_answer_was_lost_is_reconciled_by_its_echo(
     assert (reconciled["state"], reconciled["whatsapp_message_id"]) == ("sent", "3EB0ECHO0001")
     assert reconciled["fields"] == {"name": "Marta", "loja": "Centro"}
     assert providers.hits("evolution") == []  # never resent
+
+
+def test_a_message_too_long_once_its_fields_are_filled_names_its_row():
+    from campaigns import MAX_TEXT, plan_campaign
+
+    text = "x" * (MAX_TEXT - 20) + " {nota}"
+    contacts = [{"phone": PHONES[0], "nota": "curta"}, {"phone": PHONES[1], "nota": "y" * 40}]
+    plan = plan_campaign({"name": "Longa", "text": text}, contacts)
+    assert [(item["code"], item["params"]) for item in plan.problems] == [
+        ("instance_required", {}), ("message_too_long", {"row": 2, "max": MAX_TEXT})]
+    short = plan_campaign({"name": "Curta", "text": "Oi {nota}"}, contacts)
+    assert [item["code"] for item in short.problems] == ["instance_required"]
