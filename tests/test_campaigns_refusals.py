@@ -27,8 +27,7 @@ from storage.send import REFUSALS, SendError, SendTarget, allowed_hosts, refusal
 from tests.fakes import FakeServer, Reply, json_reply
 from tests.helpers import load_sample
 from tests.test_campaigns import (  # noqa: F401 (providers, serve: fixtures)
-    PHONES, Providers, act, campaign_app, contacts_of, new_campaign, new_instance, providers, serve, status_payload,
-    wait_for,
+    PHONES, act, campaign_app, contacts_of, new_campaign, new_instance, providers, serve, status_payload, wait_for,
 )
 
 pytestmark = pytest.mark.slow
