@@ -48,7 +48,7 @@ from storage.http import (
     DownloadError, Limits, check_url, entries_for_urls, entry_for_url, open_stream, read_chunks, shown_url,
 )
 from storage.register import LIMITS as REGISTER_LIMITS
-from storage.send import MAX_ANSWER, SendError, SendTarget, no_message_id, post_json, refused
+from storage.send import MAX_ANSWER, SendError, SendTarget, network_error, no_message_id, post_json, refused
 
 from . import proto
 from .base import (
@@ -646,7 +646,9 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
                                headers=_api_headers(target.token))
         raw = b"".join(read_chunks(response, limits))
     except DownloadError as exc:
-        raise SendError(f"WAHA could not check {phone} on WhatsApp: {exc}", status=exc.status) from None
+        why = network_error(exc, url, limits.read_timeout)  # nothing was sent yet: never "maybe sent"
+        raise SendError(f"WAHA could not check {phone} on WhatsApp: {exc}", status=exc.status, code=why.code,
+                        params=why.params) from None
     try:
         answer = json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -655,7 +657,8 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
         raise refused(LABEL, response.status_code, answer)
     if response.status_code < 300 and isinstance(answer, dict):
         if answer.get("numberExists") is False:
-            raise SendError(f"{phone} is not on WhatsApp (WAHA's check-exists)", status=response.status_code)
+            raise SendError(f"{phone} is not on WhatsApp (WAHA's check-exists)", status=response.status_code,
+                            code="not_on_whatsapp", params={"phone": phone})
         chat_id = text_or_none(answer.get("chatId"))
         if chat_id:
             return chat_id
