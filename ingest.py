@@ -80,6 +80,8 @@ MAX_FRESH = 10_000
 # Request headers never stored: our own credentials, not the provider's data.
 DROPPED_HEADERS = frozenset({"authorization", "x-webhook-token", "cookie", "proxy-authorization"})
 MAX_HEADER_TEXT = 8192
+# What an edited replay does not take from its original: they described the original's bytes.
+BODY_FRAMING_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 MAX_RECORDED_SIZE = 2**31 - 1
 
 
@@ -452,9 +454,10 @@ class Pipeline:
             restored = restore_redacted(payload, stored, shown)
             if restored != payload:
                 payload, body = restored, json.dumps(restored, ensure_ascii=False).encode("utf-8")
+        headers = {name: value for name, value in original.headers_dict.items() if name not in BODY_FRAMING_HEADERS}
         request = IncomingRequest(
             body=body, path=original.route, hint=REGISTRY.hint_for_path(original.route),
-            headers=original.headers_dict, remote_addr=remote_addr, request_id=request_id,
+            headers=headers, remote_addr=remote_addr, request_id=request_id,
             content_type=original.content_type or "application/json", replay_of=original.id,
         )
         return self.admit(request, payload)

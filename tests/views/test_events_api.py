@@ -221,6 +221,7 @@ def test_a_replay_with_changes_is_a_new_event_and_the_original_stays_as_it_was(c
     new = client.get(f"/api/events/{body['event_id']}").get_json()
     assert new["replay_of"] == original["event_id"]
     assert (new["route"], new["headers"]["user-agent"]) == ("/webhook/", "axios/1.6")
+    assert "content-length" in before.headers_dict and "content-length" not in new["headers"]  # the original's
     assert new["summary"]["text"] == "hola, edited"
     assert new["response"] == {"status": 200, "body": body}
     assert Message.get(Message.provider_message_id == "EDITED-1").text == "hola, edited"
