@@ -616,16 +616,22 @@ def summarise(normalised: Optional[Normalised]) -> Optional[str]:
                             ensure_ascii=False, separators=(",", ":")))
 
 
+# The kind of each item that is not a message (a message is message_in, message_out or a reaction).
+_ITEM_KINDS = {
+    StatusEvent: "status", PresenceEvent: "presence", ConnectionEvent: "connection", QrCodeEvent: "qrcode",
+    ContactEvent: "contact", EditEvent: "message_edit", DeleteEvent: "message_delete",
+}
+# Every kind a summary names: codes the dashboard translates ("event_kind.<code>").
+SUMMARY_KINDS = ("message_in", "message_out", "reaction", *_ITEM_KINDS.values(), "unknown")
+
+
 def item_kind(item: Any) -> str:
-    """The event_kind code of one normalised item."""
+    """The event_kind code of one normalised item (one of SUMMARY_KINDS)."""
     if isinstance(item, MessageEvent):
         if item.type == "reaction" or item.reaction_to:
             return "reaction"
         return "message_out" if item.from_me else "message_in"
-    return {
-        StatusEvent: "status", PresenceEvent: "presence", ConnectionEvent: "connection", QrCodeEvent: "qrcode",
-        ContactEvent: "contact", EditEvent: "message_edit", DeleteEvent: "message_delete",
-    }.get(type(item), "unknown")
+    return _ITEM_KINDS.get(type(item), "unknown")
 
 
 class BodyEncodingError(ValueError):

@@ -34,11 +34,9 @@ const TRANSPORT_HEADERS = new Set(["host", "content-length", "connection", "tran
   "x-request-id"]);
 const REDACTED = "[redacted]";
 
-function plural(base, count) {
-  const form = new Intl.PluralRules(currentLanguage()).select(count);
-  const key = `${base}_${form}`;
-  const text = t(key, {count});
-  return text === key ? t(`${base}_other`, {count}) : text;
+/** The text for ``count`` in the page's language: ``one`` where its plural rules say so, else ``other``. */
+function plural(count, one, other) {
+  return new Intl.PluralRules(currentLanguage()).select(count) === "one" ? one : other;
 }
 
 /** "+55 11 98765-4321" for a Brazilian number, "+<digits>" for others. */
@@ -63,9 +61,8 @@ function kindOf(event) {
 }
 
 function tKind(code) {
-  const key = `event_kind.${code}`;
-  const text = t(key);
-  return text === key ? code : text;
+  const text = t(`event_kind.${code}`);
+  return text.startsWith("event_kind.") ? code : text;
 }
 
 /** The few words that say what the request carried: a text, a status, a state. */
@@ -87,7 +84,9 @@ function providerLabel(labels, name) {
 function eventRow(event, labels) {
   const summary = event.summary;
   const code = kindOf(event);
-  const more = summary && summary.items > 1 ? plural("events.more_items", summary.items - 1) : null;
+  const extra = summary && summary.items > 1 ? summary.items - 1 : 0;
+  const more = extra ? plural(extra, t("events.more_items_one", {count: extra}), t("events.more_items_other", {count: extra}))
+    : null;
   const text = whatText(summary) || event.event_name || event.route;
   const sub = [providerLabel(labels, event.provider), chatLabel(summary), event.instance_id,
     event.replay_of ? t("events.replay_of_short", {id: event.replay_of}) : null].filter(Boolean).join(" · ");
@@ -117,7 +116,10 @@ function jsonNode(value, depth) {
   const entries = isArray ? value.map((item, index) => [index, item]) : Object.entries(value);
   const [open, close] = isArray ? ["[", "]"] : ["{", "}"];
   if (!entries.length) return h("span", {class: "j-punct"}, open + close);
-  const count = isArray ? plural("events.json_items", entries.length) : plural("events.json_keys", entries.length);
+  const size = entries.length;
+  const count = isArray
+    ? plural(size, t("events.json_items_one", {count: size}), t("events.json_items_other", {count: size}))
+    : plural(size, t("events.json_keys_one", {count: size}), t("events.json_keys_other", {count: size}));
   const toggle = h("button", {type: "button", class: "j-toggle", "aria-expanded": "false", "aria-label": count});
   const children = h("div", {class: "j-children", hidden: true});
   const node = h("span", {class: "j-node"}, toggle, h("span", {class: "j-punct"}, open),
@@ -222,6 +224,9 @@ function notAJsonObject(text) {
   return value !== null && typeof value === "object" && !Array.isArray(value) ? null : t("events.edit_not_object");
 }
 
+// Why a replay cannot work, as the API names it (ingest.REPLAY_REFUSALS).
+const REFUSALS = ["untrusted", "pending", "body_not_stored", "not_text", "not_json"];
+
 function refusalText(code) {
   return t(`events.replay_refusal.${code}`);
 }
@@ -230,10 +235,7 @@ function refusalText(code) {
 function errorText(error) {
   const body = error && error.body;
   if (body && body.code === "edited_not_json") return t("events.edit_not_json", {reason: body.params.reason});
-  if (body && body.code) {
-    const key = `events.replay_refusal.${body.code}`;
-    if (t(key) !== key) return t(key);
-  }
+  if (body && REFUSALS.includes(body.code)) return refusalText(body.code);
   return error.message;
 }
 
@@ -481,8 +483,8 @@ export function mount(container, params) {
     function fillMeta(current) {
       replaceChildren(meta,
         h("dt", {}, t("events.time")), h("dd", {}, formatDateTime(current.received_at)),
-        h("dt", {}, t("events.provider")), h("dd", {}, providerLabel(labels, current.provider),
-          current.event_name ? [" · ", h("code", {}, current.event_name)] : null),
+        h("dt", {}, t("events.provider")), h("dd", {}, providerLabel(labels, current.provider)),
+        current.event_name ? [h("dt", {}, t("events.name")), h("dd", {}, h("code", {}, current.event_name))] : null,
         current.instance_id ? [h("dt", {}, t("events.instance")), h("dd", {}, current.instance_id)] : null,
         summary && summary.chat ? [h("dt", {}, t("events.chat")),
           h("dd", {}, chatLabel(summary), " ", h("code", {}, summary.chat))] : null,
