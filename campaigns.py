@@ -2,7 +2,11 @@
 
 :class:`CampaignSender` (``app.extensions["zaphook.campaigns"]``) is one thread
 in the server process that works through running campaigns at
-``CAMPAIGN_RATE_PER_MIN``. A contact is marked ``sending`` (one conditional
+``CAMPAIGN_RATE_PER_MIN``. With several processes on one database only the
+holder of the campaign-sender role sends (roles.py), and every send first
+takes the deployment's and its instance's send slots in the database
+(:class:`models.SendSlot`), so the rate is one rate for the deployment, also
+across a takeover. A contact is marked ``sending`` (one conditional
 UPDATE) before the provider is called, so a crash can never make it be sent
 twice; a contact left in ``sending`` is reconciled by the provider's echo of
 the message or a status that names it, else failed when the delivery timeout
@@ -32,8 +36,10 @@ from models import (
     Instance,
     MessageStatusChange,
     OptOut,
+    SendSlot,
     bump_instance_health,
     clean,
+    database_clock,
     db,
     row_lock,
     run_sql,
@@ -365,11 +371,13 @@ def apply_waiting_statuses(instance: Instance, message_id: str) -> None:
 class CampaignSender:
     """The sending thread, kept in ``app.extensions["zaphook.campaigns"]``."""
 
-    def __init__(self, settings: Mapping[str, Any], database=None) -> None:
+    def __init__(self, settings: Mapping[str, Any], database=None, roles=None) -> None:
         self.settings = settings
         self.database = database
+        self.roles = roles  # None: this process is the only sender (no lease to hold)
         self.enabled = bool(settings["CAMPAIGN_SENDER"])
         self.rate = float(settings["CAMPAIGN_RATE_PER_MIN"])
+        self.instance_rate = float(settings.get("CAMPAIGN_RATE_PER_INSTANCE_PER_MIN") or self.rate)
         self.max_errors = int(settings["CAMPAIGN_MAX_CONSECUTIVE_ERRORS"])
         self.delivery_timeout = timedelta(hours=float(settings["CAMPAIGN_DELIVERY_TIMEOUT_HOURS"]))
         self.send_timeout = float(settings["CAMPAIGN_SEND_TIMEOUT"])
@@ -379,7 +387,7 @@ class CampaignSender:
         self._stop = threading.Event()
         self._work = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._next_send = 0.0  # monotonic time before which nothing is sent
+        self._next_send = 0.0  # monotonic time before which no send slot is due
         self._last_sweep = 0.0
 
     @property
@@ -389,8 +397,22 @@ class CampaignSender:
     def start(self) -> None:
         if self._thread is not None:
             return
+        if self.roles is not None:
+            from roles import CAMPAIGN_SENDER
+
+            self.roles.want(CAMPAIGN_SENDER, on_gain=self.notify)
+            self.roles.start()
         self._thread = threading.Thread(target=self._run, name="zaphook-campaigns", daemon=True)
         self._thread.start()
+
+    @property
+    def sends_here(self) -> bool:
+        """Whether this process is the deployment's campaign sender now."""
+        if self.roles is None:
+            return True
+        from roles import CAMPAIGN_SENDER
+
+        return self.roles.holds(CAMPAIGN_SENDER)
 
     def notify(self) -> None:
         """A campaign was started or resumed: look now instead of at the next poll."""
@@ -403,13 +425,18 @@ class CampaignSender:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("the campaign sender did not stop within %.0f s", timeout)
+        if self.roles is not None and self._thread is not None:
+            from roles import CAMPAIGN_SENDER
+
+            self.roles.give_back(CAMPAIGN_SENDER)  # another process sends from its next look
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def as_json(self) -> dict:
-        return {"sender": self.enabled, "alive": self.alive, "rate_per_min": self.rate,
+        return {"sender": self.enabled, "alive": self.alive, "sends_here": self.enabled and self.sends_here,
+                "rate_per_min": self.rate, "rate_per_instance_per_min": self.instance_rate,
                 "max_consecutive_errors": self.max_errors,
                 "delivery_timeout_hours": self.delivery_timeout.total_seconds() / 3600}
 
@@ -420,6 +447,10 @@ class CampaignSender:
             if not still_bound(self.database):
                 log.debug("campaign sender stops: its app's database is no longer bound")
                 return
+            if not self.sends_here:
+                # Another process is the sender (or the lease is being renewed): look again soon.
+                self._stop.wait(self.poll_seconds)
+                continue
             try:
                 with db.connection_context():
                     if time.monotonic() - self._last_sweep >= self.sweep_seconds:
@@ -435,10 +466,8 @@ class CampaignSender:
                 continue
             if sent == "skipped":
                 continue  # nothing went out: the next contact needs no wait
-            if sent == "sent":
-                # A random spread above the configured interval: never faster than the rate.
-                self._next_send = time.monotonic() + self.interval * random.uniform(1.0, 1.3)
-                continue
+            if sent in ("sent", "not due"):
+                continue  # the slots say how long to wait (send_next set _next_send)
             pause = self.poll_seconds if wait <= 0 else min(wait, self.poll_seconds)
             if self._work.wait(pause):
                 self._work.clear()
@@ -447,8 +476,11 @@ class CampaignSender:
         """Send to the next pending contact of a running campaign.
 
         "sent" when the provider was called (whatever it answered), "skipped" when an
-        opted-out number was passed over, None when there was nothing to do.
+        opted-out number was passed over, "not due" when every campaign with a
+        contact to send waits for a send slot (``_next_send`` says until when),
+        None when there was nothing to do.
         """
+        waits = []
         for campaign in Campaign.select().where(Campaign.state == "running").order_by(Campaign.started_at, Campaign.id):
             contact = (CampaignContact.select().where((CampaignContact.campaign == campaign.id)
                                                       & (CampaignContact.state == "pending"))
@@ -462,12 +494,29 @@ class CampaignSender:
                     CampaignContact.skip(contact.id, campaign.id, "opted out")
                     Campaign.finish_if_done(campaign.id)
                 return "skipped"
+            intervals = self.slot_intervals(campaign.instance_id)
+            wait = SendSlot.take(intervals, database_clock())
+            if wait is not None:
+                waits.append(wait)
+                continue  # this number must wait; another campaign's may not
             with write_transaction():
                 if not CampaignContact.claim(contact.id):
                     return "skipped"
-            self.send_one(campaign, contact)
+            try:
+                self.send_one(campaign, contact)
+            finally:
+                SendSlot.hold(intervals, database_clock())
             return "sent"
+        if waits:
+            self._next_send = time.monotonic() + min(waits)
+            return "not due"
         return None
+
+    def slot_intervals(self, instance_id: int) -> dict[str, float]:
+        """The gap each send slot needs after a send from this instance: a random spread above the rate."""
+        spread = random.uniform(1.0, 1.3)
+        return {"deployment": 60.0 / self.rate * spread,
+                f"instance:{instance_id}": 60.0 / self.instance_rate * spread}
 
     def send_one(self, campaign: Campaign, contact: CampaignContact) -> None:
         instance = Instance.get_by_id(campaign.instance_id)

@@ -52,6 +52,10 @@ def _positive_number(value: str) -> float:
     return number
 
 
+def _optional_positive_number(value: str) -> Optional[float]:
+    return _positive_number(value) if str(value).strip() else None
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -132,6 +136,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "LOGIN_ATTEMPTS_PER_MIN": ("10", _int_between(1, 10000)),
     "AUTH_FAILURES_STORED_PER_MIN": ("30", _int_between(0, 100000)),
     "THREADS": ("8", _int_between(1, 256)),
+    "ROLE_LEASE_SECONDS": ("6", _positive_number),
     # Media downloads
     "MEDIA_DIR": ("", _text),
     "MEDIA_WORKERS": ("4", _int_between(0, 64)),
@@ -153,6 +158,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     # Campaigns
     "CAMPAIGN_SENDER": ("on", _bool),
     "CAMPAIGN_RATE_PER_MIN": ("20", _positive_number),
+    "CAMPAIGN_RATE_PER_INSTANCE_PER_MIN": ("", _optional_positive_number),
     "CAMPAIGN_MAX_CONSECUTIVE_ERRORS": ("5", _int_between(1, 1000)),
     "CAMPAIGN_DELIVERY_TIMEOUT_HOURS": ("24", _positive_number),
     "CAMPAIGN_SEND_TIMEOUT": ("30", _positive_number),

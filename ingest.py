@@ -38,6 +38,7 @@ from handlers.base import (
     RouteHint,
     StatusEvent,
     is_alias_jid,
+    is_group_jid,
 )
 from handlers.provider import Provider, Signature
 from models import (
@@ -211,6 +212,10 @@ class Pipeline:
             if instance is not None:
                 self._instances[key] = instance
         return instance
+
+    def forget_instances(self) -> None:
+        """Drop the instance cache: instances were deleted (the demo's), so a cached id may be gone."""
+        self._instances = {}
 
     def store(self, request: IncomingRequest, normalised: Optional[Normalised],
               failure_text: Optional[str], instance: Optional[Instance],
@@ -927,6 +932,8 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
         elif isinstance(item, PresenceEvent):
             Presence.record(instance, known_phone(instance, item.chat_id),
                             known_phone(instance, item.participant_id), item.state, at)
+        elif isinstance(item, ContactEvent) and is_group_jid(item.contact_id):
+            record_group_name(instance, item)
         elif isinstance(item, ContactEvent):
             Contact.record(instance, known_phone(instance, item.contact_id), item.name, item.profile_picture_url)
         elif isinstance(item, EditEvent):
@@ -941,6 +948,17 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
     if latest is not None:
         instance.touch(latest)
     return failures
+
+
+def record_group_name(instance: Instance, item: ContactEvent) -> None:
+    """A group's subject names its chat, made now if no message came yet.
+
+    Evolution's contacts fall back on the bare id for a group without a
+    name: that is no name.
+    """
+    name = clean(item.name, 255)
+    if name and name != item.contact_id.split("@", 1)[0]:
+        Chat.record(instance, item.contact_id, name, True, None)
 
 
 def lock_messages(instance: Instance, events: list) -> None:
@@ -1008,6 +1026,7 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         caption=item.caption,
         timestamp=item.timestamp,
         quoted_message_id=clean(item.quoted_message_id, 255),
+        quoted_text=item.quoted_text,
         forwarded=item.forwarded,
         reaction_to=clean(item.reaction_to, 255),
         reaction_emoji=clean(item.reaction_emoji, 255),

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from peewee import (
     SQL,
+    Case,
     fn,
     AutoField,
     BigIntegerField,
@@ -53,6 +54,9 @@ db = DatabaseProxy()
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT = "default"
+# The client the demo's instances belong to (``server.py demo``): kept apart from real data and
+# removed as a whole (``server.py demo --clear``, the overview's button).
+DEMO_CLIENT = "demo"
 
 OUTCOMES = ("stored", "processed", "duplicate", "ignored", "rejected", "failed")
 
@@ -793,6 +797,7 @@ class Message(BaseModel):
     failed_at = DateTimeField(null=True)
     error = TextField(null=True)
     quoted_message_id = CharField(null=True)
+    quoted_text = TextField(null=True)  # the payload's snippet of the quoted message (migration 0008)
     forwarded = BooleanField(default=False)
     reaction_to = CharField(null=True)
     reaction_emoji = CharField(null=True)
@@ -1524,20 +1529,134 @@ class DeploymentFact(BaseModel):
     value = CharField()
 
     DATABASE_ID = "database_id"
+    WEBHOOK_TOKEN = "generated_webhook_token"
+
+    @classmethod
+    def adopt(cls, name: str, candidate: str) -> str:
+        """The fact's value: ``candidate`` if nobody stored one yet, else the one stored first."""
+        with write_transaction():
+            cls.insert(name=name, value=candidate).on_conflict_ignore().execute()
+        return cls.get(cls.name == name).value
 
     @classmethod
     def database_id(cls) -> str:
         """A random id this database keeps for life, made the first time it is asked for."""
         import uuid
 
+        return cls.adopt(cls.DATABASE_ID, uuid.uuid4().hex)
+
+
+def database_clock() -> float:
+    """Now, in seconds since the epoch, by the database's clock when processes may run on several machines.
+
+    Leases and send slots compare times written by different processes: on
+    PostgreSQL they all read the server's clock; SQLite is one machine's file.
+    """
+    if isinstance(db.obj, PostgresqlDatabase):
+        return float(db.execute_sql("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+    import time
+
+    return time.time()
+
+
+class RoleLease(BaseModel):
+    """Which process holds a deployment-wide role (campaign sender, tunnel owner, registrar), until when.
+
+    A holder renews its lease well before ``expires_at``; a process that dies
+    stops renewing, and another takes the role once the lease has expired.
+    ``detail`` is what the holder tells the others (the tunnel's public URL).
+    """
+
+    name = CharField(primary_key=True)
+    holder = CharField()
+    expires_at = DoubleField()
+    detail = TextField(null=True)
+
+    @classmethod
+    def claim(cls, name: str, holder: str, now: float, seconds: float) -> bool:
+        """Take the role if it is free or expired, or renew it if ours: one statement. Whether we hold it now."""
+        cls.insert(name=name, holder=holder, expires_at=now + seconds).on_conflict(
+            conflict_target=[cls.name],
+            update={cls.holder: holder, cls.expires_at: now + seconds,
+                    cls.detail: Case(None, [(cls.holder == holder, cls.detail)], None)},
+            where=(cls.holder == holder) | (cls.expires_at < now),
+        ).execute()
+        return cls.select().where((cls.name == name) & (cls.holder == holder)).exists()
+
+    @classmethod
+    def release(cls, holder: str, name: Optional[str] = None) -> int:
+        """Give this holder's roles (or one of them) back: the others take over at their next look."""
+        query = cls.delete().where(cls.holder == holder)
+        return (query.where(cls.name == name) if name else query).execute()
+
+    @classmethod
+    def tell(cls, name: str, holder: str, detail: Optional[str]) -> bool:
+        return bool(cls.update(detail=detail).where((cls.name == name) & (cls.holder == holder)).execute())
+
+    @classmethod
+    def current(cls, name: str, now: float) -> Optional["RoleLease"]:
+        """The live lease of a role, or None when nobody holds it."""
+        return cls.get_or_none((cls.name == name) & (cls.expires_at >= now))
+
+
+class SendSlot(BaseModel):
+    """The earliest moment (epoch seconds) a scope may send its next campaign message.
+
+    Scopes are the whole deployment and each instance; a send takes the slots
+    of both in one transaction, so two senders (one taking over from another,
+    or two processes during a lease's last instant) never exceed the rate.
+    """
+
+    scope = CharField(primary_key=True)
+    next_at = DoubleField()
+
+    @classmethod
+    def take(cls, intervals: dict[str, float], now: float) -> Optional[float]:
+        """Claim every scope's slot if all are due: None when taken, else the seconds until the latest is due.
+
+        ``intervals`` maps each scope to the gap it needs after this send.
+        The scopes are updated in sorted order (one lock order for every
+        process) inside a transaction that is rolled back unless all were due.
+        """
+        scopes = sorted(intervals)
+        try:
+            with write_transaction():
+                for scope in scopes:
+                    cls.insert(scope=scope, next_at=0.0).on_conflict_ignore().execute()
+                for scope in scopes:
+                    # Under the row lock (PostgreSQL) or the write lock (SQLite): whether this scope is due.
+                    taken = cls.update(next_at=now + intervals[scope]).where(
+                        (cls.scope == scope) & (cls.next_at <= now)).execute()
+                    if not taken:
+                        raise _SlotNotDue
+        except _SlotNotDue:
+            due = max(row.next_at for row in cls.select().where(cls.scope.in_(scopes)))
+            return max(0.0, due - now)
+        return None
+
+
+    @classmethod
+    def hold(cls, intervals: dict[str, float], now: float) -> None:
+        """After a send: keep every scope busy for its interval from now, when the send itself took time.
+
+        The slot was taken before the provider was called; a slow call followed
+        by a fast one would otherwise bring two messages closer together at the
+        provider than the rate allows.
+        """
         with write_transaction():
-            cls.insert(name=cls.DATABASE_ID, value=uuid.uuid4().hex).on_conflict_ignore().execute()
-        return cls.get(cls.name == cls.DATABASE_ID).value
+            for scope in sorted(intervals):
+                cls.update(next_at=now + intervals[scope]).where(
+                    (cls.scope == scope) & (cls.next_at < now + intervals[scope])).execute()
+
+
+class _SlotNotDue(Exception):
+    """Rolls back a send slot claim that found one of its scopes not yet due."""
 
 
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, JidAlias,
     MediaFile, MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession, DeploymentFact,
+    RoleLease, SendSlot,
 )
 
 
@@ -1549,6 +1668,7 @@ def instance_json(instance: Instance) -> dict:
         "provider": instance.provider,
         "instance_id": instance.external_id,
         "client": instance.client.name,
+        "demo": instance.client.name == DEMO_CLIENT,
         "name": instance.name,
         "own_jid": instance.own_jid,
         "connection_state": instance.connection_state,
@@ -1729,6 +1849,7 @@ def message_json(message: Message, media: Optional[MediaFile] = None) -> dict:
         "failed_at": iso(message.failed_at),
         "error": message.error,
         "quoted_message_id": message.quoted_message_id,
+        "quoted_text": message.quoted_text,
         "forwarded": message.forwarded,
         "reaction_to": message.reaction_to,
         "reaction_emoji": message.reaction_emoji,

@@ -32,7 +32,7 @@ from access import (
 )
 from config import SECRET_SETTINGS, ConfigError, load_settings
 from security import RedactingFilter, bearer_token, same_secret
-from tunnel import format_url_table, resolve_webhook_token, webhook_url_table
+from tunnel import format_url_table, share_generated_webhook_token, webhook_url_table
 
 VERSION = "0.1.0"
 
@@ -64,6 +64,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from applier import Applier
     from ingest import Pipeline
     from media import MediaWorkers, check_media_dir
+    from roles import Roles
     from tunnel import Tunnel
     from views import api, campaigns_api, dashboard, dashboard_api, events_api, media_api, webhooks
     from campaigns import CampaignSender
@@ -77,6 +78,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     with models.db.connection_context():
         models.create_schema()
         shared, detail = check_media_dir(Path(settings["MEDIA_DIR"]))
+        app.config["WEBHOOK_TOKEN"] = settings["WEBHOOK_TOKEN"] = share_generated_webhook_token(settings)
+    _install_secret_filter([settings.get(name) for name in SECRET_SETTINGS])
     if not shared:
         log.warning("MEDIA_DIR: %s", detail)
     workers = app.extensions["zaphook.media"] = MediaWorkers(settings, app.extensions["zaphook.database"])
@@ -85,7 +88,10 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
                                                              auth_failures=app.extensions["zaphook.auth_failures"])
     applier = app.extensions["zaphook.applier"] = Applier(pipeline, app.extensions["zaphook.database"])
     pipeline.on_stored = applier.wake  # started by the serving code (serve, tests' ServedApp)
-    sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"])
+    # The deployment-wide roles (campaign sender, tunnel owner, registrar): leases in the database.
+    roles = app.extensions["zaphook.roles"] = Roles(app.extensions["zaphook.database"],
+                                                    settings["ROLE_LEASE_SECONDS"])
+    sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"], roles)
 
     webhooks_bp, webhook_endpoints = webhooks.blueprint()
     app.register_blueprint(webhooks_bp)
@@ -259,19 +265,17 @@ def serve(app: Flask) -> int:
     stop_like_ctrl_c()
     tunnel = app.extensions["zaphook.tunnel"]
     applier = app.extensions["zaphook.applier"]
+    roles = app.extensions["zaphook.roles"]
     applier.start()  # first of all: what an earlier run acknowledged and did not apply
     try:
-        if tunnel.wanted and tunnel.open(listeners.tunnel.effective_port, host="127.0.0.1"):
-            # The one place the webhook token is shown: on the console, to paste, never in the log.
-            print(format_url_table(webhook_url_table(tunnel.public_url, settings.get("WEBHOOK_TOKEN"))), flush=True)
-        if settings["REGISTER_WEBHOOKS"]:
-            register_webhooks_in_background(app, tunnel.public_url or settings["PUBLIC_URL"])
+        take_deployment_roles(app, listeners.tunnel.effective_port)
         listeners.run()
     except KeyboardInterrupt:
         pass
     finally:
         log.info("stopping")
         tunnel.close()
+        roles.stop()  # the other processes take the roles over at their next look
         listeners.close()
         applier.stop()
         app.extensions["zaphook.media"].shutdown(timeout=3)  # a download blocked in a read is given back
@@ -280,6 +284,52 @@ def serve(app: Flask) -> int:
         log.info("stopped")
         mark_stopped()
     return 0
+
+
+def take_deployment_roles(app: Flask, tunnel_port: int) -> None:
+    """Compete for the tunnel and the registrar roles (roles.py); the campaign sender competes for its own.
+
+    With one process, it gets every role at once, as before there were roles.
+    With several on one database, one opens the tunnel and one registers the
+    webhooks; when it dies, another takes over within ROLE_LEASE_SECONDS and
+    opens its own tunnel (the registrar then points the providers at it).
+    """
+    from roles import REGISTRAR, TUNNEL_OWNER, deployment_public_url
+
+    settings = app.config
+    tunnel = app.extensions["zaphook.tunnel"]
+    roles = app.extensions["zaphook.roles"]
+
+    def open_tunnel() -> None:
+        if tunnel.open(tunnel_port, host="127.0.0.1"):
+            roles.tell(TUNNEL_OWNER, tunnel.public_url)
+            # The one place the webhook token is shown: on the console, to paste, never in the log.
+            print(format_url_table(webhook_url_table(tunnel.public_url, settings.get("WEBHOOK_TOKEN"))), flush=True)
+
+    def leave_tunnel() -> None:
+        tunnel.leave_to_another_process("another zaphook process of this deployment owns the tunnel")
+
+    if tunnel.wanted:
+        if not roles.want(TUNNEL_OWNER, on_gain=open_tunnel, on_lose=leave_tunnel):
+            leave_tunnel()
+            log.info("the tunnel is owned by another zaphook process on this database: this one takes it "
+                     "over if that process stops")
+    if settings["REGISTER_WEBHOOKS"]:
+        if not (tunnel.wanted or settings["PUBLIC_URL"]):
+            log.warning("REGISTER_WEBHOOKS is on but there is no public URL (no tunnel and no PUBLIC_URL): "
+                        "no webhooks registered")
+        else:
+            registered: list[Optional[str]] = [None]
+
+            def register_when_the_url_changes() -> None:
+                with app.extensions["zaphook.database"].connection_context():
+                    url = deployment_public_url(settings, roles, tunnel)
+                if url and url != registered[0]:
+                    registered[0] = url
+                    register_webhooks_in_background(app, url)
+
+            roles.want(REGISTRAR, while_held=register_when_the_url_changes)
+    roles.start()
 
 
 def register_webhooks_in_background(app: Flask, public_url: Optional[str]) -> Optional[threading.Thread]:
@@ -296,34 +346,14 @@ def register_webhooks_in_background(app: Flask, public_url: Optional[str]) -> Op
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """``python server.py [command] ...``: the command line (cli.py); no command runs the server."""
     import cli
 
-    parser = cli.OneLineParser(prog="server.py", description="zaphook: local WhatsApp webhook hub")
-    commands = parser.add_subparsers(dest="command", parser_class=cli.OneLineParser)
-    run = commands.add_parser("run", help="serve the webhooks and the API (the default)")
-    run.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
-    run.add_argument("--port", type=int, help="port to listen on (default: PORT or 5000)")
-    cli.add_commands(commands)
-    args = parser.parse_args(argv)
+    return cli.main(argv)
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"zaphook: configuration error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings["LOG_LEVEL"])
-    if getattr(args, "host", None):
-        settings["HOST"] = args.host
-    if getattr(args, "port", None):
-        settings["PORT"] = args.port
-    try:
-        # A tunnel makes the webhooks public: without a WEBHOOK_TOKEN one is generated and kept.
-        settings["WEBHOOK_TOKEN"] = resolve_webhook_token(settings)
-    except OSError as exc:
-        log.error("cannot keep the generated webhook token in %s: %s", settings["DATA_DIR"], exc)
-        return 2
-    if args.command not in (None, "run"):
-        return cli.run_command(args, settings)
+
+def start(settings: dict) -> int:
+    """Build the app on these settings and serve it until stopped (the ``run`` command)."""
     import models
 
     try:

@@ -13,6 +13,7 @@ from flask import Flask
 from peewee import fn
 
 from handlers import REGISTRY
+from roles import deployment_public_url
 from models import Client, Instance, MediaFile, Message, WebhookEvent, db, instance_json, iso, utcnow
 from security import REDACTED, redact_text
 
@@ -76,8 +77,9 @@ def build(app: Flask, request_base_url: str) -> dict:
             "webhook_token_set": bool(config.get("WEBHOOK_TOKEN")),
         },
         "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
-        "webhook_urls": webhook_urls(config.get("PUBLIC_URL") or app.extensions["zaphook.tunnel"].public_url
-                                     or request_base_url,
+        "roles": app.extensions["zaphook.roles"].as_json(),
+        "webhook_urls": webhook_urls(deployment_public_url(config, app.extensions["zaphook.roles"],
+                                                           app.extensions["zaphook.tunnel"]) or request_base_url,
                                      bool(config.get("WEBHOOK_TOKEN"))),
     }
 

@@ -155,6 +155,29 @@ def resolve_webhook_token(settings: Mapping[str, Any]) -> Optional[str]:
     return ensure_webhook_token(Path(_setting(settings, "DATA_DIR") or "data"))
 
 
+def share_generated_webhook_token(settings: Mapping[str, Any]) -> Optional[str]:
+    """A generated webhook token becomes the deployment's: the first process's, kept in the database.
+
+    Each process generates its token in its own DATA_DIR; several processes on
+    one database behind one URL must accept the same one, or the URLs the
+    tunnel owner printed would be refused by the others. A token the user set
+    in WEBHOOK_TOKEN is left alone (it is not the one in DATA_DIR). Call with
+    a database connection open.
+    """
+    from models import DeploymentFact
+
+    token = _setting(settings, "WEBHOOK_TOKEN")
+    path = Path(_setting(settings, "DATA_DIR") or "data") / WEBHOOK_TOKEN_FILE
+    if not token or _read_token(path) != token:
+        return token
+    shared = DeploymentFact.adopt(DeploymentFact.WEBHOOK_TOKEN, token)
+    if shared != token:
+        _write_private(path, shared + "\n")
+        log.info("using this deployment's generated webhook token (another process made it first): "
+                 "the URLs printed by any process work on every one")
+    return shared
+
+
 def _read_token(path: Path) -> Optional[str]:
     try:
         return path.read_text(encoding="utf-8").strip() or None
@@ -243,7 +266,8 @@ class _AgentLogFilter(logging.Filter):
 class Tunnel:
     """The ngrok tunnel to zaphook's port, as /status and /test report it.
 
-    ``state``: off (not wanted, or not started yet) | starting | open | failed | closed.
+    ``state``: off (not wanted, or not started yet) | starting | open | failed | closed |
+    elsewhere (another process of the deployment owns the tunnel: roles.py).
     ``open()`` never raises (except KeyboardInterrupt, after stopping the agent);
     ``close()`` is idempotent. Both may be called from different threads.
     """
@@ -319,6 +343,17 @@ class Tunnel:
         if config is not None:
             self._teardown(config)
 
+    def leave_to_another_process(self, reason: str) -> None:
+        """Another process owns the deployment's tunnel: close ours if it is open, and be ready to open later.
+
+        Unlike :meth:`close` (zaphook is stopping), :meth:`open` may be called
+        again: when the owner dies, this process may take the role over.
+        """
+        self.close()
+        with self._lock:
+            self._closing = False
+            self.state, self.public_url, self.reason, self.error_code = "elsewhere", None, reason, None
+
     def as_json(self) -> dict:
         """What /status shows; never the authtoken."""
         self._notice_dead_agent()
@@ -345,6 +380,8 @@ class Tunnel:
             return {"name": "tunnel", "ok": False, "detail": "the ngrok agent is still starting"}
         if self.state == "closed":
             return {"name": "tunnel", "ok": False, "detail": "closed (zaphook is stopping)"}
+        if self.state == "elsewhere":
+            return {"name": "tunnel", "ok": True, "detail": self.reason}
         return {"name": "tunnel", "ok": False, "detail": self.reason or "failed"}
 
     # --- opening ----------------------------------------------------------------

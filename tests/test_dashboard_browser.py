@@ -134,7 +134,7 @@ def test_a_failed_message_shows_a_red_mark_with_its_reason(dashboard):
     web.webhook(outgoing)
     failed = status_update(outgoing["data"]["key"]["id"], "ERROR")
     web.webhook(failed)
-    chat_link(web.page, "59171146267").click(timeout=LIVE)
+    chat_link(web.page, "+591 7114 6267").click(timeout=LIVE)  # the number, formatted
     ticks = web.page.locator(".message.out .ticks")
     expect(ticks).to_have_attribute("data-status", "failed", timeout=LIVE)
     expect(ticks).to_have_text("!")

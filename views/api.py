@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, jsonify, request
 from peewee import JOIN, fn
 
+import demo
 import status as status_report
 from handlers import REGISTRY
 from models import (
@@ -193,6 +194,12 @@ def update_instance(instance_id: int):
     if changes:
         Instance.update(changes).where(Instance.id == instance.id).execute()
     return jsonify(instance_json(Instance.get_by_id(instance.id)))
+
+
+@bp.delete("/api/demo")
+def clear_demo():
+    """Remove the demo's instances and everything they received (the overview's button, ``demo --clear``)."""
+    return jsonify(removed=demo.clear_in_app(current_app._get_current_object()))
 
 
 @bp.get("/api/chats")

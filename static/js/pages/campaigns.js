@@ -127,7 +127,7 @@ function listPage(container) {
   async function loadInstances() {
     const [data, known] = await Promise.all([get("/api/instances"), providers()]);
     const senders = known.items.filter((item) => item.can_send);
-    const usable = data.items.filter((item) => senders.some((sender) => sender.name === item.provider));
+    const usable = data.items.filter((item) => !item.demo && senders.some((sender) => sender.name === item.provider));
     replaceChildren(instance, usable.length
       ? usable.map((item) => h("option", {value: item.id}, `${item.provider} · ${item.name || item.instance_id}`))
       : h("option", {value: ""}, t("campaigns.no_instance", {providers: senders.map((item) => item.label).join(", ")})));
