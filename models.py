@@ -588,6 +588,16 @@ class WebhookEvent(BaseModel):
     # used to guess a redacted value. NULL for rows stored before it existed,
     # for bodies that failed authentication and for bodies that are not text.
     search_text = TextField(null=True)
+    # The JSON body of zaphook's answer (its status is http_status), written with the row: see
+    # ingest.answer_body. The ids it names are left out (the row's own id is not known before its
+    # INSERT); event_response puts them back. NULL for rows stored before it existed.
+    response = TextField(null=True)
+    # What the request was in a few words (ingest.summarise): JSON, made from the handler's result.
+    summary = TextField(null=True)
+    # The event a "replay with changes" was made from (the original is left untouched). Its index
+    # is made by migration 0004 only: create_tables(safe=True) on a database older than the column
+    # would make SQLite index the quoted name as a constant.
+    replay_of = ForeignKeyField("self", null=True, on_delete="SET NULL", backref="edited_replays", index=False)
 
     @classmethod
     def store(cls, row: dict, dedupe_key: Optional[str] = None) -> Optional[int]:
@@ -1728,7 +1738,33 @@ def event_json(event: WebhookEvent) -> dict:
         "body_size": event.body_size,
         "duplicate_of": event.duplicate_of_id,
         "replay_count": event.replay_count,
+        "replay_of": event.replay_of_id,
+        "summary": _json_or_none(event.summary),
     }
+
+
+def event_response(event: WebhookEvent) -> Optional[dict]:
+    """The JSON body zaphook answered the request with, its ids put back (see ingest.stored_answer).
+
+    None for events stored before answers were kept.
+    """
+    body = _json_or_none(event.response)
+    if not isinstance(body, dict):
+        return None
+    if "event_id" in body and body["event_id"] is None:
+        body["event_id"] = event.id
+    if isinstance(body.get("detail"), dict) and body["detail"].get("event_id", 0) is None:
+        body["detail"]["event_id"] = event.id
+    return body
+
+
+def _json_or_none(text: Optional[str]) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def chat_json(chat: Chat) -> dict:

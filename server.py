@@ -66,7 +66,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from media import MediaWorkers, check_media_dir
     from roles import Roles
     from tunnel import Tunnel
-    from views import api, campaigns_api, dashboard, dashboard_api, media_api, webhooks
+    from views import api, campaigns_api, dashboard, dashboard_api, events_api, media_api, webhooks
     from campaigns import CampaignSender
 
     app.extensions["zaphook.own_hosts"] = own_host_names(settings)
@@ -96,6 +96,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     webhooks_bp, webhook_endpoints = webhooks.blueprint()
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(events_api.bp)
     app.register_blueprint(media_api.bp)
     app.register_blueprint(campaigns_api.bp)
     app.register_blueprint(dashboard_api.bp)

@@ -25,6 +25,8 @@ KIND_EDIT = "message_edit"
 KIND_DELETE = "message_delete"
 KIND_MIXED = "mixed"
 KIND_UNKNOWN = "unknown"
+REQUEST_KINDS = (KIND_MESSAGE, KIND_STATUS, KIND_CONNECTION, KIND_PRESENCE, KIND_CONTACT, KIND_QRCODE, KIND_EDIT,
+                 KIND_DELETE, KIND_MIXED, KIND_UNKNOWN)
 
 # Message statuses, lowest first. "failed" stands outside the order.
 STATUS_ORDER = ("pending", "sent", "delivered", "read", "played")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import handlers.base
+import ingest
 from access import SESSION_COOKIE, new_session_cookie
 from tests.helpers import load_sample
 
@@ -86,6 +88,10 @@ TEMPLATE_KEYS = {
                                   "failed_count", "replied_count", "skipped_count"],
     "live.${state}": ["starting", "on", "off"],
     "nav.${name}": ["overview", "chats", "events", "media", "campaigns", "qa"],
+    # the events page: what each request was, presence states, why a replay cannot work (all from the server)
+    "event_kind.${code}": [*ingest.SUMMARY_KINDS, *handlers.base.REQUEST_KINDS],
+    "events.presence.${summary.state}": list(handlers.base.PRESENCE_STATES),
+    "events.replay_refusal.${code}": list(ingest.REPLAY_REFUSALS),
 }
 
 
