@@ -49,6 +49,7 @@ English = Union[str, Mapping[str, str]]  # a sentence, or a plural {"one": ..., 
 CODE_MODULES: tuple[str, ...] = ()
 
 _REGISTRY: dict[str, English] = {}
+_PREFIXES: set[str] = set()
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 AGO_SUFFIX = "_ago"
 
@@ -57,6 +58,7 @@ def define(prefix: str, entries: Mapping[str, English]) -> None:
     """Register codes under ``prefix`` (an area's own, ending with "."); a code is defined once."""
     if not prefix.endswith("."):
         raise ValueError(f"a prefix ends with '.': {prefix!r}")
+    _PREFIXES.add(prefix)
     for code, text in entries.items():
         if not code.startswith(prefix):
             raise ValueError(f"{code!r} is not under {prefix!r}")
@@ -72,6 +74,12 @@ def registered() -> dict[str, English]:
     for name in CODE_MODULES:
         importlib.import_module(name)
     return dict(_REGISTRY)
+
+
+def prefixes() -> frozenset[str]:
+    """The areas codes are registered under ("qa.", "error.", ...)."""
+    registered()
+    return frozenset(_PREFIXES)
 
 
 def catalogue_keys(code: str) -> tuple[str, ...]:
@@ -141,6 +149,11 @@ def _english_value(name: str, value: Any) -> str:
     return str(value)
 
 
+def error_body(text: Text, detail: Any = None) -> dict:
+    """The JSON API's error answer: ``error`` (English, as always), ``detail``, and the text's code and params."""
+    return {"error": text.english, "detail": detail, **text.as_json()}
+
+
 _UNITS = (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400), ("day", 86400),
           ("hour", 3600), ("minute", 60), ("second", 1))
 
@@ -158,14 +171,23 @@ def ago_english(seconds: float) -> str:
 
 
 # --- the codes ------------------------------------------------------------------------------------
-# One define() per area. The connection states are the catalogue's existing state.* words, listed
-# so that a text may carry one as a parameter.
+# One define() per area. The state.* words are the catalogue's own (connection, media and campaign
+# states), listed so that a text may carry one as a parameter.
 
 define("state.", {
     "state.unknown": "unknown",
     "state.connecting": "connecting",
     "state.connected": "connected",
     "state.disconnected": "disconnected",
+    "state.pending": "pending",
+    "state.downloading": "downloading",
+    "state.done": "done",
+    "state.failed": "failed",
+    "state.expired": "expired",
+    "state.draft": "draft",
+    "state.running": "running",
+    "state.paused": "paused",
+    "state.cancelled": "cancelled",
 })
 
 # The /test self-check (status.py): each check's name, then what it found.
@@ -363,22 +385,27 @@ define("error.", {
     "error.client_name": "client must be a client name",
     "error.credential_stays": "a changed api_base_url needs its own api_token in the same request: the default "
                               "credential is never sent to another host",
+    "error.credential_stays_setting": "a changed api_base_url needs its own api_token in the same request: the "
+                                      "default credential ({token_setting}, which only goes to {base_setting}) is "
+                                      "never sent to another host",
+    "error.direction": "direction must be in or out",
     "error.instance_id_required": "instance_id (the provider's instance id or name) is required",
     "error.instance_exists": "instance {provider}/{instance} already exists: PATCH /api/instances/{id}",
     "error.no_event": "no event {id}",
+    "error.before_or_after": "give before_id (older events) or after_id (newer events), not both",
+    "error.edit_shape": "send {\"body\": \"<the edited body, JSON text>\"} or {\"payload\": <a JSON object>}",
+    "error.edit_body_text": "body must be text (the edited request body)",
+    "error.edit_payload_object": "payload must be a JSON object",
     "error.no_instance": "no instance {id}",
     "error.no_message": "no message {id}",
     "error.no_media": "no media {id}",
     "error.no_campaign": "no campaign {id}",
     "error.no_action": "no action {action}: start, pause, resume or cancel",
-    "error.action_refused": "cannot {action} a campaign that is {state} ({action} works from {allowed})",
     "error.media_not_downloaded": "media {id} is {state}, not downloaded",
     "error.media_file_missing": "the file of media {id} is missing from the media folder",
     "error.media_not_retryable": "media {id} is {state}: only failed or expired downloads are retried",
-    "error.csv_not_utf8": "the CSV file must be UTF-8 text",
     "error.campaign_shape": "send a JSON object {name, instance_id, text, contacts: [{phone, name}]} or a "
                             "multipart form with a CSV file (phone,name columns)",
-    "error.contacts_list": "contacts must be a list of {phone, name}",
     "error.changes_cursor": "since must be a cursor from an earlier answer ({parts} numbers joined by '.')",
     "error.iso_time": "since must be an ISO 8601 time, e.g. 2025-06-02T03:00:00.000Z",
 })

@@ -162,7 +162,7 @@ def test_without_admin_token_the_dashboard_and_login_do_not_exist_through_the_tu
     for path in ("/", "/login", "/static/js/app.js", "/api/changes"):
         response = client.get(path, headers=TUNNELLED)
         assert response.status_code == 404, path
-        assert response.get_json() == {"error": "not found", "detail": None}
+        assert response.get_json() == {"error": "not found", "detail": None, "code": "error.not_found", "params": {}}
     assert client.post("/login", data={"token": "x"}, headers=TUNNELLED).status_code == 404
 
 
@@ -257,7 +257,8 @@ def test_a_state_change_from_another_origin_is_refused(client, method, path, ori
     response = client.open(path, method=method, json={"provider": "wapi", "instance_id": "x"},
                            headers={"Origin": origin})
     assert response.status_code == 403
-    assert response.get_json() == {"error": "cross-origin request refused", "detail": None}
+    assert response.get_json() == {"error": "cross-origin request refused", "detail": None, "code": "error.cross_origin",
+                                   "params": {}}
 
 
 def test_the_guard_lets_same_origin_and_originless_requests_through(client):
