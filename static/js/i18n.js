@@ -54,10 +54,10 @@ const AGO_UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["d
 /** Seconds in the past, as people say it: "12 minutes ago", "há 3 dias" (Intl.RelativeTimeFormat). */
 export function ago(seconds) {
   const value = Math.max(0, Math.round(Number(seconds) || 0));
-  const format = new Intl.RelativeTimeFormat(current, {numeric: "auto"});
-  if (value < 10) return format.format(0, "second");
+  if (value < 10) return new Intl.RelativeTimeFormat(current, {numeric: "auto"}).format(0, "second");  // "now"
   const [unit, size] = AGO_UNITS.find(([, length]) => value >= length);
-  return format.format(-Math.floor(value / size), unit);
+  // Always a number ("1 day ago", not "yesterday"): the count is what the server measured.
+  return new Intl.RelativeTimeFormat(current, {numeric: "always"}).format(-Math.floor(value / size), unit);
 }
 
 function paramText(name, value) {
