@@ -85,7 +85,8 @@ def build(app: Flask, request_base_url: str) -> dict:
         .group_by(Message.status)}
     last_event = WebhookEvent.select(fn.MAX(WebhookEvent.received_at)).scalar()
     tunnel = app.extensions["zaphook.tunnel"]
-    base = deployment_public_url(config, app.extensions["zaphook.roles"], tunnel) or request_base_url
+    public_url = deployment_public_url(config, app.extensions["zaphook.roles"], tunnel)
+    base = public_url or request_base_url
     token_set = bool(config.get("WEBHOOK_TOKEN"))
     return {
         "name": "zaphook",
@@ -114,6 +115,7 @@ def build(app: Flask, request_base_url: str) -> dict:
         },
         "instances": [instance_json(row) for row in Instance.select(Instance, Client).join(Client)],
         "roles": app.extensions["zaphook.roles"].as_json(),
+        "public_url": public_url,  # where providers reach this deployment: the tunnel's, or PUBLIC_URL
         "webhook_urls": webhook_urls(base, token_set),
         "webhook_url_rows": webhook_url_rows(base, token_set),
     }

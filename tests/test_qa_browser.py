@@ -159,14 +159,14 @@ def test_an_empty_overview_on_a_phone_says_how_to_point_a_provider_at_zaphook(da
     web.screenshot(f"overview-empty-{language}-phone")
 
 
-def test_with_a_tunnel_the_empty_overview_points_at_its_url_instead_of_simulate(dashboard):
+def test_with_a_public_url_the_empty_overview_points_at_it_instead_of_simulate(dashboard):
     web = dashboard()
     tunnel = web.app.extensions["zaphook.tunnel"]
     tunnel.state, tunnel.public_url = "open", "https://zaphook-demo.ngrok.app"  # as an opened tunnel reports itself
     open_page(web, "#/overview", "pt-BR", PHONE)
     guide = web.page.locator(".empty-guide")
-    expect(guide).to_have_attribute("data-guide", "tunnel", timeout=LIVE)
-    expect(guide).to_contain_text("As URLs passam pelo túnel em https://zaphook-demo.ngrok.app.")
+    expect(guide).to_have_attribute("data-guide", "public", timeout=LIVE)
+    expect(guide).to_contain_text("As URLs chegam ao zaphook em https://zaphook-demo.ngrok.app.")
     expect(guide.locator("code")).to_have_count(0)
     expect(web.page.locator(".url-row code").first).to_have_text("https://zaphook-demo.ngrok.app/webhook/")
 

@@ -4,13 +4,13 @@ import {t} from "./i18n.js";
 
 const SIMULATE = "python server.py simulate";
 
-/** The empty overview: how to point a provider at zaphook (through the tunnel when there is one). */
-export function overviewGuide(tunnelUrl) {
-  const steps = tunnelUrl
-    ? [h("p", {}, t("empty.overview_tunnel", {url: tunnelUrl}))]
+/** The empty overview: how to point a provider at zaphook (at its public URL: the tunnel's, or PUBLIC_URL). */
+export function overviewGuide(publicUrl) {
+  const steps = publicUrl
+    ? [h("p", {}, t("empty.overview_public", {url: publicUrl}))]
     : [h("p", {}, t("empty.overview_local")),
       h("p", {}, t("empty.overview_simulate"), " ", h("code", {class: "command"}, SIMULATE))];
-  return h("div", {class: "empty-guide", dataset: {guide: tunnelUrl ? "tunnel" : "local"}},
+  return h("div", {class: "empty-guide", dataset: {guide: publicUrl ? "public" : "local"}},
     h("p", {}, h("strong", {}, t("empty.overview_title"))), steps);
 }
 

@@ -129,13 +129,13 @@ export function mount(container) {
       h("section", {class: "card"}, h("h2", {}, t("overview.last_events")), lastEvents)));
 
   let statusFetchedAt = 0;
-  let tunnelUrl = null;
+  let publicUrl = null;
 
   async function loadStatus() {
     const status = await get("/status");
     statusFetchedAt = Date.now();
     const info = status.tunnel || {};
-    tunnelUrl = info.public_url || null;
+    publicUrl = status.public_url || info.public_url || null;
     replaceChildren(tunnel,
       h("p", {}, h("span", {class: `badge tunnel-${info.state}`}, tState(info.state)), " ",
         info.public_url ? h("code", {}, info.public_url) : h("span", {class: "muted"}, t("overview.no_tunnel"))),
@@ -150,7 +150,7 @@ export function mount(container) {
     ]);
     if (Date.now() - statusFetchedAt > STATUS_EVERY_MS) await loadStatus();
     replaceChildren(instancesBody, data.instances.length ? data.instances.map(instanceRow)
-      : h("tr", {class: "empty"}, h("td", {colspan: 6}, overviewGuide(tunnelUrl))));
+      : h("tr", {class: "empty"}, h("td", {colspan: 6}, overviewGuide(publicUrl))));
     replaceChildren(lastEvents, events.items.map(eventLine));
     demo.show(data.instances.some((instance) => instance.demo));
   }
