@@ -223,7 +223,7 @@ def _button(node: dict) -> proto.MessageContent:
 
 
 def _other(node: dict) -> proto.MessageContent:
-    # order.english, system.body; "unsupported" has neither.
+    # order.text, system.body; "unsupported" has neither.
     return proto.MessageContent(text=first_text(node.get("text"), node.get("body")))
 
 

@@ -251,7 +251,7 @@ def message_content(body: dict, data: dict) -> proto.MessageContent:
         descriptor.file_name = text_or_none(media.get("filename")) or descriptor.file_name
         descriptor.is_voice = descriptor.is_voice or webjs_type == "ptt"
         if parsed.media is None:
-            parsed.type, parsed.english, parsed.raw_type = descriptor.media_type, None, webjs_type
+            parsed.type, parsed.text, parsed.raw_type = descriptor.media_type, None, webjs_type
         parsed.media = descriptor
         parsed.caption = parsed.caption or descriptor.caption or text
         descriptor.caption = parsed.caption

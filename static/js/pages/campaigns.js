@@ -276,7 +276,7 @@ function listPage(container) {
     const data = await get("/api/campaigns?limit=100");
     syncKeyed(rows, data.items, rendered, campaignRow);
     rows.querySelector(".empty")?.remove();
-    if (!data.items.length) rows.append(h("tr", {class: "empty"}, h("td", {colspan: 9, class: "muted"}, t("empty.campaigns"))));
+    if (!data.items.length) rows.append(h("tr", {class: "empty"}, h("td", {colspan: 9, class: "muted"}, t("campaigns.none"))));
   }
 
   return {

@@ -68,7 +68,7 @@ export function mount(container) {
 
   async function load() {
     const data = await get(`/api/media${query({type: type.value, status: state.value, limit: LIMIT})}`);
-    message.textContent = data.items.length ? "" : t(type.value || state.value ? "media.none" : "empty.media");
+    message.textContent = data.items.length ? "" : type.value || state.value ? t("media.none") : t("empty.media");
     syncKeyed(grid, data.items, rendered, card);
   }
 
