@@ -171,8 +171,8 @@ def ago_english(seconds: float) -> str:
 
 
 # --- the codes ------------------------------------------------------------------------------------
-# One define() per area. The state.* words are the catalogue's own (connection, media and campaign
-# states), listed so that a text may carry one as a parameter.
+# One define() per area. The state.* words are the catalogue's own (connection and media states),
+# listed so that a text may carry one as a parameter.
 
 define("state.", {
     "state.unknown": "unknown",
@@ -184,10 +184,6 @@ define("state.", {
     "state.done": "done",
     "state.failed": "failed",
     "state.expired": "expired",
-    "state.draft": "draft",
-    "state.running": "running",
-    "state.paused": "paused",
-    "state.cancelled": "cancelled",
 })
 
 # The /test self-check (status.py): each check's name, then what it found.
