@@ -145,7 +145,7 @@ def test_an_empty_overview_on_a_phone_says_how_to_point_a_provider_at_zaphook(da
     expect(guide).to_have_attribute("data-guide", "local", timeout=LIVE)
     expect(guide).to_contain_text(title)
     expect(guide).to_contain_text(simulate_hint)
-    expect(guide.locator("code")).to_have_text("python server.py simulate")
+    expect(guide.locator("code")).to_have_text("python server.py demo")
     expect(guide).to_contain_text("NGROK_AUTHTOKEN")
     if language == "pt-BR":
         expect(page.locator(".url-row").first).to_contain_text("qualquer provedor: todos os eventos")

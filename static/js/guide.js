@@ -2,7 +2,7 @@
 import {h} from "./dom.js";
 import {t} from "./i18n.js";
 
-const SIMULATE = "python server.py simulate";
+const SIMULATE = "python server.py demo";
 
 /** The empty overview: how to point a provider at zaphook (at its public URL: the tunnel's, or PUBLIC_URL). */
 export function overviewGuide(publicUrl) {
