@@ -100,6 +100,14 @@ class IncomingRequest:
 
 
 @dataclass
+class Fresh:
+    """What the request of an acknowledged event was made into, kept for the applier."""
+
+    normalised: Normalised
+    payload: dict  # the body's JSON as stored (inline media taken out)
+
+
+@dataclass
 class Answer:
     """What to send back, plus what the request log line reports."""
 
@@ -118,9 +126,9 @@ class Pipeline:
                  auth_failures: Optional[AuthFailures] = None):
         self.on_media = on_media  # told after a commit that queued media downloads
         self.on_stored: Optional[Callable[[], None]] = None  # told after a commit that left events to apply
-        # What this process normalised when it acknowledged an event, for the applier
-        # (so it does not parse the body again); bounded, it is only a shortcut.
-        self.fresh: dict[int, Normalised] = {}
+        # What this process parsed and normalised when it acknowledged an event, for the
+        # applier (so it does not parse the body again); bounded, it is only a shortcut.
+        self.fresh: dict[int, Fresh] = {}
         self.auth_failures = auth_failures  # caps how many refused, untrusted requests become rows
         self.data_dir = Path(settings["DATA_DIR"])
         self.opt_out_words = tuple(settings["CAMPAIGN_OPT_OUT_WORDS"])
@@ -215,13 +223,16 @@ class Pipeline:
         """
         key = dedupe_key(normalised, request.body) if failure_text is None else None
         outcome, error = expected_outcome(normalised, failure_text)
-        row = self.event_row(request, normalised, instance, body_text, payload=payload)
         to_apply = outcome == "processed"
+        # The search text of an event to apply is the applier's to make: redacting the
+        # whole payload is the costliest part of storing it, and the provider need not wait for it.
+        row = self.event_row(request, normalised, instance, body_text, payload=payload, searchable=not to_apply)
         row.update(outcome=STORED if to_apply else outcome, error=error, processed_at=None if to_apply else utcnow())
-        event_id = self.store_retrying(row, key)
+        event_id = self.store_retrying(row, key, lambda: searchable_text(row["body"], row["body_encoding"],
+                                                                          self.secrets, payload))
         if row["outcome"] == STORED:
             if len(self.fresh) < MAX_FRESH:
-                self.fresh[event_id] = normalised
+                self.fresh[event_id] = Fresh(normalised, payload)
             if self.on_stored is not None:
                 self.on_stored()
         return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
@@ -237,14 +248,17 @@ class Pipeline:
         return self.answer_for(event_id, row, duplicate_of=event.duplicate_of_id)
 
     @staticmethod
-    def store_retrying(row: dict, key: Optional[str]) -> int:
+    def store_retrying(row: dict, key: Optional[str], search_text: Optional[Callable[[], Optional[str]]] = None) -> int:
         """Commit the event's row, trying again after a transient database error (a lock, a deadlock,
-        a lost connection); the error propagates after the last try, for a 503 the provider retries."""
+        a lost connection); the error propagates after the last try, for a 503 the provider retries.
+
+        ``search_text`` makes the row's search text if it turns out a duplicate (which the applier never sees).
+        """
         for attempt in range(1, STORE_TRIES + 1):
             attempt_row = dict(row)
             try:
                 with write_transaction():
-                    event_id = Pipeline.store_once(attempt_row, key)
+                    event_id = Pipeline.store_once(attempt_row, key, search_text)
             except Exception as exc:
                 if attempt == STORE_TRIES or not is_transient(exc):
                     raise
@@ -256,12 +270,14 @@ class Pipeline:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def store_once(row: dict, key: Optional[str]) -> int:
+    def store_once(row: dict, key: Optional[str], search_text: Optional[Callable[[], Optional[str]]] = None) -> int:
         """Insert the event; a copy of one already stored is inserted as its duplicate."""
         event_id = WebhookEvent.store(row, dedupe_key=key)
         if event_id is None:
             original = WebhookEvent.select(WebhookEvent.id).where(WebhookEvent.dedupe_key == key).scalar()
             row.update(outcome="duplicate", error=None, duplicate_of=original)
+            if row.get("search_text") is None and search_text is not None:
+                row["search_text"] = search_text()
             event_id = WebhookEvent.store(row)
         return event_id
 
@@ -293,8 +309,11 @@ class Pipeline:
 
     def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
                   instance: Optional[Instance], body_text: Optional[str] = None,
-                  trusted: bool = True, payload: Any = None) -> dict:
-        """The event's row; ``payload``: the body's JSON (as stored) when it was parsed already."""
+                  trusted: bool = True, payload: Any = None, searchable: bool = True) -> dict:
+        """The event's row; ``payload``: the body's JSON (as stored) when it was parsed already.
+
+        ``searchable=False`` leaves the search text to the applier (see Applier).
+        """
         body, encoding = encode_body(request.body, body_text, trusted)
         return dict(
             request_id=request.request_id,
@@ -308,7 +327,7 @@ class Pipeline:
             body_encoding=encoding,
             # a declared size (413) can exceed the 32-bit column: kept as "at least 2 GiB"
             body_size=min(len(request.body) if request.body else (request.content_length or 0), MAX_RECORDED_SIZE),
-            search_text=searchable_text(body, encoding, self.secrets, payload),
+            search_text=searchable_text(body, encoding, self.secrets, payload) if searchable else None,
             provider=normalised.provider if normalised else None,
             kind=normalised.kind if normalised else None,
             event_name=clean(normalised.event_name, 255) if normalised else None,

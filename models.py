@@ -580,10 +580,12 @@ class WebhookEvent(BaseModel):
     duplicate_of = ForeignKeyField("self", null=True, on_delete="SET NULL")
     processed_at = DateTimeField(null=True)
     replay_count = IntegerField(default=0)
-    # The body as the API shows it (secrets redacted), made when the request is
-    # stored: the event search looks here, never in the body, so it cannot be
-    # used to guess a redacted value. NULL for rows stored before it existed,
-    # for bodies that failed authentication and for bodies that are not text.
+    # The body as the API shows it (secrets redacted): the event search looks
+    # here, never in the body, so it cannot be used to guess a redacted value.
+    # Made by the applier for an event it applies, when the request is stored
+    # for any other. NULL while an event waits for the applier, for rows stored
+    # before it existed, for bodies that failed authentication and for bodies
+    # that are not text.
     search_text = TextField(null=True)
 
     @classmethod
