@@ -102,6 +102,12 @@ def clean(value: Any, limit: Optional[int] = None) -> Any:
     return value
 
 
+# SQLite's default (1000 pages) makes a webhook's commit copy the write-ahead log into the
+# database file several times a second under load; the applier does it instead, off the
+# webhooks' path (Applier.checkpoint), and this is what a writer does if it falls behind.
+WAL_AUTOCHECKPOINT_PAGES = 10000
+
+
 def open_database(url: str, max_connections: int = 32):
     """Create the database for a URL and bind the models to it.
 
@@ -123,6 +129,7 @@ def open_database(url: str, max_connections: int = 32):
                 "foreign_keys": 1,
                 "busy_timeout": 30000,
                 "cache_size": -16000,
+                "wal_autocheckpoint": WAL_AUTOCHECKPOINT_PAGES,
             },
             lock_type="IMMEDIATE",
             returning_clause=True,

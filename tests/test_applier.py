@@ -148,6 +148,39 @@ def test_events_another_applier_applied_while_they_were_read_are_not_applied_twi
     assert WebhookEvent.select().where(WebhookEvent.outcome == "stored").count() == 0
 
 
+def _rows_in_the_database_file(path) -> int:
+    """Events in the SQLite database file itself, ignoring what is only in its write-ahead log."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM webhook_event").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_the_applier_copies_the_write_ahead_log_into_the_database_file_not_the_webhooks(app, client):
+    """SQLite's own checkpoint would run inside a webhook's commit, holding the write lock for an fsync."""
+    import os
+
+    import models
+
+    if not app.config["DATABASE_URL"].startswith("sqlite:"):
+        pytest.skip("SQLite's write-ahead log")
+    path = app.config["DATABASE_URL"][len("sqlite:///"):]
+    assert models.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0] == models.WAL_AUTOCHECKPOINT_PAGES
+    applier = app.extensions["zaphook.applier"]
+    applier.checkpoint()
+    before = _rows_in_the_database_file(path)
+    for number in range(20):
+        client.post("/webhook/?wait=0", json=evolution_message(f"WAL-{number}"))
+    assert applier.apply_batch() == 20
+    assert _rows_in_the_database_file(path) == before  # committed, in the log: no writer copied it
+    assert os.path.getsize(path + "-wal") > 0
+    applier.checkpoint()
+    assert _rows_in_the_database_file(path) == before + 20
+
+
 @pytest.mark.slow
 def test_every_acknowledged_webhook_is_applied_after_a_kill_9_at_any_moment(tmp_path):
     """Posts from 8 connections, the server killed at a random moment, restarted: nothing acknowledged is lost."""
