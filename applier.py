@@ -197,10 +197,9 @@ class Applier:
         prepared = []
         for event_id, route, body, encoding, instance_id, received_at in rows:
             event = _Prepared(event_id, instance_id, as_datetime(received_at))
-            fresh = self.pipeline.fresh.pop(event_id, None)
-            if fresh is not None:
-                event.normalised, payload = fresh.normalised, fresh.payload
-            else:  # stored by another process, or before a restart: read it again
+            event.normalised = self.pipeline.fresh.pop(event_id, None)
+            payload = None  # the search text parses the stored body itself (payloads are not kept: memory)
+            if event.normalised is None:  # stored by another process, or before a restart: read it again
                 payload, error = parse_json(WebhookEvent(body=body, body_encoding=encoding).body_bytes())
                 if error:
                     event.failure = f"stored body cannot be read: {error}"

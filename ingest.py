@@ -100,14 +100,6 @@ class IncomingRequest:
 
 
 @dataclass
-class Fresh:
-    """What the request of an acknowledged event was made into, kept for the applier."""
-
-    normalised: Normalised
-    payload: dict  # the body's JSON as stored (inline media taken out)
-
-
-@dataclass
 class Answer:
     """What to send back, plus what the request log line reports."""
 
@@ -126,9 +118,9 @@ class Pipeline:
                  auth_failures: Optional[AuthFailures] = None):
         self.on_media = on_media  # told after a commit that queued media downloads
         self.on_stored: Optional[Callable[[], None]] = None  # told after a commit that left events to apply
-        # What this process parsed and normalised when it acknowledged an event, for the
-        # applier (so it does not parse the body again); bounded, it is only a shortcut.
-        self.fresh: dict[int, Fresh] = {}
+        # What this process normalised when it acknowledged an event, for the applier
+        # (so it does not parse the body again); bounded, it is only a shortcut.
+        self.fresh: dict[int, Normalised] = {}
         self.auth_failures = auth_failures  # caps how many refused, untrusted requests become rows
         self.data_dir = Path(settings["DATA_DIR"])
         self.opt_out_words = tuple(settings["CAMPAIGN_OPT_OUT_WORDS"])
@@ -232,7 +224,7 @@ class Pipeline:
                                                                           self.secrets, payload))
         if row["outcome"] == STORED:
             if len(self.fresh) < MAX_FRESH:
-                self.fresh[event_id] = Fresh(normalised, payload)
+                self.fresh[event_id] = normalised
             if self.on_stored is not None:
                 self.on_stored()
         return self.answer_for(event_id, row, duplicate_of=row.get("duplicate_of"))
