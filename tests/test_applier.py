@@ -131,6 +131,8 @@ def test_events_another_applier_applied_while_they_were_read_are_not_applied_twi
     from models import MessageStatusChange
 
     app = client.application
+    if not app.config["DATABASE_URL"].startswith("sqlite:"):
+        pytest.skip("on PostgreSQL a batch is read once the applier's turn is taken (an advisory lock)")
     pipeline = app.extensions["zaphook.pipeline"]
     other = app.extensions["zaphook.applier"]
 
