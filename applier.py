@@ -48,7 +48,7 @@ LAG_SAMPLES = 2000
 CHECKPOINT_SECONDS = 0.25
 
 _NEXT_BATCH = ('SELECT "id", "route", "body", "body_encoding", "instance_id", "received_at" FROM "webhook_event" '
-               'WHERE "outcome" = ? ORDER BY "id" LIMIT ?')
+               'WHERE "outcome" = ? AND "id" > ? ORDER BY "id" LIMIT ?')
 _STILL_STORED = 'SELECT "id" FROM "webhook_event" WHERE "outcome" = ? AND "id" BETWEEN ? AND ?'
 _SETTLE = ('UPDATE "webhook_event" SET "outcome" = ?, "error" = ?, "processed_at" = ?, "search_text" = ? '
            'WHERE "id" = ? AND "outcome" = ?')
@@ -138,11 +138,14 @@ class Applier:
         On SQLite, whose one write lock every acknowledgement waits for, what
         needs no database (parsing a body again, the search text) is done
         before the transaction; the events another process applied meanwhile
-        are then left out. On PostgreSQL it is done once the turn is ours.
+        are then left out, and those stored while this thread waited for the
+        lock join the batch (made ready inside it: they are few), so they do
+        not wait for the next one. On PostgreSQL it is all done once the turn
+        is ours.
         """
         with self._lock:
             early = not isinstance(db.obj, PostgresqlDatabase)
-            prepared = self._prepare(self._next_rows()) if early else []
+            prepared = self._prepare(self._next_rows(self.batch_size)) if early else []
             if early and not prepared:
                 return 0
             queued_media = False
@@ -151,9 +154,11 @@ class Applier:
                 if not self._turn_is_ours():
                     return 0
                 if early:
+                    last_read = prepared[-1].event_id
                     prepared = self._still_stored(prepared)
+                    prepared += self._prepare(self._next_rows(self.batch_size - len(prepared), after=last_read))
                 else:
-                    prepared = self._prepare(self._next_rows())
+                    prepared = self._prepare(self._next_rows(self.batch_size))
                 for event in prepared:
                     outcome, error, media = self._apply_one(event)
                     run_sql(_SETTLE, (outcome, error, utcnow(), event.search_text, event.event_id, STORED))
@@ -175,8 +180,9 @@ class Applier:
                         .fetchone()[0])
         return True
 
-    def _next_rows(self) -> list:
-        return run_sql(_NEXT_BATCH, (STORED, self.batch_size)).fetchall()
+    @staticmethod
+    def _next_rows(limit: int, after: int = 0) -> list:
+        return run_sql(_NEXT_BATCH, (STORED, after, limit)).fetchall()
 
     @staticmethod
     def _still_stored(prepared: list["_Prepared"]) -> list["_Prepared"]:

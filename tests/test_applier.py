@@ -137,9 +137,10 @@ def test_events_another_applier_applied_while_they_were_read_are_not_applied_twi
     other = app.extensions["zaphook.applier"]
 
     class ReadJustBeforeTheOther(Applier):
-        def _next_rows(self):
-            rows = super()._next_rows()
-            assert other.apply_batch() == len(rows) == 2  # the other one applies them now
+        def _next_rows(self, limit, after=0):
+            rows = super()._next_rows(limit, after)
+            if rows:
+                assert other.apply_batch() == len(rows) == 2  # the other one applies them now
             return rows
 
     for number in (1, 2):
@@ -148,6 +149,32 @@ def test_events_another_applier_applied_while_they_were_read_are_not_applied_twi
     assert sorted(m.provider_message_id for m in Message.select()) == ["RACE-1", "RACE-2"]
     assert MessageStatusChange.select().count() == 2  # one "delivered" each, not two
     assert WebhookEvent.select().where(WebhookEvent.outcome == "stored").count() == 0
+
+
+def test_events_stored_while_the_applier_waited_for_the_write_lock_join_its_batch(client):
+    """They would otherwise wait a whole batch more (the lag)."""
+    from applier import Applier
+
+    app = client.application
+    if not app.config["DATABASE_URL"].startswith("sqlite:"):
+        pytest.skip("on PostgreSQL a batch is read once the applier's turn is taken (an advisory lock)")
+
+    class StoredMeanwhile(Applier):
+        posted = False
+
+        def _prepare(self, rows):
+            prepared = super()._prepare(rows)
+            if not self.posted:  # the batch read before the write lock is taken: two more come now
+                self.posted = True
+                for number in (2, 3):
+                    assert client.post("/webhook/?wait=0", json=evolution_message(f"LATE-{number}")).status_code == 200
+            return prepared
+
+    client.post("/webhook/?wait=0", json=evolution_message("LATE-1"))
+    applier = StoredMeanwhile(app.extensions["zaphook.pipeline"], app.extensions["zaphook.database"])
+    assert applier.apply_batch() == 3
+    assert sorted(m.provider_message_id for m in Message.select()) == ["LATE-1", "LATE-2", "LATE-3"]
+    assert applier.batches == 1
 
 
 def _rows_in_the_database_file(path) -> int:
