@@ -232,6 +232,10 @@ class Applier:
             instance = self._instances[instance_id] = Instance.get_by_id(instance_id)
         return instance
 
+    def forget_instances(self) -> None:
+        """Drop the instance cache: instances were deleted (the demo's), and SQLite may reuse their ids."""
+        self._instances = {}
+
     # --- SQLite's write-ahead log ------------------------------------------------------
 
     def checkpoint(self, every: float = 0.0) -> None:

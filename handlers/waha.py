@@ -41,6 +41,7 @@ from datetime import datetime
 from typing import Any, Mapping, Optional
 from urllib.parse import quote, unquote, urlsplit
 
+from codes import Text, say
 from security import check_hmac_signature
 from storage.decrypt import decode_digest
 from storage.fetch import MediaJob, provider_message, raise_for_provider, stream_plain
@@ -48,15 +49,15 @@ from storage.http import (
     DownloadError, Limits, check_url, entries_for_urls, entry_for_url, open_stream, read_chunks, shown_url,
 )
 from storage.register import LIMITS as REGISTER_LIMITS
-from storage.send import MAX_ANSWER, SendError, SendTarget, no_message_id, post_json, refused
+from storage.send import MAX_ANSWER, SendError, SendTarget, network_error, no_message_id, post_json, refused
 
 from . import proto
 from .base import (
     KIND_CONNECTION, KIND_PRESENCE, KIND_STATUS, MEDIA_TYPES, STATUS_FAILED, ConnectionEvent,
-    DeleteEvent, EditEvent, MediaDescriptor, MessageEvent, Normalised, PayloadError, PresenceEvent,
+    ContactEvent, DeleteEvent, EditEvent, MediaDescriptor, MessageEvent, Normalised, PayloadError, PresenceEvent,
     QrCodeEvent, RouteHint, StatusEvent, as_dict, as_list, build_result, chat_kind_of, first_text,
-    is_group_jid, normalize_jid, normalize_presence, normalize_status, parse_timestamp, require_instance_id,
-    status_rank, text_or_none, to_bool, to_float,
+    is_group_jid, normalize_jid, normalize_presence, normalize_status, parse_timestamp, quote_snippet,
+    require_instance_id, status_rank, text_or_none, to_bool, to_float,
 )
 from .provider import ApiAccess, MediaDownload, Provider, Setting, Signature, WebhookUrl
 
@@ -258,9 +259,17 @@ def message_content(body: dict, data: dict) -> proto.MessageContent:
         _from_waha_fields(parsed, body, text, webjs_type)
     elif parsed.type == "text" and parsed.text is None:
         parsed.text = text
-    if parsed.quoted_message_id is None:
-        parsed.quoted_message_id = message_id_of(as_dict(body.get("replyTo")).get("id"))
+    _apply_reply_to(parsed, as_dict(body.get("replyTo")))
     return parsed
+
+
+def _apply_reply_to(parsed: proto.MessageContent, reply_to: dict) -> None:
+    """WAHA's ``replyTo {id, participant, body}``: the quoted message, when the proto content did not say."""
+    replied_id = message_id_of(reply_to.get("id"))
+    if parsed.quoted_message_id is None:
+        parsed.quoted_message_id = replied_id
+    if parsed.quoted_text is None and replied_id is not None and parsed.quoted_message_id == replied_id:
+        parsed.quoted_text = quote_snippet(reply_to.get("body"))
 
 
 def _from_waha_fields(parsed: proto.MessageContent, body: dict, text: Optional[str],
@@ -535,7 +544,23 @@ def _presence(body: dict, envelope: Envelope, session: str, event: str) -> Norma
                         ignored_reason=None if events else "no known presence")
 
 
+def _group(body: dict, envelope: Envelope, session: str, event: str) -> Normalised:
+    """``group.v2.join`` and ``group.v2.update``: ``group {id, subject, ...}`` names the group's chat.
+
+    Membership and settings are not kept: an event without a subject is
+    ignored as the other group events are.
+    """
+    group = as_dict(body.get("group"))
+    group_id = normalize_jid(group.get("id"))
+    name = first_text(group.get("subject"))
+    if not is_group_jid(group_id) or name is None:
+        return build_result(NAME, session, [], event, ignored_reason=ignored_reason(event))
+    return build_result(NAME, session, [ContactEvent(contact_id=group_id, name=name)], event)
+
+
 _HANDLERS = {
+    "group.v2.join": _group,
+    "group.v2.update": _group,
     "message": _message,
     "message.any": _message,
     "message.ack": _ack,
@@ -564,10 +589,9 @@ def sign(key: str, body: bytes) -> str:
     return hmac.new(key.encode("utf-8"), body, hashlib.sha512).hexdigest()
 
 
-def check_settings(settings: Mapping[str, Any]) -> list[str]:
+def check_settings(settings: Mapping[str, Any]) -> list[Text]:
     if settings.get("WAHA_API_KEY") and not settings.get("WAHA_BASE_URL"):
-        return ["WAHA_API_KEY is set but WAHA_BASE_URL is not: zaphook cannot reach WAHA to send, download "
-                "media or set the webhook"]
+        return [say("qa.settings.waha_base_url_missing")]
     return []
 
 
@@ -622,7 +646,9 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
                                headers=_api_headers(target.token))
         raw = b"".join(read_chunks(response, limits))
     except DownloadError as exc:
-        raise SendError(f"WAHA could not check {phone} on WhatsApp: {exc}", status=exc.status) from None
+        why = network_error(exc, url, limits.read_timeout)  # nothing was sent yet: never "maybe sent"
+        raise SendError(f"WAHA could not check {phone} on WhatsApp: {exc}", status=exc.status, code=why.code,
+                        params=why.params) from None
     try:
         answer = json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -631,7 +657,8 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
         raise refused(LABEL, response.status_code, answer)
     if response.status_code < 300 and isinstance(answer, dict):
         if answer.get("numberExists") is False:
-            raise SendError(f"{phone} is not on WhatsApp (WAHA's check-exists)", status=response.status_code)
+            raise SendError(f"{phone} is not on WhatsApp (WAHA's check-exists)", status=response.status_code,
+                            code="not_on_whatsapp", params={"phone": phone})
         chat_id = text_or_none(answer.get("chatId"))
         if chat_id:
             return chat_id
@@ -640,10 +667,8 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
 
 # Where WAHA serves the media files its webhooks link to.
 FILES_PATH = "/api/files/"
-_GONE_HINT = ("WAHA deletes its files WHATSAPP_FILES_LIFETIME seconds after the message (180 by default): "
-              "set WHATSAPP_FILES_LIFETIME=0 there, or use its S3 media storage")
-_NO_FILE = ("WAHA sent no media.url: it did not download this file (see media.error in the event, and WAHA's "
-            "WHATSAPP_DOWNLOAD_MEDIA and WHATSAPP_FILES_MIMETYPES)")
+_GONE_HINT = say("media_error.hint.waha_lifetime")
+_NO_FILE = say("media_error.waha_no_media_url")
 
 
 def file_url(media_url: str, api_base: str) -> Optional[str]:
@@ -665,11 +690,12 @@ def file_url(media_url: str, api_base: str) -> Optional[str]:
     name = path[start + len(FILES_PATH):]
     segments = unquote(name).split("/")
     if not name or "\\" in unquote(name) or any(segment in ("", ".", "..") for segment in segments):
-        raise DownloadError(f"media.url {shown_url(media_url)!r} does not name a file", kind="refused")
+        raise DownloadError(f"media.url {shown_url(media_url)!r} does not name a file", kind="refused",
+                            text=say("media_error.waha_not_a_file", url=shown_url(media_url)))
     return f"{api_base.rstrip('/')}{FILES_PATH}{name}"
 
 
-def _media_needs(job: MediaJob) -> Optional[str]:
+def _media_needs(job: MediaJob) -> Optional[Text]:
     return None if job.url else _NO_FILE
 
 
@@ -690,7 +716,8 @@ def fetch_media(job: MediaJob, out, config, tick):
             raise
         # Only a redirect can be refused here: WAHA_BASE_URL is the operator's own.
         raise DownloadError(f"WAHA sent its file elsewhere, and WAHA files are taken from WAHA_BASE_URL only "
-                            f"(where the key goes): {exc}", kind="refused") from None
+                            f"(where the key goes): {exc}", kind="refused",
+                            text=say("media_error.waha_redirected")) from None
     raise_for_provider(response, LABEL, gone_hint=_GONE_HINT)
     return stream_plain(response, out, config, tick, file_sha256=decode_digest(job.file_sha256),
                         file_length=job.file_length)
@@ -701,12 +728,13 @@ def _refuse_foreign(url: str, allowed, api_base: str) -> None:
     place, base = entry_for_url(url), entry_for_url(api_base)
     if place is not None and base is not None and (place.host, place.port) == (base.host, base.port):
         raise DownloadError(f"media.url {shown_url(url)!r} is on the WAHA server but not one of its files "
-                            f"({FILES_PATH}...): not fetched", kind="refused")
+                            f"({FILES_PATH}...): not fetched", kind="refused",
+                            text=say("media_error.waha_not_a_file", url=shown_url(url)))
     try:
         check_url(url, allowed)
     except DownloadError as exc:
         raise DownloadError(f"media.url is neither a WAHA file ({FILES_PATH}...) nor on an allowed media host: "
-                            f"{exc}", kind="refused") from None
+                            f"{exc}", kind="refused", text=say("media_error.waha_foreign", reason=exc.text)) from None
 
 
 # --- webhook registration -------------------------------------------------------------
@@ -714,10 +742,11 @@ def _refuse_foreign(url: str, allowed, api_base: str) -> None:
 # The events zaphook asks for. message.any carries every message, ours included
 # ("message" would repeat the incoming ones).
 WEBHOOK_EVENTS = ("session.status", "message.any", "message.reaction", "message.ack", "message.ack.group",
-                  "message.edited", "message.revoked", "presence.update", "poll.vote")
+                  "message.edited", "message.revoked", "presence.update", "poll.vote",
+                  "group.v2.join", "group.v2.update")
 # WAHA validates the names against its own list: older servers refuse the newer ones
-# (message.edited came in 2025.6.3, message.ack.group in 2025.12.2).
-NEWER_EVENTS = ("message.ack.group", "message.edited")
+# (group.v2.* came in 2025.2.4, message.edited in 2025.6.3, message.ack.group in 2025.12.2).
+NEWER_EVENTS = ("message.ack.group", "message.edited", "group.v2.join", "group.v2.update")
 RETRIES = {"policy": "exponential", "delaySeconds": 2, "attempts": 8}
 WEBHOOK_URL = WebhookUrl("all", "all events", "/api/webhooks/waha/", NAME)
 

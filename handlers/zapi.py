@@ -49,6 +49,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import quote
 
+from codes import Text, say
 from security import redact_values
 from storage.fetch import MediaJob, Unavailable, raise_for_provider, stream_plain
 from storage.http import open_stream
@@ -547,7 +548,8 @@ def send_text(target: SendTarget, phone: str, text: str) -> str:
     message by it (``zaapId`` is Z-API's own). Error texts never show the URL's token.
     """
     if not target.token:
-        raise SendError("no Z-API instance token for this instance (set its api_token, or ZAPI_TOKEN)")
+        raise SendError("no Z-API instance token for this instance (set its api_token, or ZAPI_TOKEN)",
+                        code="no_token", params={"setting": "ZAPI_TOKEN"})
     client_token = _client_token(target.settings)
     secrets = [target.token, client_token, quote(target.token, safe="")]
     url = endpoint(target.base_url, target.instance, target.token, "send-text")
@@ -561,12 +563,12 @@ def send_text(target: SendTarget, phone: str, text: str) -> str:
         if message_id is None:
             raise no_message_id(LABEL, data)
     except SendError as exc:
-        raise SendError(redact_values(str(exc), secrets), status=exc.status, maybe_sent=exc.maybe_sent) from None
+        raise exc.redacted(lambda text: redact_values(text, secrets)) from None
     return message_id
 
 
-def _media_needs(job: MediaJob) -> Optional[str]:
-    return None if job.url else "the payload has no Z-API file URL"
+def _media_needs(job: MediaJob) -> Optional[Text]:
+    return None if job.url else say("media_error.no_file_url", provider="Z-API")
 
 
 def fetch_media(job: MediaJob, out, config, tick):
@@ -574,9 +576,8 @@ def fetch_media(job: MediaJob, out, config, tick):
     response = open_stream("GET", job.url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits)
     if response.status_code in (401, 403, 404, 410):
         response.close()
-        raise Unavailable(f"Z-API's file URL answered {response.status_code}: the file is gone "
-                          "(Z-API deletes them 30 days after the message)", response.status_code)
-    raise_for_provider(response, "Z-API's file URL")
+        raise Unavailable(say("media_error.zapi_file_gone", status=response.status_code), response.status_code)
+    raise_for_provider(response, say("media_error.who.file_url", provider="Z-API"))
     return stream_plain(response, out, config, tick, file_length=job.file_length)
 
 

@@ -5,22 +5,24 @@ Reachable from this machine; through the tunnel only with the ADMIN_TOKEN.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request
-from peewee import JOIN, fn
+from typing import NoReturn, Union
 
+from flask import Blueprint, current_app, jsonify, request
+from peewee import JOIN, fn
+from werkzeug.exceptions import default_exceptions
+
+import demo
 import status as status_report
+from codes import Text, error_body, say
 from handlers import REGISTRY
 from models import (
-    OUTCOMES,
     Chat,
     Client,
     Instance,
     MediaFile,
     Message,
     MessageStatusChange,
-    WebhookEvent,
     chat_json,
-    event_json,
     instance_json,
     iso,
     message_json,
@@ -28,7 +30,7 @@ from models import (
     same_api_base,
     status_change_json,
 )
-from security import redact, redact_base64, redact_body, redact_text, redact_values
+from security import redact
 
 bp = Blueprint("api", __name__)
 
@@ -37,12 +39,23 @@ MAX_LIMIT = 500
 
 
 class BadRequest(ValueError):
-    pass
+    """A 400: a Text (English only is still accepted: it travels as error.bad_request)."""
+
+    def __init__(self, reason: Union[Text, str]) -> None:
+        self.text = reason if isinstance(reason, Text) else say("error.bad_request", reason=reason)
+        super().__init__(self.text.english)
 
 
 @bp.app_errorhandler(BadRequest)
 def bad_request(exc: BadRequest):
-    return jsonify(error=str(exc), detail=None), 400
+    return jsonify(error_body(exc.text)), 400
+
+
+def abort_with(status: int, text: Text) -> NoReturn:
+    """Flask's abort, answered with ``text``'s English, code and params (server.py's error handler)."""
+    error = default_exceptions[status](description=text.english)
+    error.text = text
+    raise error
 
 
 def _pipeline():
@@ -60,9 +73,10 @@ def _int_arg(name: str, default=None, low: int = 1, high: int | None = None):
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
+        raise BadRequest(say("error.whole_number", name=name)) from None
     if value < low or (high is not None and value > high):
-        raise BadRequest(f"{name} must be between {low} and {high}" if high else f"{name} must be at least {low}")
+        raise BadRequest(say("error.number_between", name=name, low=low, high=high) if high
+                         else say("error.number_at_least", name=name, low=low))
     return value
 
 
@@ -104,114 +118,6 @@ def dry_run():
     return jsonify(answer.body), answer.status
 
 
-# What the event list reads of each row: what event_json shows, not the request itself.
-_LISTED_EVENT_FIELDS = tuple(field for field in WebhookEvent._meta.sorted_fields
-                             if field.name not in ("headers", "body", "search_text"))
-# What ?q= looks in: what identifies a request, its error and its body as shown
-# (search_text, redacted when stored), never the stored body itself.
-_SEARCHED_EVENT_FIELDS = ("route", "event_name", "message_id", "request_id", "error", "search_text")
-
-
-@bp.get("/api/events")
-def list_events():
-    text = request.args.get("q", "").strip()
-    fields = _LISTED_EVENT_FIELDS + ((WebhookEvent.search_text,) if text else ())
-    query = WebhookEvent.select(*fields, Instance).join(Instance, JOIN.LEFT_OUTER)
-    if request.args.get("outcome") and request.args["outcome"] not in OUTCOMES:
-        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
-    for name in ("provider", "kind", "outcome"):
-        if request.args.get(name):
-            query = query.where(getattr(WebhookEvent, name) == request.args[name])
-    query = instance_filter(query, WebhookEvent.instance)
-    if text:
-        rows, next_before = _search_page(query, text)
-    else:
-        rows, next_before = page(query, WebhookEvent)
-    return jsonify(items=[_event_summary(row) for row in rows], next_before_id=next_before)
-
-
-def _search_page(query, text: str):
-    """A page of the events whose shown text contains ``text`` (case-insensitive).
-
-    SQL finds the candidates; each is then checked against what the API shows
-    of it: an error is stored as written (and may quote a payload) and a
-    secret may have been configured after search_text was made. So no answer
-    depends on a redacted value: the search cannot be used to guess one.
-    Candidates that fail the check are rare; the loop reads on past them.
-    """
-    condition = None
-    for name in _SEARCHED_EVENT_FIELDS:
-        matches = getattr(WebhookEvent, name).contains(text)
-        condition = matches if condition is None else condition | matches
-    query = query.where(condition)
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    before = _int_arg("before_id")
-    found = []
-    while True:
-        batch = query if before is None else query.where(WebhookEvent.id < before)
-        rows = list(batch.order_by(WebhookEvent.id.desc()).limit(limit))
-        for row in rows:
-            if _shows(row, text):
-                found.append(row)
-                if len(found) == limit:
-                    return found, row.id
-        if len(rows) < limit:
-            return found, None
-        before = rows[-1].id
-
-
-def _shows(event: WebhookEvent, text: str) -> bool:
-    """Whether what the API shows of a searched field of the event contains ``text``."""
-    secrets = _secrets()
-    shown = (event.route, event.event_name, event.message_id, event.request_id,
-             redact_text(event.error, secrets) if event.error else None,
-             redact_values(event.search_text, secrets) if event.search_text else None)
-    needle = text.lower()
-    return any(needle in value.lower() for value in shown if value)
-
-
-def _event_summary(event: WebhookEvent) -> dict:
-    """An event as the list and the detail show it (its error may quote a payload: redacted)."""
-    data = event_json(event)
-    if data["error"]:
-        data["error"] = redact_text(data["error"], _secrets())
-    return data
-
-
-def _event_or_404(event_id: int) -> WebhookEvent:
-    event = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
-    if event is None:
-        abort(404, description=f"no event {event_id}")
-    return event
-
-
-@bp.get("/api/events/<int:event_id>")
-def show_event(event_id: int):
-    event = _event_or_404(event_id)
-    secrets = _secrets()
-    data = _event_summary(event)
-    data["headers"] = redact(event.headers_dict, secrets)
-    data["body_encoding"] = event.body_encoding
-    data["payload"] = None
-    if event.failed_authentication:
-        # Whoever sent it was not who they claimed: nothing of it is shown.
-        data["body"] = None
-        data["body_hidden"] = WebhookEvent.HIDDEN_BODY_REASON
-    elif event.body_encoding == "utf-8" and event.body is not None:
-        is_json, shown = redact_body(event.body, secrets)
-        data["payload" if is_json else "body"] = shown
-    else:
-        data["body_base64"] = redact_base64(event.body, secrets) if event.body else event.body
-    return jsonify(data)
-
-
-@bp.post("/api/events/<int:event_id>/replay")
-def replay_event(event_id: int):
-    event = _event_or_404(event_id)
-    answer = _pipeline().replay(event, REGISTRY.hint_for_path(event.route))
-    return jsonify(answer.body), answer.status
-
-
 @bp.get("/api/providers")
 def list_providers():
     """The providers zaphook speaks, what each can do and the webhook paths it posts to (the dashboard reads this)."""
@@ -227,7 +133,7 @@ def list_instances():
 def _json_object() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise BadRequest("send a JSON object")
+        raise BadRequest(say("error.json_object"))
     return data
 
 
@@ -238,15 +144,15 @@ def _instance_changes(data: dict) -> dict:
         if name in data:
             value = data[name]
             if value is not None and not isinstance(value, str):
-                raise BadRequest(f"{name} must be text or null")
+                raise BadRequest(say("error.text_or_null", name=name))
             changes[name] = (value or "").strip() or None
     if changes.get("api_base_url") and not changes["api_base_url"].startswith(("http://", "https://")):
-        raise BadRequest("api_base_url must start with http:// or https://")
+        raise BadRequest(say("error.http_url", name="api_base_url"))
     if changes.get("api_base_url"):
         changes["api_base_url"] = changes["api_base_url"].rstrip("/")
     if "client" in data:
         if not isinstance(data["client"], str) or not data["client"].strip():
-            raise BadRequest("client must be a client name")
+            raise BadRequest(say("error.client_name"))
         changes["client"] = Client.named(data["client"].strip())
     return changes
 
@@ -271,9 +177,8 @@ def _keep_credentials_with_their_host(changes: dict, provider: str, current_base
     if new_base and not same_api_base(new_base, default_base):
         unit = REGISTRY.get(provider)
         api = unit.api if unit is not None else None
-        default_key = f" ({api.token_setting}, which only goes to {api.base_url_setting})" if api else ""
-        raise BadRequest("a changed api_base_url needs its own api_token in the same request: "
-                         f"the default credential{default_key} is never sent to another host")
+        raise BadRequest(say("error.credential_stays_setting", token_setting=api.token_setting,
+                             base_setting=api.base_url_setting) if api else say("error.credential_stays"))
     changes["api_token"] = None
 
 
@@ -282,15 +187,15 @@ def create_instance():
     data = _json_object()
     provider, external_id = data.get("provider"), data.get("instance_id")
     if REGISTRY.get(provider) is None:
-        raise BadRequest(f"provider must be one of {', '.join(REGISTRY.names)}")
+        raise BadRequest(say("error.one_of", name="provider", choices=", ".join(REGISTRY.names)))
     if not isinstance(external_id, str) or not external_id.strip():
-        raise BadRequest("instance_id (the provider's instance id or name) is required")
+        raise BadRequest(say("error.instance_id_required"))
     changes = _instance_changes(data)
     _keep_credentials_with_their_host(changes, provider, current_base=None)
     instance, created = Instance.register(provider, external_id.strip(), changes)
     if not created:
-        return jsonify(error=f"instance {provider}/{external_id} already exists: PATCH /api/instances/{instance.id}",
-                       detail=instance_json(instance)), 409
+        return jsonify(error_body(say("error.instance_exists", provider=provider, instance=external_id,
+                                      id=instance.id), instance_json(instance))), 409
     return jsonify(instance_json(instance)), 201
 
 
@@ -298,12 +203,18 @@ def create_instance():
 def update_instance(instance_id: int):
     instance = Instance.get_or_none(Instance.id == instance_id)
     if instance is None:
-        abort(404, description=f"no instance {instance_id}")
+        abort_with(404, say("error.no_instance", id=instance_id))
     changes = _instance_changes(_json_object())
     _keep_credentials_with_their_host(changes, instance.provider, current_base=instance.api_base_url)
     if changes:
         Instance.update(changes).where(Instance.id == instance.id).execute()
     return jsonify(instance_json(Instance.get_by_id(instance.id)))
+
+
+@bp.delete("/api/demo")
+def clear_demo():
+    """Remove the demo's instances and everything they received (the overview's button, ``demo --clear``)."""
+    return jsonify(removed=demo.clear_in_app(current_app._get_current_object()))
 
 
 @bp.get("/api/chats")
@@ -313,7 +224,7 @@ def list_chats():
     kind = request.args.get("kind")
     if kind:
         if kind not in Chat.KINDS:
-            raise BadRequest(f"kind must be one of {', '.join(Chat.KINDS)}")
+            raise BadRequest(say("error.one_of", name="kind", choices=", ".join(Chat.KINDS)))
         query = query.where(Chat.of_kind(kind))
     rows, next_before = page(query, Chat)
     last = _last_messages([row.id for row in rows])
@@ -361,7 +272,7 @@ def list_messages():
     direction = request.args.get("direction")
     if direction:
         if direction not in ("in", "out"):
-            raise BadRequest("direction must be in or out")
+            raise BadRequest(say("error.direction"))
         query = query.where(Message.direction == direction)
     for name in ("type", "status"):
         if request.args.get(name):
@@ -374,7 +285,7 @@ def list_messages():
 def show_message(message_id: int):
     message = _messages_query().where(Message.id == message_id).first()
     if message is None:
-        abort(404, description=f"no message {message_id}")
+        abort_with(404, say("error.no_message", id=message_id))
     data = _shown_message(message)
     changes = (MessageStatusChange.select()
                .where((MessageStatusChange.instance == message.instance_id)
