@@ -232,10 +232,13 @@ class Pipeline:
         """
         key = dedupe_key(normalised, request.body) if failure_text is None else None
         outcome, error = expected_outcome(normalised, failure_text)
-        row = self.event_row(request, normalised, instance, body_text, payload=payload)
         to_apply = outcome == "processed"
+        # The search text of an event to apply is the applier's to make: redacting the
+        # whole payload is the costliest part of storing it, and the provider need not wait for it.
+        row = self.event_row(request, normalised, instance, body_text, payload=payload, searchable=not to_apply)
         row.update(outcome=STORED if to_apply else outcome, error=error, processed_at=None if to_apply else utcnow())
-        event_id = self.store_retrying(row, key)
+        event_id = self.store_retrying(row, key, lambda: searchable_text(row["body"], row["body_encoding"],
+                                                                          self.secrets, payload))
         if row["outcome"] == STORED:
             if len(self.fresh) < MAX_FRESH:
                 self.fresh[event_id] = normalised
@@ -254,14 +257,17 @@ class Pipeline:
         return self.answer_for(event_id, row, duplicate_of=event.duplicate_of_id)
 
     @staticmethod
-    def store_retrying(row: dict, key: Optional[str]) -> int:
+    def store_retrying(row: dict, key: Optional[str], search_text: Optional[Callable[[], Optional[str]]] = None) -> int:
         """Commit the event's row, trying again after a transient database error (a lock, a deadlock,
-        a lost connection); the error propagates after the last try, for a 503 the provider retries."""
+        a lost connection); the error propagates after the last try, for a 503 the provider retries.
+
+        ``search_text`` makes the row's search text if it turns out a duplicate (which the applier never sees).
+        """
         for attempt in range(1, STORE_TRIES + 1):
             attempt_row = dict(row)
             try:
                 with write_transaction():
-                    event_id = Pipeline.store_once(attempt_row, key)
+                    event_id = Pipeline.store_once(attempt_row, key, search_text)
             except Exception as exc:
                 if attempt == STORE_TRIES or not is_transient(exc):
                     raise
@@ -273,7 +279,7 @@ class Pipeline:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def store_once(row: dict, key: Optional[str]) -> int:
+    def store_once(row: dict, key: Optional[str], search_text: Optional[Callable[[], Optional[str]]] = None) -> int:
         """Insert the event; a copy of one already stored is inserted as its duplicate.
 
         Each row carries the answer it is about to be given (see answer_body).
@@ -283,6 +289,8 @@ class Pipeline:
         if event_id is None:
             original = WebhookEvent.select(WebhookEvent.id).where(WebhookEvent.dedupe_key == key).scalar()
             row.update(outcome="duplicate", error=None, duplicate_of=original)
+            if row.get("search_text") is None and search_text is not None:
+                row["search_text"] = search_text()
             row["response"] = stored_answer(answer_body(None, row))
             event_id = WebhookEvent.store(row)
         return event_id
@@ -331,8 +339,11 @@ class Pipeline:
 
     def event_row(self, request: IncomingRequest, normalised: Optional[Normalised],
                   instance: Optional[Instance], body_text: Optional[str] = None,
-                  trusted: bool = True, payload: Any = None) -> dict:
-        """The event's row; ``payload``: the body's JSON (as stored) when it was parsed already."""
+                  trusted: bool = True, payload: Any = None, searchable: bool = True) -> dict:
+        """The event's row; ``payload``: the body's JSON (as stored) when it was parsed already.
+
+        ``searchable=False`` leaves the search text to the applier (see Applier).
+        """
         body, encoding = encode_body(request.body, body_text, trusted)
         return dict(
             request_id=request.request_id,
@@ -346,7 +357,7 @@ class Pipeline:
             body_encoding=encoding,
             # a declared size (413) can exceed the 32-bit column: kept as "at least 2 GiB"
             body_size=min(len(request.body) if request.body else (request.content_length or 0), MAX_RECORDED_SIZE),
-            search_text=searchable_text(body, encoding, self.secrets, payload),
+            search_text=searchable_text(body, encoding, self.secrets, payload) if searchable else None,
             summary=summarise(normalised),
             provider=normalised.provider if normalised else None,
             kind=normalised.kind if normalised else None,
@@ -719,7 +730,8 @@ def parse_json(body: bytes) -> tuple[Any, Optional[str]]:
         return None, f"body is not JSON: {exc}"
     if not isinstance(payload, dict):
         return None, f"expected a JSON object, got a JSON {json_type(payload)}"
-    if json_depth(payload) > MAX_JSON_DEPTH:
+    # Each level opens a bracket: a body with few of them (every provider's) needs no walk.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and json_depth(payload) > MAX_JSON_DEPTH:
         return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
     return payload, None
 

@@ -105,6 +105,12 @@ def clean(value: Any, limit: Optional[int] = None) -> Any:
     return value
 
 
+# SQLite's default (1000 pages) makes a webhook's commit copy the write-ahead log into the
+# database file several times a second under load; the applier does it instead, off the
+# webhooks' path (Applier.checkpoint), and this is what a writer does if it falls behind.
+WAL_AUTOCHECKPOINT_PAGES = 10000
+
+
 def open_database(url: str, max_connections: int = 32):
     """Create the database for a URL and bind the models to it.
 
@@ -126,6 +132,7 @@ def open_database(url: str, max_connections: int = 32):
                 "foreign_keys": 1,
                 "busy_timeout": 30000,
                 "cache_size": -16000,
+                "wal_autocheckpoint": WAL_AUTOCHECKPOINT_PAGES,
             },
             lock_type="IMMEDIATE",
             returning_clause=True,
@@ -583,10 +590,12 @@ class WebhookEvent(BaseModel):
     duplicate_of = ForeignKeyField("self", null=True, on_delete="SET NULL")
     processed_at = DateTimeField(null=True)
     replay_count = IntegerField(default=0)
-    # The body as the API shows it (secrets redacted), made when the request is
-    # stored: the event search looks here, never in the body, so it cannot be
-    # used to guess a redacted value. NULL for rows stored before it existed,
-    # for bodies that failed authentication and for bodies that are not text.
+    # The body as the API shows it (secrets redacted): the event search looks
+    # here, never in the body, so it cannot be used to guess a redacted value.
+    # Made by the applier for an event it applies, when the request is stored
+    # for any other. NULL while an event waits for the applier, for rows stored
+    # before it existed, for bodies that failed authentication and for bodies
+    # that are not text.
     search_text = TextField(null=True)
     # The JSON body of zaphook's answer (its status is http_status), written with the row: see
     # ingest.answer_body. The ids it names are left out (the row's own id is not known before its

@@ -56,7 +56,16 @@ _REMEMBERED_NAME_LENGTH = 64
 
 
 def _normal_name(name: str) -> str:
+    if len(name) > _REMEMBERED_NAME_LENGTH:
+        return _lower_without_separators(name)
+    return _remembered_normal_name(name)
+
+
+def _lower_without_separators(name: str) -> str:
     return name.lower().translate(_NAME_SEPARATORS)
+
+
+_remembered_normal_name = lru_cache(maxsize=4096)(_lower_without_separators)
 
 
 def is_secret_key(name: str) -> bool:
@@ -104,17 +113,25 @@ def redact(value: Any, secrets: Iterable[str] = (), _inside_qrcode: bool = False
 
 
 def _redact(value: Any, secret_values: list, inside_qrcode: bool) -> Any:
+    # Text and scalars are handled in place rather than by a call each: most of a payload's
+    # values are leaves, and this runs over every payload the applier stores.
     if isinstance(value, dict):
         result = {}
         for key, item in value.items():
             name = str(key)
             if _maskable(item) and (is_secret_key(name) or (inside_qrcode and _normal_name(name) in QRCODE_KEYS)):
                 result[key] = REDACTED
-            else:
+            elif isinstance(item, str):
+                result[key] = redact_text(item, secret_values)
+            elif isinstance(item, (dict, list)):
                 result[key] = _redact(item, secret_values, inside_qrcode or _normal_name(name) == "qrcode")
+            else:
+                result[key] = item
         return result
     if isinstance(value, list):
-        return [_redact(item, secret_values, inside_qrcode) for item in value]
+        return [redact_text(item, secret_values) if isinstance(item, str)
+                else _redact(item, secret_values, inside_qrcode) if isinstance(item, (dict, list))
+                else item for item in value]
     if isinstance(value, str):
         return redact_text(value, secret_values)
     return value

@@ -7,11 +7,11 @@ it with waitress.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -141,15 +141,19 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
     @app.before_request
     def start_request():
         given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:12]
+        g.request_id = given if _REQUEST_ID.match(given) else os.urandom(6).hex()
         g.started = time.perf_counter()
         g.log_fields = {}
         models.db.connect(reuse_if_open=True)  # before the checks: a session cookie is looked up
-        g.caller = where_from(request.environ, request.remote_addr, request.headers, own_hosts)
-        if request.endpoint not in tunnel_endpoints and g.caller != LOCAL:
-            if not _proves_admin(app.config.get("ADMIN_TOKEN"), request.endpoint in login_endpoints, auth_failures):
+        endpoint = request.endpoint
+        # The webhooks and /health answer every caller (through the tunnel too): who it is
+        # is worked out for the other routes only, off the path every webhook takes.
+        if endpoint not in tunnel_endpoints:
+            g.caller = where_from(request.environ, request.remote_addr, request.headers, own_hosts)
+            if g.caller != LOCAL and not _proves_admin(app.config.get("ADMIN_TOKEN"), endpoint in login_endpoints,
+                                                       auth_failures):
                 return _refusal(g.caller)
-        if (request.method in STATE_CHANGING_METHODS and request.endpoint not in webhook_endpoints
+        if (request.method in STATE_CHANGING_METHODS and endpoint not in webhook_endpoints
                 and not origin_allowed(request.headers.get("Origin"), (request.host,))):
             # A page on another site posting through the visitor's browser (CSRF): the
             # dashboard is same-origin, and curl or scripts send no Origin at all.

@@ -21,6 +21,7 @@ round and as the median (with the spread) of the rounds:
     zaphook p99 <= 2x the no-op's p99, every 200 applied.
 
 Run by hand:  .venv/bin/python bench/ingest.py [--rounds 3] [--requests 4000] [--connections 16]
+              [--baseline ../zaphook-main]  (another checkout, measured in the same rounds)
 """
 
 from __future__ import annotations
@@ -254,25 +255,34 @@ def main() -> int:
     parser.add_argument("--media-workers", type=int, default=0,
                         help="MEDIA_WORKERS of zaphook (default 0: the samples' media cannot be fetched here, "
                              "and failing downloads would measure retries, not the webhook path)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another zaphook checkout (a git worktree of an older commit) measured in the same "
+                             "rounds: a before/after comparison that the machine's load affects alike")
     args = parser.parse_args()
 
+    zaphooks = {"zaphook": ROOT}
+    if args.baseline:
+        zaphooks["baseline"] = args.baseline.resolve()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="zaphook-bench-") as temp:
-        data_dir = Path(temp) / "data"
-        ports = {"zaphook": free_port(), "noop": free_port(), "store": free_port()}
-        env = dict(os.environ, HOST="127.0.0.1", PORT=str(ports["zaphook"]), DATA_DIR=str(data_dir),
-                   DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
+        data_dirs = {name: Path(temp) / ("data" if name == "zaphook" else name) for name in zaphooks}
+        ports = {name: free_port() for name in (*zaphooks, "noop", "store")}
+        env = dict(os.environ, HOST="127.0.0.1", DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
                    META_VERIFY_TOKEN="", THREADS=str(args.threads), LOG_LEVEL="WARNING", TUNNEL="off",
                    MEDIA_WORKERS=str(args.media_workers), CAMPAIGN_SENDER="off")
-        servers = {
-            "zaphook": [str(ROOT / "server.py")],
-            "noop": ["-c", NOOP_SERVER, str(ports["noop"]), str(args.threads)],
-        }
+        servers = {"zaphook": [str(ROOT / "server.py")],
+                   "noop": ["-c", NOOP_SERVER, str(ports["noop"]), str(args.threads)]}
         if args.store_only:
             servers["store"] = ["-c", STORE_ONLY_SERVER, str(ports["store"]), str(args.threads),
                                 str(Path(temp) / "store-only.db")]
+        if args.baseline:
+            servers["baseline"] = [str(zaphooks["baseline"] / "server.py")]
+        envs = {name: dict(env, PORT=str(ports[name]), DATA_DIR=str(data_dirs[name])) if name in zaphooks else env
+                for name in servers}
         rounds = []
         with open(Path(temp) / "server.log", "w") as log:
-            processes = {name: subprocess.Popen([sys.executable, *argv], env=env, cwd=temp, stdout=log, stderr=log)
+            processes = {name: subprocess.Popen([sys.executable, *argv], env=envs[name], cwd=temp, stdout=log,
+                                                stderr=log)
                          for name, argv in servers.items()}
             try:
                 for name in servers:
@@ -280,7 +290,8 @@ def main() -> int:
                 warmup = unique_bodies(300, prefix="WARM")
                 for name in servers:
                     drive(ports[name], warmup, args.connections, args.generator_processes)
-                drain_seconds(ports["zaphook"])
+                for name in zaphooks:
+                    drain_seconds(ports[name])
                 for number in range(1, args.rounds + 1):
                     prefix = f"R{number}X"
                     bodies = unique_bodies(args.requests, prefix=prefix)
@@ -288,8 +299,8 @@ def main() -> int:
                     for name in servers:  # alternating in every round: the same machine state for each
                         result[name] = drive(ports[name], bodies, args.connections, args.generator_processes,
                                              server_pid=processes[name].pid)
-                        if name == "zaphook":
-                            result["drain_seconds"] = drain_seconds(ports["zaphook"])
+                        if name in zaphooks:
+                            result[name]["drain_seconds"] = drain_seconds(ports[name])
                     result["prefix"] = prefix
                     rounds.append(result)
             finally:
@@ -297,20 +308,18 @@ def main() -> int:
                     process.terminate()
                     process.wait(timeout=30)
         for result in rounds:
-            result["lag_p50"], result["lag_p99"], result["applied"], result["stored"] = lag_of_round(
-                data_dir / "zaphook.db", result["prefix"])
+            for name in zaphooks:
+                item = result[name]
+                item["lag_p50"], item["lag_p99"], item["applied"], item["stored"] = lag_of_round(
+                    data_dirs[name] / "zaphook.db", result["prefix"])
 
     print(f"load: {args.rounds} rounds of {args.requests} requests per server, {args.connections} connections, "
-          f"{args.threads} waitress threads, {os.cpu_count()} cores, media workers {args.media_workers}")
-    ack_ratios, full_ratios, lag99, p99_factors, all_applied = [], [], [], [], True
+          f"{args.threads} waitress threads, {os.cpu_count()} cores, media workers {args.media_workers}; "
+          f"the machine's load average {load_before} before, {load_average()} after")
+    ratios = {name: {"ack": [], "full": [], "lag99": [], "p99": []} for name in zaphooks}
+    all_applied = True
     for number, result in enumerate(rounds, 1):
-        noop, zaphook = result["noop"], result["zaphook"]
-        full_rate = zaphook["requests"] / (zaphook["seconds"] + result["drain_seconds"])
-        ack_ratios.append(zaphook["per_second"] / noop["per_second"])
-        full_ratios.append(full_rate / noop["per_second"])
-        lag99.append(result["lag_p99"])
-        p99_factors.append(zaphook["p99_ms"] / noop["p99_ms"])
-        all_applied = all_applied and result["applied"] == zaphook["ok"]
+        noop = result["noop"]
         print(f"round {number}:")
         for name in servers:
             item = result[name]
@@ -318,21 +327,43 @@ def main() -> int:
             cpu_text = f"   server CPU {cpu:5.2f} ms/event" if cpu is not None else ""
             print(f"  {name:8s} ack {item['per_second']:7.0f}/s   p50 {item['p50_ms']:6.2f} ms   "
                   f"p99 {item['p99_ms']:6.2f} ms   ({item['ok']}/{item['requests']} answered 200){cpu_text}")
-        print(f"  zaphook full {full_rate:7.0f}/s (backlog drained {result['drain_seconds']:.2f} s after the load)   "
-              f"applier lag p50 {result['lag_p50']:.1f} ms p99 {result['lag_p99']:.1f} ms   "
-              f"applied {result['applied']} of {zaphook['ok']} acknowledged")
-        print(f"  ratios to the no-op: acknowledgement {ack_ratios[-1]:.2f}, full {full_ratios[-1]:.2f}, "
-              f"p99 {p99_factors[-1]:.2f}x")
+        for name in zaphooks:
+            item, mine = result[name], ratios[name]
+            full_rate = item["requests"] / (item["seconds"] + item["drain_seconds"])
+            mine["ack"].append(item["per_second"] / noop["per_second"])
+            mine["full"].append(full_rate / noop["per_second"])
+            mine["lag99"].append(item["lag_p99"])
+            mine["p99"].append(item["p99_ms"] / noop["p99_ms"])
+            if name == "zaphook":
+                all_applied = all_applied and item["applied"] == item["ok"]
+            print(f"  {name} full {full_rate:7.0f}/s (backlog drained {item['drain_seconds']:.2f} s after the load)   "
+                  f"applier lag p50 {item['lag_p50']:.1f} ms p99 {item['lag_p99']:.1f} ms   "
+                  f"applied {item['applied']} of {item['ok']} acknowledged")
+            print(f"  {name} ratios to the no-op: acknowledgement {mine['ack'][-1]:.2f}, full {mine['full'][-1]:.2f}, "
+                  f"p99 {mine['p99'][-1]:.2f}x")
+    mine = ratios["zaphook"]
     print(f"median of {len(rounds)} rounds (spread):")
-    print(f"  acknowledgement ratio {spread(ack_ratios)}   target >= {ACK_FLOOR}")
-    print(f"  full pipeline ratio   {spread(full_ratios)}   target >= {FULL_FLOOR}")
-    print(f"  applier lag p99 ms    {spread(lag99)}   target <= {LAG_P99_CEILING_MS:.0f}")
-    print(f"  p99 / no-op p99       {spread(p99_factors)}   target <= {P99_FACTOR_CEILING:.0f}")
-    met = (statistics.median(ack_ratios) >= ACK_FLOOR and statistics.median(full_ratios) >= FULL_FLOOR
-           and statistics.median(lag99) <= LAG_P99_CEILING_MS
-           and statistics.median(p99_factors) <= P99_FACTOR_CEILING and all_applied)
+    print(f"  acknowledgement ratio {spread(mine['ack'])}   target >= {ACK_FLOOR}")
+    print(f"  full pipeline ratio   {spread(mine['full'])}   target >= {FULL_FLOOR}")
+    print(f"  applier lag p99 ms    {spread(mine['lag99'])}   target <= {LAG_P99_CEILING_MS:.0f}")
+    print(f"  p99 / no-op p99       {spread(mine['p99'])}   target <= {P99_FACTOR_CEILING:.0f}")
+    if args.baseline:
+        other = ratios["baseline"]
+        print(f"  baseline ({zaphooks['baseline']}): acknowledgement {spread(other['ack'])}, "
+              f"full {spread(other['full'])}, lag p99 ms {spread(other['lag99'])}, p99 {spread(other['p99'])}")
+    met = (statistics.median(mine["ack"]) >= ACK_FLOOR and statistics.median(mine["full"]) >= FULL_FLOOR
+           and statistics.median(mine["lag99"]) <= LAG_P99_CEILING_MS
+           and statistics.median(mine["p99"]) <= P99_FACTOR_CEILING and all_applied)
     print("targets met" if met else "targets NOT met")
     return 0
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine skews every figure), where the OS tells it."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):  # Windows
+        return "unknown"
 
 
 if __name__ == "__main__":

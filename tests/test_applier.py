@@ -89,6 +89,128 @@ def test_the_self_check_says_when_acknowledged_webhooks_wait_too_long(client, ap
     assert Message.select().count() == 2
 
 
+SEARCH_SECRET = "s3cr3tSEARCH"
+
+
+def message_with_a_secret(message_id: str) -> dict:
+    payload = evolution_message(message_id)
+    payload["apikey"] = SEARCH_SECRET
+    payload["data"]["message"]["conversation"] = f"findable words of {message_id}"
+    return payload
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same process", "after a restart"])
+def test_the_applier_makes_the_search_text_of_an_acknowledged_event_with_its_secrets_redacted(make_app, restarted):
+    client = make_app().test_client()
+    answer = client.post("/webhook/?wait=0", json=message_with_a_secret("SEARCH-1")).get_json()
+    assert answer["outcome"] == "stored"
+    assert WebhookEvent.get_by_id(answer["event_id"]).search_text is None  # not made while the provider waits
+    if restarted:  # what this process parsed is gone: the applier reads the stored body again
+        client = make_app().test_client()
+    assert client.application.extensions["zaphook.applier"].apply_batch() == 1
+
+    event = WebhookEvent.get_by_id(answer["event_id"])
+    assert event.outcome == "processed"
+    assert "findable words of SEARCH-1" in event.search_text and SEARCH_SECRET not in event.search_text
+    found = client.get("/api/events", query_string={"q": "findable words"}).get_json()["items"]
+    assert [item["id"] for item in found] == [answer["event_id"]]
+    assert client.get("/api/events", query_string={"q": SEARCH_SECRET}).get_json()["items"] == []
+
+
+def test_a_copy_of_an_event_waiting_to_be_applied_gets_its_search_text_at_once(client):
+    first = client.post("/webhook/?wait=0", json=message_with_a_secret("SEARCH-2")).get_json()
+    copy = client.post("/webhook/?wait=0", json=message_with_a_secret("SEARCH-2")).get_json()
+    assert (first["outcome"], copy["outcome"]) == ("stored", "duplicate")
+    text = WebhookEvent.get_by_id(copy["event_id"]).search_text  # the applier never sees a duplicate
+    assert "findable words of SEARCH-2" in text and SEARCH_SECRET not in text
+
+
+def test_events_another_applier_applied_while_they_were_read_are_not_applied_twice(client):
+    """The applier reads and prepares a batch before it takes SQLite's write lock; another process's
+    applier (a command run beside the server) may apply the same events in between."""
+    from applier import Applier
+    from models import MessageStatusChange
+
+    app = client.application
+    if not app.config["DATABASE_URL"].startswith("sqlite:"):
+        pytest.skip("on PostgreSQL a batch is read once the applier's turn is taken (an advisory lock)")
+    pipeline = app.extensions["zaphook.pipeline"]
+    other = app.extensions["zaphook.applier"]
+
+    class ReadJustBeforeTheOther(Applier):
+        def _next_rows(self, limit, after=0):
+            rows = super()._next_rows(limit, after)
+            if rows:
+                assert other.apply_batch() == len(rows) == 2  # the other one applies them now
+            return rows
+
+    for number in (1, 2):
+        client.post("/webhook/?wait=0", json=evolution_message(f"RACE-{number}"))
+    assert ReadJustBeforeTheOther(pipeline, app.extensions["zaphook.database"]).apply_batch() == 0
+    assert sorted(m.provider_message_id for m in Message.select()) == ["RACE-1", "RACE-2"]
+    assert MessageStatusChange.select().count() == 2  # one "delivered" each, not two
+    assert WebhookEvent.select().where(WebhookEvent.outcome == "stored").count() == 0
+
+
+def test_events_stored_while_the_applier_waited_for_the_write_lock_join_its_batch(client):
+    """They would otherwise wait a whole batch more (the lag)."""
+    from applier import Applier
+
+    app = client.application
+    if not app.config["DATABASE_URL"].startswith("sqlite:"):
+        pytest.skip("on PostgreSQL a batch is read once the applier's turn is taken (an advisory lock)")
+
+    class StoredMeanwhile(Applier):
+        posted = False
+
+        def _prepare(self, rows):
+            prepared = super()._prepare(rows)
+            if not self.posted:  # the batch read before the write lock is taken: two more come now
+                self.posted = True
+                for number in (2, 3):
+                    assert client.post("/webhook/?wait=0", json=evolution_message(f"LATE-{number}")).status_code == 200
+            return prepared
+
+    client.post("/webhook/?wait=0", json=evolution_message("LATE-1"))
+    applier = StoredMeanwhile(app.extensions["zaphook.pipeline"], app.extensions["zaphook.database"])
+    assert applier.apply_batch() == 3
+    assert sorted(m.provider_message_id for m in Message.select()) == ["LATE-1", "LATE-2", "LATE-3"]
+    assert applier.batches == 1
+
+
+def _rows_in_the_database_file(path) -> int:
+    """Events in the SQLite database file itself, ignoring what is only in its write-ahead log."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM webhook_event").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_the_applier_copies_the_write_ahead_log_into_the_database_file_not_the_webhooks(app, client):
+    """SQLite's own checkpoint would run inside a webhook's commit, holding the write lock for an fsync."""
+    import os
+
+    import models
+
+    if not app.config["DATABASE_URL"].startswith("sqlite:"):
+        pytest.skip("SQLite's write-ahead log")
+    path = app.config["DATABASE_URL"][len("sqlite:///"):]
+    assert models.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0] == models.WAL_AUTOCHECKPOINT_PAGES
+    applier = app.extensions["zaphook.applier"]
+    applier.checkpoint()
+    before = _rows_in_the_database_file(path)
+    for number in range(20):
+        client.post("/webhook/?wait=0", json=evolution_message(f"WAL-{number}"))
+    assert applier.apply_batch() == 20
+    assert _rows_in_the_database_file(path) == before  # committed, in the log: no writer copied it
+    assert os.path.getsize(path + "-wal") > 0
+    applier.checkpoint()
+    assert _rows_in_the_database_file(path) == before + 20
+
+
 @pytest.mark.slow
 def test_every_acknowledged_webhook_is_applied_after_a_kill_9_at_any_moment(tmp_path):
     """Posts from 8 connections, the server killed at a random moment, restarted: nothing acknowledged is lost."""

@@ -57,6 +57,8 @@ def test_each_answer_carries_a_request_id(post_webhook):
     (b"42", "expected a JSON object, got a JSON number"),
     (b"null", "expected a JSON object, got a JSON null"),
     (b'{"a":' * 150 + b"1" + b"}" * 150, "nested deeper than 100 levels"),
+    (b'{"a":' * 101 + b"1" + b"}" * 101, "nested deeper than 100 levels"),
+    (b'{"x": "' + b"{[" * 200 + b'", "a":' + b'{"a":' * 100 + b"1" + b"}" * 101, "nested deeper than 100 levels"),
     (b"[" * 50000 + b"]" * 50000, "nested deeper than"),
 ])
 def test_a_body_that_is_not_a_json_object_gets_400_and_is_still_recorded(post_webhook, raw, error):
@@ -69,6 +71,15 @@ def test_a_body_that_is_not_a_json_object_gets_400_and_is_still_recorded(post_we
     assert event.http_status == 400
     assert event.body_bytes() == raw
     assert event.body_size == len(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a":' * 100 + b"1" + b"}" * 100,  # 100 levels: the deepest allowed
+    b'{"text": "' + b"{[" * 500 + b'", "a": [[{"b": 1}]]}',  # brackets in text are no levels
+])
+def test_a_json_object_up_to_the_depth_limit_is_taken(post_webhook, raw):
+    response = post_webhook("/webhook/", raw=raw)
+    assert response.status_code == 200, response.get_json()
 
 
 # --- compressed bodies (Z-API gzips its webhooks) ---------------------------------------
