@@ -1995,12 +1995,3 @@ def campaign_log_json(line: CampaignLog, contact: Optional[dict] = None) -> dict
         "params": _json_or_none(line.params),
         "event_id": line.event_id,
     }
-
-
-def _json_or_none(text: Optional[str]) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
