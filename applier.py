@@ -30,6 +30,7 @@ from typing import Optional
 
 from peewee import PostgresqlDatabase
 
+import forwarding
 from handlers import REGISTRY
 from ingest import Pipeline, normalise, parse_json
 from models import (Instance, WebhookEvent, as_datetime, db, is_transient, run_sql, still_bound, utcnow,
@@ -157,6 +158,7 @@ class Applier:
                 return "failed", failure_text, False
         instance = self._instance(instance_id)
         outcome, error = self.pipeline.apply_safely(normalised, instance, event_id, as_datetime(received_at))
+        forwarding.queue_event(event_id, normalised, instance, received_at)  # its deliveries, in this transaction
         return outcome, error, outcome == "processed" and self.pipeline.has_media(normalised)
 
     def _instance(self, instance_id: Optional[int]) -> Optional[Instance]:
