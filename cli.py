@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, TextIO
 
+import forward_cli
 from handlers import REGISTRY
 from handlers.provider import Provider
 
@@ -119,6 +120,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--client", help="the client (customer) it belongs to")
     listing = actions.add_parser("list", help="list instances", description="List the instances.")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    forward_cli.add_parser(subparsers)  # forward list|add|remove|replay: forward_cli.py
 
 
 def _positive_int(text: str) -> int:
@@ -797,4 +800,5 @@ COMMANDS = {
     "import": cmd_import,
     "instances": cmd_instances,
     "migrate": cmd_migrate,
+    "forward": forward_cli.cmd_forward,
 }
