@@ -362,21 +362,26 @@ def matches(destination: ForwardDestination, provider: str, instance: Optional[s
 
 # --- queueing ----------------------------------------------------------------------------------
 
-# Each app's Forwarder, by the database it was made for: the applier's hook finds it through the
-# models' current database, as the app's other background services check it with still_bound.
-_FORWARDERS: "weakref.WeakKeyDictionary[Any, Forwarder]" = weakref.WeakKeyDictionary()
+# Each app's Forwarder (weakly), by the database it was made for: the applier's hook finds it through
+# the models' current database, as the app's other background services check theirs with still_bound.
+_FORWARDERS: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
+
+
+def current_forwarder() -> Optional["Forwarder"]:
+    found = _FORWARDERS.get(db.obj)
+    return found() if found is not None else None
 
 
 def queue_event(event_id: int, normalised: Normalised, instance: Optional[Instance], received_at: Any) -> None:
     """The applier's hook: queue this applied event's deliveries, inside the applier's transaction."""
-    forwarder = _FORWARDERS.get(db.obj)
+    forwarder = current_forwarder()
     if forwarder is not None:
         forwarder.queue_event(event_id, normalised, instance, as_datetime(received_at))
 
 
 def destinations_changed() -> None:
     """A destination was added, changed or removed here: this process stops trusting its cached list."""
-    forwarder = _FORWARDERS.get(db.obj)
+    forwarder = current_forwarder()
     if forwarder is not None:
         forwarder.forget_destinations()
 
@@ -454,7 +459,7 @@ class Forwarder:
         self.failed = 0
         self.last_error: Optional[str] = None
         if database is not None:
-            _FORWARDERS[database] = self
+            _FORWARDERS[database] = weakref.ref(self)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -599,8 +604,8 @@ class Forwarder:
             query = query.where(WebhookEvent.id.in_(event_ids))
         if since:
             query = query.where(WebhookEvent.received_at >= since)
-        if until:
-            query = query.where(WebhookEvent.received_at <= until)
+        if until:  # inclusive, to the millisecond the API shows times with
+            query = query.where(WebhookEvent.received_at < until + timedelta(milliseconds=1))
         if provider:
             query = query.where(WebhookEvent.provider == provider)
         if kind:
