@@ -3,6 +3,7 @@ import {get, post, query} from "../api.js";
 import {debounce, formatDateTime, formatTime, h, replaceChildren, syncKeyed} from "../dom.js";
 import {t, tState} from "../i18n.js";
 import {providers} from "../providers.js";
+import {renderForwarding} from "../forwarding.js";
 
 // Stored on events no provider recognised.
 const UNKNOWN_PROVIDER = "unknown";
@@ -131,11 +132,13 @@ export function mount(container, params) {
     }
     await loadMeta(null);
     const body = event.body_hidden ? t("events.body_hidden") : event.payload ?? event.body ?? event.body_base64 ?? null;
+    const forwarded = h("section", {class: "event-forwarding"});
     replaceChildren(detail,
       h("h2", {}, t("events.event", {id: event.id})), meta,
       h("div", {class: "row"}, replay), result,
       h("h3", {}, t("events.payload")), typeof body === "string" ? h("pre", {class: "json"}, body) : jsonBlock(body),
-      h("details", {}, h("summary", {}, t("events.headers")), jsonBlock(event.headers)));
+      h("details", {}, h("summary", {}, t("events.headers")), jsonBlock(event.headers)), forwarded);
+    renderForwarding(forwarded, event.id);  // forwarding.js: each destination's attempts, and replay
   }
 
   async function dryRun() {
