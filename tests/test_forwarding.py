@@ -7,7 +7,10 @@ import copy
 import hashlib
 import hmac
 import json
+import re
+import shutil
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -151,9 +154,45 @@ def test_the_signature_verifies_with_the_standard_webhooks_algorithm(served, app
     assert not verify(secret, request.headers, request.body + b" ")  # a changed body fails the check
     assert not verify("whsec_" + base64.b64encode(b"x" * 32).decode(), request.headers, request.body)
     assert json.loads(request.body)["id"] == request.headers["webhook-id"]
+    assert docs_python_verify()(secret, request.headers, request.body)
+    assert not docs_python_verify()(secret, request.headers, request.body[:-1])
+    if shutil.which("node"):
+        assert docs_node_verify(secret, request.headers, request.body) == ["true", "false"]
     # The published example of the scheme (standard-webhooks spec), computed by zaphook's signer.
     assert signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
                      b'{"test": 2432232314}') == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "forwarding.md"
+
+
+def docs_block(language: str) -> str:
+    """The docs' verification snippet in ``language`` (the fenced block that defines verify)."""
+    text = DOCS.read_text(encoding="utf-8")
+    for block in re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL):
+        if "verify(" in block:
+            return block
+    raise AssertionError(f"docs/forwarding.md has no {language} verify snippet")
+
+
+def docs_python_verify():
+    namespace: dict = {}
+    exec(compile(docs_block("python"), str(DOCS), "exec"), namespace)  # noqa: S102 - our own documentation
+    return namespace["verify"]
+
+
+def docs_node_verify(secret: str, headers: dict, body: bytes) -> list[str]:
+    """Run the docs' Node snippet on a delivery, and on the same delivery with its body cut short."""
+    script = docs_block("js") + (
+        "\nconst [secret, headers, body] = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        "const raw = Buffer.from(body, 'base64');\n"
+        "console.log(String(verify(secret, headers, raw)));\n"
+        "console.log(String(verify(secret, headers, raw.subarray(0, raw.length - 1))));\n")
+    wanted = {name: headers[name] for name in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    done = subprocess.run(["node", "-e", script], input=json.dumps([secret, wanted, base64.b64encode(body).decode()]),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
 
 
 # --- normalised: one schema for every provider ---------------------------------------------------
