@@ -326,6 +326,32 @@ def test_an_app_that_fails_three_times_gets_every_event_once_it_recovers_in_orde
     assert delivery["attempt_log"][0]["response_excerpt"] == "busy"
 
 
+def test_two_forwarders_on_one_database_send_each_delivery_once_and_each_chat_in_order(served, app_server):
+    from forwarding import Forwarder
+
+    zaphook = served(FORWARD_WORKERS=3)
+    other = Forwarder(zaphook.app.config, zaphook.app.extensions["zaphook.database"])  # another process's workers
+    other.start(zaphook.url)
+    try:
+        add_destination(zaphook, app_server.url + "/hook", format="normalised")
+        posted = {}
+        for number in range(24):
+            chat = f"551190000{number % 6:04d}"
+            post_webhook(zaphook, plain_message(f"TWO{number}", "hi", chat=chat), "/webhook/receive-message/",
+                         wait=False)
+            posted.setdefault(f"{chat}@s.whatsapp.net", []).append(f"TWO{number}")
+        hits = delivered(app_server, 24)
+    finally:
+        other.stop()
+    assert len(app_server.hits("POST", "/hook")) == 24
+    assert len({hit.headers["webhook-id"] for hit in hits}) == 24
+    received = {}
+    for hit in hits:
+        data = hit.json()["data"]
+        received.setdefault(data["chat"]["id"], []).append(data["id"])
+    assert received == posted
+
+
 def test_429_with_retry_after_is_honoured(served, app_server):
     zaphook = served(FORWARD_RETRY_SECONDS=0.01)
     app_server.route("POST", "/hook", answering([429, 200], {"Retry-After": "1"}))
