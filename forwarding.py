@@ -906,10 +906,7 @@ def event_forwarding(event_id: int) -> dict:
         for attempt in ForwardAttempt.select().where(ForwardAttempt.delivery.in_([d.id for d in deliveries])) \
                 .order_by(ForwardAttempt.id):
             attempts.setdefault(attempt.delivery_id, []).append(attempt)
-    used = {delivery.destination_id for delivery in deliveries}
-    destinations = ForwardDestination.select().where(
-        (ForwardDestination.enabled == True) | ForwardDestination.id.in_(list(used) or [0])  # noqa: E712
-    ).order_by(ForwardDestination.id)
+    destinations = ForwardDestination.select().order_by(ForwardDestination.id)  # switched off ones too
     return {
         "event_id": event_id,
         "destinations": [

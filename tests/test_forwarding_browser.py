@@ -41,12 +41,29 @@ def test_the_event_page_shows_each_destinations_attempts_and_sends_again(dashboa
         expect(rows.nth(1)).to_contain_text("delivered")
 
         destination.get_by_role("button", name="Send again to env").click()
-        expect(destination.locator(".forward-replay-result")).to_have_text("Queued again: 1 delivery(ies).",
+        expect(destination.locator(".forward-result")).to_have_text("Queued again: 1 delivery(ies).",
                                                                            timeout=LIVE)
         again = destination.locator(".forward-delivery").nth(1)
         expect(again).to_contain_text("sent again on request", timeout=LIVE)
         expect(again).to_have_attribute("data-state", "delivered", timeout=LIVE)
         assert len(app.hits("POST", "/hook")) == 3
+
+        page = web.page
+        page.locator(".forward-add-details summary").click()
+        page.fill("#forward-url", app.url + "/second")
+        page.fill("#forward-name", "second-app")
+        page.select_option("#forward-format", "raw")
+        page.get_by_role("button", name="Add", exact=True).click()
+        expect(panel.locator(".forward-add .forward-result")).to_contain_text("Added second-app. Its signing secret: "
+                                                                              "whsec_", timeout=LIVE)
+        second = panel.locator(".forward-destination", has_text="second-app")
+        expect(second).to_contain_text("Not sent here")
+        second.get_by_role("button", name="Switch off").click()
+        expect(second.locator(".badge.state-failed")).to_have_text("off", timeout=LIVE)
+        second.get_by_role("button", name="Remove").click()
+        second.get_by_role("button", name="Click again to remove it and its history").click()
+        expect(panel.locator(".forward-destination")).to_have_count(1, timeout=LIVE)
+        expect(destination.get_by_role("button", name="Remove")).to_have_count(0)  # FORWARD_URL's: in .env
         web.screenshot("event-forwarding")
 
         web.page.select_option("#language", "pt-BR")

@@ -1,6 +1,7 @@
-// Forwarding on the event page: each destination's deliveries of one event, every attempt, and a replay
-// button per destination. The events page calls renderForwarding(container, eventId) in its detail.
-import {get, post} from "./api.js";
+// Forwarding on the event page: what each destination made of one event (every attempt, its answer),
+// sending it again, and the destinations themselves (add, switch off or on, remove).
+// The events page calls renderForwarding(container, eventId) in its detail.
+import {del, get, patch, post} from "./api.js";
 import {formatDateTime, h, replaceChildren} from "./dom.js";
 import {t} from "./i18n.js";
 
@@ -10,21 +11,43 @@ const BADGES = {delivered: "state-done", failed: "state-failed", pending: "state
 const OPEN = new Set(["waiting", "pending", "delivering"]);
 const REFRESH_MS = 1500;
 
-/** A server error's text: its code translated with its parameters when the catalogue knows it. */
+const STATES = {
+  waiting: () => t("forward.state.waiting"),
+  pending: () => t("forward.state.pending"),
+  delivering: () => t("forward.state.delivering"),
+  delivered: () => t("forward.state.delivered"),
+  failed: () => t("forward.state.failed"),
+};
+const OUTCOMES = {
+  delivered: () => t("forward.outcome.delivered"),
+  retry: () => t("forward.outcome.retry"),
+  failed: () => t("forward.outcome.failed"),
+};
+const FORMATS = {raw: () => t("forward.format.raw"), normalised: () => t("forward.format.normalised")};
+// The server's error codes this panel can meet, with their parameters; others show the server's text.
+const ERRORS = {
+  "forward.bad_url": (detail) => t("forward.bad_url", detail),
+  "forward.bad_name": () => t("forward.bad_name"),
+  "forward.name_taken": (detail) => t("forward.name_taken", detail),
+  "forward.env_managed": () => t("forward.env_managed"),
+  "forward.no_destination": (detail) => t("forward.no_destination", detail),
+  "forward.no_event": (detail) => t("forward.no_event", detail),
+};
+
+function text(table, value) {
+  return table[value] ? table[value]() : value;
+}
+
 function errorText(error) {
   const code = error.body && error.body.code;
-  if (code) {
-    const text = t(code, error.body.detail || {});
-    if (text !== code) return text;
-  }
-  return error.message;
+  return ERRORS[code] ? ERRORS[code](error.body.detail || {}) : error.message;
 }
 
 function attemptRows(attempts) {
   return attempts.map((attempt) => h("tr", {},
     h("td", {class: "num"}, String(attempt.number)),
     h("td", {}, formatDateTime(attempt.started_at)),
-    h("td", {}, t(`forward.outcome.${attempt.outcome}`)),
+    h("td", {}, text(OUTCOMES, attempt.outcome)),
     h("td", {class: "num"}, attempt.http_status === null ? "—" : String(attempt.http_status)),
     h("td", {class: "num"}, String(attempt.duration_ms)),
     h("td", {class: "forward-answer"}, [attempt.error, attempt.response_excerpt].filter(Boolean).join(" · "))));
@@ -38,7 +61,7 @@ function deliveryBlock(delivery) {
   }
   if (delivery.last_error && delivery.state === "failed") facts.push(delivery.last_error);
   return h("li", {class: "forward-delivery", dataset: {deliveryId: delivery.id, state: delivery.state}},
-    h("span", {class: `badge ${BADGES[delivery.state] || ""}`}, t(`forward.state.${delivery.state}`)), " ",
+    h("span", {class: `badge ${BADGES[delivery.state] || ""}`}, text(STATES, delivery.state)), " ",
     h("code", {}, delivery.type), facts.length ? ` · ${facts.join(" · ")}` : null,
     delivery.attempt_log.length ? h("table", {class: "forward-attempts"},
       h("thead", {}, h("tr", {},
@@ -48,32 +71,86 @@ function deliveryBlock(delivery) {
       h("tbody", {}, attemptRows(delivery.attempt_log))) : null);
 }
 
-function destinationBlock(entry, eventId, refresh) {
-  const {destination, deliveries} = entry;
-  const result = h("p", {class: "replay-result forward-replay-result", role: "status"});
-  const button = h("button", {type: "button", class: "forward-replay", dataset: {destinationId: destination.id}},
-    t("forward.replay", {name: destination.name}));
+/** A button that runs ``action``, says how it went in ``result``, then redraws the panel (which keeps it). */
+function actionButton(label, result, action, refresh, attrs = {}) {
+  const button = h("button", {type: "button", ...attrs}, label);
   button.addEventListener("click", async () => {
     button.disabled = true;
+    let changed = false;
     try {
-      const answer = await post("/api/forward/replay", {destination: destination.id, event_id: eventId});
-      result.className = "replay-result forward-replay-result ok";
-      result.textContent = answer.queued ? t("forward.queued", {count: answer.queued}) : t("forward.nothing_to_replay");
-      await refresh();
+      const message = await action(button);
+      changed = message !== undefined;
+      if (message) {
+        result.className = "replay-result forward-result ok";
+        result.textContent = message;
+      }
     } catch (error) {
-      result.className = "replay-result forward-replay-result error";
+      result.className = "replay-result forward-result error";
       result.textContent = errorText(error);
     }
     button.disabled = false;
+    if (changed) await refresh();
   });
+  return button;
+}
+
+function destinationBlock(entry, eventId, refresh) {
+  const {destination, deliveries} = entry;
+  const result = h("p", {class: "replay-result forward-result", role: "status"});
+  const replay = actionButton(t("forward.replay", {name: destination.name}), result, async () => {
+    const answer = await post("/api/forward/replay", {destination: destination.id, event_id: eventId});
+    return answer.queued ? t("forward.queued", {count: answer.queued}) : t("forward.nothing_to_replay");
+  }, refresh, {class: "forward-replay"});
+  const path = `/api/forward/destinations/${destination.id}`;
+  const toggle = actionButton(destination.enabled ? t("forward.switch_off") : t("forward.switch_on"), result,
+    async () => {
+      await patch(path, {enabled: !destination.enabled});
+      return "";
+    }, refresh);
+  const remove = destination.origin === "env" ? null : actionButton(t("forward.remove"), result, async (button) => {
+    if (!button.dataset.armed) {  // a second click confirms: no dialog to get in the way
+      button.dataset.armed = "1";
+      button.textContent = t("forward.remove_confirm");
+      return undefined;
+    }
+    await del(path);
+    return "";
+  }, refresh);
   return h("section", {class: "forward-destination", dataset: {destinationId: destination.id}},
-    h("h4", {}, destination.name, " ",
-      h("span", {class: "badge"}, t(`forward.format.${destination.format}`)),
+    h("h4", {}, destination.name, " ", h("span", {class: "badge"}, text(FORMATS, destination.format)),
       destination.enabled ? null : [" ", h("span", {class: "badge state-failed"}, t("forward.disabled"))]),
-    h("p", {class: "muted"}, h("code", {}, destination.url)),
+    h("p", {class: "muted"}, h("code", {}, destination.url),
+      destination.origin === "env" ? ` · ${t("forward.from_env")}` : null),
     deliveries.length ? h("ul", {class: "forward-deliveries"}, deliveries.map(deliveryBlock))
       : h("p", {class: "muted"}, t("forward.not_sent")),
-    h("div", {class: "row"}, button), result);
+    h("div", {class: "row"}, replay, toggle, remove), result);
+}
+
+function addForm(refresh) {
+  const url = h("input", {id: "forward-url", type: "url", required: true, placeholder: t("forward.url_placeholder")});
+  const name = h("input", {id: "forward-name", type: "text", maxlength: 100});
+  const format = h("select", {id: "forward-format"},
+    h("option", {value: "raw"}, t("forward.format.raw")), h("option", {value: "normalised"}, t("forward.format.normalised")));
+  const result = h("p", {class: "replay-result forward-result", role: "status"});
+  const form = h("form", {class: "forward-add"},
+    h("label", {for: "forward-url"}, t("forward.url")), url,
+    h("label", {for: "forward-name"}, t("forward.name")), name,
+    h("label", {for: "forward-format"}, t("forward.format")), format,
+    h("div", {class: "row"}, h("button", {type: "submit"}, t("forward.add"))), result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const made = await post("/api/forward/destinations",
+        {url: url.value.trim(), name: name.value.trim() || undefined, format: format.value});
+      await refresh();
+      result.className = "replay-result forward-result ok";
+      result.textContent = t("forward.added", {name: made.name, secret: made.secret});
+    } catch (error) {
+      result.className = "replay-result forward-result error";
+      result.textContent = errorText(error);
+    }
+  });
+  return h("details", {class: "forward-add-details"}, h("summary", {}, t("forward.add_title")), form);
 }
 
 /**
@@ -82,6 +159,7 @@ function destinationBlock(entry, eventId, refresh) {
  */
 export async function renderForwarding(container, eventId) {
   container.classList.add("forward-panel");
+  const list = h("div", {class: "forward-destinations"});
   let timer = null;
   async function refresh() {
     clearTimeout(timer);
@@ -89,20 +167,21 @@ export async function renderForwarding(container, eventId) {
     try {
       data = await get(`/api/forward/events/${encodeURIComponent(eventId)}`);
     } catch (error) {
-      replaceChildren(container, h("h3", {}, t("forward.title")), h("p", {class: "error"}, errorText(error)));
+      replaceChildren(list, h("p", {class: "error"}, errorText(error)));
       return;
     }
-    const results = new Map([...container.querySelectorAll(".forward-destination")].map((section) =>
-      [section.dataset.destinationId, section.querySelector(".forward-replay-result")]));
-    replaceChildren(container, h("h3", {}, t("forward.title")),
-      data.destinations.length ? data.destinations.map((entry) => destinationBlock(entry, eventId, refresh))
-        : h("p", {class: "muted"}, t("forward.none")));
-    for (const section of container.querySelectorAll(".forward-destination")) {
+    const results = new Map([...list.querySelectorAll(".forward-destination")].map((section) =>
+      [section.dataset.destinationId, section.querySelector(".forward-result")]));
+    replaceChildren(list, data.destinations.length
+      ? data.destinations.map((entry) => destinationBlock(entry, eventId, refresh))
+      : h("p", {class: "muted"}, t("forward.none")));
+    for (const section of list.querySelectorAll(".forward-destination")) {
       const kept = results.get(section.dataset.destinationId);
-      if (kept && kept.textContent) section.querySelector(".forward-replay-result").replaceWith(kept);
+      if (kept && kept.textContent) section.querySelector(".forward-result").replaceWith(kept);
     }
     const open = data.destinations.some((entry) => entry.deliveries.some((d) => OPEN.has(d.state)));
     if (open) timer = setTimeout(() => { if (container.isConnected) refresh(); }, REFRESH_MS);
   }
+  replaceChildren(container, h("h3", {}, t("forward.title")), list, addForm(refresh));
   await refresh();
 }
