@@ -1,7 +1,9 @@
 """Outbound HTTP: only to allowed hosts and ports, only to addresses that are safe, always with timeouts.
 
 Every request of zaphook to the outside (media downloads, campaign sends,
-webhook registration) goes through :func:`open_stream`. What it checks, and where:
+webhook registration, forwarding to the developer's app, whose allow-list is
+exactly the destination URL's host and port) goes through :func:`open_stream`.
+What it checks, and where:
 
 * **The URL** (:func:`check_url`), at every hop: the raw text first (an
   http(s) scheme, nothing in the authority that parsers read differently:
