@@ -81,11 +81,11 @@ function actionButton(label, result, action, refresh, attrs = {}) {
       const message = await action(button);
       changed = message !== undefined;
       if (message) {
-        result.className = "replay-result forward-result ok";
+        result.className = "forward-result ok";
         result.textContent = message;
       }
     } catch (error) {
-      result.className = "replay-result forward-result error";
+      result.className = "forward-result error";
       result.textContent = errorText(error);
     }
     button.disabled = false;
@@ -96,7 +96,7 @@ function actionButton(label, result, action, refresh, attrs = {}) {
 
 function destinationBlock(entry, eventId, refresh) {
   const {destination, deliveries} = entry;
-  const result = h("p", {class: "replay-result forward-result", role: "status"});
+  const result = h("p", {class: "forward-result", role: "status"});
   const replay = actionButton(t("forward.replay", {name: destination.name}), result, async () => {
     const answer = await post("/api/forward/replay", {destination: destination.id, event_id: eventId});
     return answer.queued ? t("forward.queued", {count: answer.queued}) : t("forward.nothing_to_replay");
@@ -131,7 +131,7 @@ function addForm(refresh) {
   const name = h("input", {id: "forward-name", type: "text", maxlength: 100});
   const format = h("select", {id: "forward-format"},
     h("option", {value: "raw"}, t("forward.format.raw")), h("option", {value: "normalised"}, t("forward.format.normalised")));
-  const result = h("p", {class: "replay-result forward-result", role: "status"});
+  const result = h("p", {class: "forward-result", role: "status"});
   const form = h("form", {class: "forward-add"},
     h("label", {for: "forward-url"}, t("forward.url")), url,
     h("label", {for: "forward-name"}, t("forward.name")), name,
@@ -143,10 +143,10 @@ function addForm(refresh) {
       const made = await post("/api/forward/destinations",
         {url: url.value.trim(), name: name.value.trim() || undefined, format: format.value});
       await refresh();
-      result.className = "replay-result forward-result ok";
+      result.className = "forward-result ok";
       result.textContent = t("forward.added", {name: made.name, secret: made.secret});
     } catch (error) {
-      result.className = "replay-result forward-result error";
+      result.className = "forward-result error";
       result.textContent = errorText(error);
     }
   });
