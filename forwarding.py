@@ -96,7 +96,6 @@ NORMALISED = "normalised"
 # Outcomes of the stored events that are forwarded, live and on replay: the ones the applier applied.
 FORWARDED_OUTCOMES = ("processed", "failed")
 WAITING, PENDING, DELIVERING, DELIVERED, FAILED = "waiting", "pending", "delivering", "delivered", "failed"
-OPEN_STATES = (WAITING, PENDING, DELIVERING)
 
 DESTINATIONS_TTL = 2.0  # seconds a process trusts its list of destinations (others may change it)
 POLL_SECONDS = 1.0  # other processes queue deliveries and media finish: look now and then
@@ -528,10 +527,10 @@ class Forwarder:
         if not destinations or not normalised.events:
             return
         try:
-            rows = self.rows_for(destinations, event_id, normalised, instance, received_at)
-            if rows:
-                with savepoint("zaphook_forward"):
-                    insert_deliveries(rows)
+            # Its reads too: on PostgreSQL any failed statement would abort the applier's whole batch.
+            with savepoint("zaphook_forward"):
+                rows = self.rows_for(destinations, event_id, normalised, instance, received_at)
+                insert_deliveries(rows)
         except Exception as exc:  # noqa: BLE001 - forwarding must not undo what the event applied
             if is_transient(exc):
                 raise
