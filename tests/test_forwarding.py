@@ -364,6 +364,58 @@ def test_429_with_retry_after_is_honoured(served, app_server):
     assert second.at - first.at >= 0.95  # not the 0.01 s backoff
 
 
+def test_a_refused_connection_and_a_timeout_are_retried_until_the_app_answers(served, app_server):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from tests.test_server_process import free_port
+
+    port = free_port()  # nothing listens there yet: the app is still starting
+    zaphook = served(FORWARD_TIMEOUT=0.5)
+    add_destination(zaphook, f"http://127.0.0.1:{port}/hook", format="normalised")
+    answer = post_webhook(zaphook, plain_message("LATE", "are you up?"), "/webhook/receive-message/")
+
+    def attempts():
+        items = requests.get(f"{zaphook.url}/api/forward/events/{answer['event_id']}", timeout=10).json()[
+            "destinations"][0]["deliveries"]
+        return items[0]["attempt_log"] if items and len(items[0]["attempt_log"]) >= 2 else None
+    refused = wait_until(attempts, "two refused connections")
+    assert all(a["outcome"] == "retry" and a["http_status"] is None and "could not connect" in a["error"]
+               for a in refused)
+
+    calls = []
+
+    class App(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append(self.headers["webhook-id"])
+            if len(calls) == 1:
+                time.sleep(1.5)  # slower than FORWARD_TIMEOUT: zaphook stops waiting and tries again
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), App)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        def delivered_late():
+            items = requests.get(f"{zaphook.url}/api/forward/events/{answer['event_id']}", timeout=10).json()[
+                "destinations"][0]["deliveries"]
+            return items[0]["state"] == "delivered" and items[0]
+        delivery = wait_until(delivered_late, "delivered once the app answers")
+    finally:
+        server.shutdown()
+        server.server_close()
+    log = delivery["attempt_log"]
+    assert any("did not answer in time" in (a["error"] or "") for a in log), log
+    assert log[-1]["outcome"] == "delivered" and log[-1]["http_status"] == 204
+    assert len(set(calls)) == 1  # every attempt is the same event
+
+
 def test_an_answer_that_is_not_worth_retrying_fails_at_once_and_the_chat_goes_on(served, app_server):
     zaphook = served()
     app_server.route("POST", "/hook", answering([400, 200]))
