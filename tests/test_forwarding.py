@@ -45,7 +45,7 @@ def app_server(developer_app):
     """The developer's app: answers 200 unless a test says otherwise."""
     developer_app.routes.clear()
     developer_app.requests.clear()
-    developer_app.serve("POST", "/hook", Reply(200, b'{"ok": true}', {"Content-Type": "application/json"}))
+    developer_app.route("POST", "/hook", answering([200]))
     return developer_app
 
 
@@ -85,9 +85,9 @@ def post_webhook(zaphook: ServedApp, payload: dict, path: str = "/webhook/", wai
 
 
 def delivered(app_server: FakeServer, count: int, path: str = "/hook") -> list:
-    """The requests the app answered 2xx, once there are ``count`` of them."""
+    """The requests the app answered 2xx (routes note their answer, see answering), once there are ``count``."""
     def answered():
-        hits = [hit for hit in app_server.hits("POST", path) if getattr(hit, "answered", 200) < 300]
+        hits = [hit for hit in app_server.hits("POST", path) if getattr(hit, "answered", 999) < 300]
         return hits if len(hits) >= count else None
     return wait_until(answered, f"{count} deliveries to {path}", timeout=15)
 
@@ -289,8 +289,8 @@ def test_a_destination_gets_only_what_its_filter_lets_through(served, app_server
     zaphook = served()
     add_destination(zaphook, app_server.url + "/statuses", format="normalised", types=["message.status"])
     add_destination(zaphook, app_server.url + "/other-instance", format="raw", instance="someone-else")
-    app_server.serve("POST", "/statuses", Reply(204))
-    app_server.serve("POST", "/other-instance", Reply(204))
+    app_server.route("POST", "/statuses", answering([204]))
+    app_server.route("POST", "/other-instance", answering([204]))
     post_webhook(zaphook, plain_message("FILTER1", "not a status"), "/webhook/receive-message/")
     post_webhook(zaphook, load_sample("seeds/endpoint_message_status.json"), "/webhook/message-status/")
 
@@ -539,7 +539,7 @@ def test_a_restart_in_the_middle_of_retries_loses_nothing(tmp_path, app_server):
         log = stop_with_ctrl_c(process)
     assert "Traceback" not in log
     tried = len(app_server.hits("POST", "/hook"))
-    assert all(hit.answered == 503 for hit in app_server.hits("POST", "/hook"))
+    assert all(getattr(hit, "answered", 503) == 503 for hit in app_server.hits("POST", "/hook"))
 
     failing.clear()
     process = start_server(tmp_path, port, **settings)
@@ -572,8 +572,9 @@ def acknowledgement_times(zaphook: ServedApp, prefix: str, count: int) -> list[f
 def test_a_slow_app_does_not_slow_the_webhooks_answers(served, app_server):
     release = threading.Event()
 
-    def slow(_recorded):
+    def slow(recorded):
         release.wait(5)  # an app that takes its time over every webhook
+        recorded.answered = 200
         return Reply(200, b"ok")
     app_server.route("POST", "/slow", slow)
     zaphook = served(FORWARD_TIMEOUT=10.0)
