@@ -169,6 +169,10 @@ class Applier:
             instance = self._instances[instance_id] = Instance.get_by_id(instance_id)
         return instance
 
+    def forget_instances(self) -> None:
+        """Drop the instance cache: instances were deleted (the demo's), and SQLite may reuse their ids."""
+        self._instances = {}
+
     # --- read-your-writes ------------------------------------------------------------
 
     def apply_through(self, event_id: int, timeout: float = 10.0) -> bool:

@@ -18,8 +18,7 @@ the webhook's write transaction, called from ingest.
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import logging
 import random
 import re
@@ -47,9 +46,25 @@ from models import (
     utcnow,
     write_transaction,
 )
+from campaign_lists import (
+    PHONE_PROBLEMS,
+    ContactList,
+    ListError,
+    check_phone,
+    decode_list,
+    field_warnings,
+    from_json,
+    longest_possible,
+    normalize_phone,  # noqa: F401 - campaigns.normalize_phone is where callers have always found it
+    phone_problem,
+    read_list,
+    render,
+    same_columns,
+    stored_fields,
+)
 from storage.http import Limits
 from handlers import REGISTRY
-from storage.send import SendError, SendTarget, allowed_hosts
+from storage.send import SendError, SendTarget, allowed_hosts, refusal_of_text
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +77,6 @@ TRACKED = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "
 
 
 # --- phone numbers ------------------------------------------------------------------
-
-def normalize_phone(value: Any) -> tuple[Optional[str], Optional[str]]:
-    """(digits with country code, None) or (None, why it is not a phone number).
-
-    "+55 (11) 99999-8888", "5511999998888" and "11 99999-8888" (Brazilian, no
-    country code) all give "5511999998888".
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        return None, "no phone number"
-    text = value.strip()
-    if "@" in text:
-        text = text.split("@", 1)[0]
-    if re.search(r"[^\d\s()+.\-]", text):
-        return None, "not a phone number (letters or symbols)"
-    digits = re.sub(r"\D", "", text)
-    if digits.startswith("00"):
-        digits = digits[2:]
-    elif not text.startswith("+") and len(digits) in (10, 11) and not digits.startswith("55"):
-        digits = "55" + digits  # a Brazilian number given with its area code only
-    if len(digits) < 10 or len(digits) > 15:
-        return None, f"not a phone number ({len(digits)} digits)"
-    return digits, None
-
 
 def phone_variants(phone: str) -> list[str]:
     """The forms WhatsApp may use for one number (Brazilian mobiles with or without the 9th digit)."""
@@ -109,10 +99,13 @@ def send_text(provider_name: str, target: SendTarget, phone: str, text: str) -> 
     """Send through the provider's API; SendError when it cannot (no sending, no base URL, refused)."""
     provider = REGISTRY.get(provider_name)
     if provider is None or provider.send_text is None:
-        raise SendError(f"sending is not supported for provider {provider_name!r}")
+        raise SendError(f"sending is not supported for provider {provider_name!r}", code="unsupported",
+                        params={"provider": provider_name})
     if not target.base_url:
-        setting = f" or {provider.api.base_url_setting}" if provider.api else ""
-        raise SendError(f"no API base URL for this {provider_name} instance (set its api_base_url{setting})")
+        setting = provider.api.base_url_setting if provider.api else None
+        raise SendError(f"no API base URL for this {provider_name} instance "
+                        f"(set its api_base_url{f' or {setting}' if setting else ''})", code="not_configured",
+                        params={"provider": provider_name, "setting": setting or "api_base_url"})
     return provider.send_text(target, phone, text)
 
 
@@ -124,79 +117,100 @@ def is_opted_out(phone: str) -> bool:
 
 MAX_CONTACTS = 100_000
 MAX_TEXT = 4096
+PREVIEW = 3  # messages the form shows as they will be sent
+
+# What can be wrong with a campaign request: campaigns.problem.<code> in the dashboard, these words in the API.
+PROBLEMS = {
+    "name_required": "name is required",
+    "text_required": "text (the message to send) is required",
+    "text_too_long": "text is longer than {max} characters",
+    "message_too_long": "the message to row {row} is longer than {max} characters once its fields are filled in",
+    "instance_required": "instance_id is required (our instance id or the provider's instance id)",
+    "instance_unknown": "no instance {instance!r}",
+    "instance_cannot_send": "campaigns cannot send through {provider} instances (only {providers})",
+    "too_many_contacts": "more than {max} contacts",
+    "no_valid_contact": "no valid phone number in contacts",
+    "contacts_not_list": "contacts must be a list of {{phone, name}}",
+    "list_encoding": "the list is neither UTF-8 nor Windows-1252 text (byte {byte} on line {line}): "
+                     "save it again as CSV",
+    "list_xlsx": "an Excel workbook (.xlsx), not a CSV file: save it as CSV",
+    "list_binary": "the list is not a text file",
+}
+
+
+def problem(code: str, **params) -> dict:
+    """One problem as the API gives it: a stable code, its parameters, and the words."""
+    return {"code": code, "params": params, "message": PROBLEMS[code].format(**params)}
+
+
+class CampaignProblem(ValueError):
+    def __init__(self, code: str, **params) -> None:
+        super().__init__(PROBLEMS[code].format(**params))
+        self.problem = problem(code, **params)
 
 
 def sending_instance(value) -> Instance:
     if value is None or value == "":
-        raise ValueError("instance_id is required (our instance id or the provider's instance id)")
+        raise CampaignProblem("instance_required")
     instance = None
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
         instance = Instance.get_or_none(Instance.id == int(value))
     if instance is None and isinstance(value, str):
         instance = Instance.get_or_none(Instance.external_id == value)
     if instance is None:
-        raise ValueError(f"no instance {value!r}")
+        raise CampaignProblem("instance_unknown", instance=value)
     senders = REGISTRY.senders()
     if instance.provider not in [provider.name for provider in senders]:
-        raise ValueError(f"campaigns cannot send through {instance.provider} instances "
-                         f"(only {', '.join(provider.name for provider in senders)})")
+        raise CampaignProblem("instance_cannot_send", provider=instance.provider,
+                              providers=", ".join(provider.name for provider in senders))
     return instance
 
 
-def csv_contacts(text: str) -> list:
-    """Rows of a phone,name CSV (a header row naming the columns is optional)."""
-    sample = text[:4096]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    phone_col, name_col, start = 0, 1, 0
-    phone_names = ("phone", "telefone", "numero", "número", "number", "celular", "whatsapp")
-    if any(cell in phone_names for cell in header):
-        phone_col = next(i for i, cell in enumerate(header) if cell in phone_names)
-        name_col = next((i for i, cell in enumerate(header) if cell in ("name", "nome")), None)
-        start = 1
-    contacts = []
-    for row in rows[start:]:
-        if not any(cell.strip() for cell in row):
-            continue
-        phone = row[phone_col] if phone_col < len(row) else ""
-        name = row[name_col] if name_col is not None and name_col < len(row) else None
-        contacts.append({"phone": phone, "name": name})
-    return contacts
+def contact_list(raw: bytes = None, text: Optional[str] = None, items: Any = None) -> ContactList:
+    """The contacts of an uploaded file (bytes), a pasted list (text) or a JSON list; ListError when unreadable."""
+    if raw is not None:
+        return read_list(*decode_list(raw))
+    if text is not None:
+        return read_list(text)
+    if not isinstance(items, list):
+        raise ListError("contacts_not_list", message=PROBLEMS["contacts_not_list"].format())
+    return from_json(items)
 
 
-def check_contacts(raw: list) -> tuple[list, list, list]:
-    """(valid contacts, duplicates, invalid ones), every row reported by its position."""
+def check_contacts(raw: list, rows: Optional[list] = None) -> tuple[list, list, list]:
+    """(valid contacts, duplicates, invalid ones), every row reported by its line (or position).
+
+    A reason is given as words (``reason``) and as a code with parameters
+    (``code``, ``params``: campaigns.phone.<code> in the dashboard).
+    """
     valid, duplicates, invalid, seen = [], [], [], {}
-    for row_number, item in enumerate(raw, start=1):
+    for position, item in enumerate(raw, start=1):
+        row_number = rows[position - 1] if rows else position
         if isinstance(item, (str, int)):
             item = {"phone": item}
         if not isinstance(item, dict):
-            invalid.append({"row": row_number, "phone": None, "reason": "not an object {phone, name}"})
+            invalid.append({"row": row_number, "phone": None, "reason": PHONE_PROBLEMS["not_object"].format(),
+                            "code": "not_object", "params": {}})
             continue
         given = item.get("phone")
-        phone, reason = normalize_phone(given)
+        phone, code, params = check_phone(given)
         if phone is None:
             invalid.append({"row": row_number, "phone": given if isinstance(given, (str, int)) else None,
-                            "reason": reason})
+                            "reason": phone_problem(code, params), "code": code, "params": params})
             continue
         if phone in seen:
             duplicates.append({"row": row_number, "phone": given, "normalized": phone, "same_as_row": seen[phone]})
             continue
         seen[phone] = row_number
         name = item.get("name")
-        valid.append({"phone": phone, "name": clean(name.strip(), 255) if isinstance(name, str) and name.strip() else None})
+        valid.append({"phone": phone, "name": clean(name.strip(), 255) if isinstance(name, str) and name.strip() else None,
+                      "fields": stored_fields(item.get("fields")), "row": row_number, "given": given})
     return valid, duplicates, invalid
 
 
 @dataclass
 class CampaignPlan:
-    """A campaign as asked for, checked: what would be created and every problem found."""
+    """A campaign as asked for, checked: what would be created, every problem and warning found."""
 
     name: str
     text: str
@@ -205,35 +219,83 @@ class CampaignPlan:
     duplicates: list
     invalid: list
     problems: list
+    warnings: list
+    source: dict
+
+    @property
+    def messages(self) -> list:
+        return [problem["message"] for problem in self.problems]
+
+    def preview(self, count: int = PREVIEW) -> list:
+        """The first messages as they will be sent: to whom, and the text with its fields filled in."""
+        return [{"row": contact["row"], "phone": contact["phone"], "name": contact["name"],
+                 "text": render(self.text, merge_contact(contact))} for contact in self.contacts[:count]]
 
     def report(self) -> dict:
-        return {"contacts_added": len(self.contacts), "duplicates": self.duplicates, "invalid": self.invalid}
+        return {"contacts_added": len(self.contacts), "duplicates": self.duplicates, "invalid": self.invalid,
+                "problems": self.problems, "warnings": self.warnings, "list": self.source}
 
 
-def plan_campaign(data: Mapping[str, Any], raw_contacts: list) -> CampaignPlan:
+def merge_contact(contact) -> dict:
+    """What merge fields read of a contact: a planned one (dict) or a stored CampaignContact (its JSON fields)."""
+    if isinstance(contact, dict):
+        return {"phone": contact.get("given") or contact.get("phone"), "name": contact.get("name"),
+                "fields": contact.get("fields") or {}}
+    fields = {}
+    if contact.fields:
+        try:
+            fields = json.loads(contact.fields)
+        except ValueError:
+            fields = {}
+    return {"phone": contact.phone, "name": contact.name, "fields": fields if isinstance(fields, dict) else {}}
+
+
+def message_for(text: str, contact) -> str:
+    """The text one contact gets: its merge fields filled in with the contact's values."""
+    return render(text, merge_contact(contact))
+
+
+def plan_campaign(data: Mapping[str, Any], contacts: "ContactList | list | ListError") -> CampaignPlan:
     """Check a campaign request (fields and contact list) without writing anything."""
     problems = []
     name, text = data.get("name"), data.get("text")
     if not isinstance(name, str) or not name.strip():
-        problems.append("name is required")
+        problems.append(problem("name_required"))
     if not isinstance(text, str) or not text.strip():
-        problems.append("text (the message to send) is required")
+        problems.append(problem("text_required"))
     elif len(text) > MAX_TEXT:
-        problems.append(f"text is longer than {MAX_TEXT} characters")
+        problems.append(problem("text_too_long", max=MAX_TEXT))
     instance = None
     try:
         instance = sending_instance(data.get("instance_id"))
-    except ValueError as exc:
-        problems.append(str(exc))
-    if len(raw_contacts) > MAX_CONTACTS:
-        problems.append(f"more than {MAX_CONTACTS} contacts")
-        raw_contacts = raw_contacts[:MAX_CONTACTS]
-    valid, duplicates, invalid = check_contacts(raw_contacts)
-    if not valid:
-        problems.append("no valid phone number in contacts")
-    return CampaignPlan(name=name.strip() if isinstance(name, str) else "",
-                        text=text if isinstance(text, str) else "", instance=instance, contacts=valid,
-                        duplicates=duplicates, invalid=invalid, problems=problems)
+    except CampaignProblem as exc:
+        problems.append(exc.problem)
+    if isinstance(contacts, ListError):
+        problems.append(problem(contacts.code, **contacts.params))
+        contacts = ContactList()
+    elif isinstance(contacts, list):
+        contacts = from_json(contacts)
+    raw, rows = contacts.contacts, contacts.rows
+    if len(raw) > MAX_CONTACTS:
+        problems.append(problem("too_many_contacts", max=MAX_CONTACTS))
+        raw, rows = raw[:MAX_CONTACTS], rows[:MAX_CONTACTS]
+    valid, duplicates, invalid = check_contacts(raw, rows)
+    same_columns(valid)
+    if not valid and not any(item["code"].startswith("list_") for item in problems):
+        problems.append(problem("no_valid_contact"))
+    text = text if isinstance(text, str) else ""
+    warnings = []
+    if text.strip() and valid:
+        merged = [merge_contact(contact) for contact in valid]
+        warnings = field_warnings(text, merged)
+        if len(text) <= MAX_TEXT and longest_possible(text, merged) > MAX_TEXT:
+            too_long = next((contact for contact, values in zip(valid, merged, strict=True)
+                             if len(render(text, values)) > MAX_TEXT), None)
+            if too_long is not None:
+                problems.append(problem("message_too_long", row=too_long["row"], max=MAX_TEXT))
+    return CampaignPlan(name=name.strip() if isinstance(name, str) else "", text=text, instance=instance,
+                        contacts=valid, duplicates=duplicates, invalid=invalid, problems=problems, warnings=warnings,
+                        source=contacts.describe())
 
 
 def create_planned(plan: CampaignPlan) -> Campaign:
@@ -246,10 +308,13 @@ def create_planned(plan: CampaignPlan) -> Campaign:
         for start in range(0, len(plan.contacts), 500):
             CampaignContact.insert_many([
                 {"campaign": campaign.id, "instance": plan.instance.id, "phone": contact["phone"],
-                 "name": contact["name"], "updated_at": now}
+                 "name": contact["name"], "updated_at": now,
+                 "fields": clean(json.dumps(contact["fields"], ensure_ascii=False)) if contact["fields"] else None}
                 for contact in plan.contacts[start:start + 500]]).execute()
+        counts = {"contacts": len(plan.contacts), "duplicates": len(plan.duplicates), "invalid": len(plan.invalid)}
         CampaignLog.add(campaign.id, "created", detail=f"{len(plan.contacts)} contacts, "
-                                                       f"{len(plan.duplicates)} duplicate(s), {len(plan.invalid)} invalid")
+                                                       f"{len(plan.duplicates)} duplicate(s), {len(plan.invalid)} invalid",
+                        params=counts)
     return campaign
 
 
@@ -273,8 +338,9 @@ def track_status(instance: Instance, message_id: Optional[str], status: str, at:
                 continue  # a contact left in "sending" by a crash: now it has its id
             return False
         contact_id, campaign_id, state, sent_at = row
+        code, params = refusal_of_text(error) if tracked == "failed" else (None, None)
         moved = CampaignContact.advance(contact_id, campaign_id, state, sent_at is not None, tracked, at,
-                                        error, event_id)
+                                        error, event_id, code, params)
         if moved is None:
             return False
         if moved:
@@ -300,13 +366,14 @@ def _reconcile(instance: Instance, message_id: str, chat_id: str, at: datetime, 
         return False
     marks = ", ".join("?" * len(phone_variants(phone)))
     rows = run_sql(
-        'SELECT "k"."id", "k"."campaign_id", "c"."text" FROM "campaign_contact" AS "k" '
-        'JOIN "campaign" AS "c" ON "c"."id" = "k"."campaign_id" '
+        'SELECT "k"."id", "k"."campaign_id", "c"."text", "k"."phone", "k"."name", "k"."fields" '
+        'FROM "campaign_contact" AS "k" JOIN "campaign" AS "c" ON "c"."id" = "k"."campaign_id" '
         f'WHERE "k"."instance_id" = ? AND "k"."phone" IN ({marks}) AND "k"."state" = ? '
         'AND "k"."whatsapp_message_id" IS NULL ORDER BY "k"."sending_at" DESC',
         [instance.id, *phone_variants(phone), "sending"]).fetchall()
-    for contact_id, campaign_id, campaign_text in rows:
-        if text is not None and (campaign_text or "").strip() != text.strip():
+    for contact_id, campaign_id, campaign_text, contact_phone, name, fields in rows:
+        sent_text = message_for(campaign_text or "", CampaignContact(phone=contact_phone, name=name, fields=fields))
+        if text is not None and sent_text.strip() != text.strip():
             continue
         if CampaignContact.mark_sent(contact_id, campaign_id, message_id, at,
                                      detail="reconciled from the provider's webhook"):
@@ -348,14 +415,15 @@ def track_message(instance: Instance, item, at: datetime, event_id: Optional[int
         if replied:
             Campaign.count(campaign_id, {"replied": 1})
             CampaignLog.add(campaign_id, "replied", contact_id=contact_id, message_id=item.message_id,
-                            detail=clean(text, 500), at=at, event_id=event_id)
+                            detail=clean(text, 500), at=at, event_id=event_id,
+                            params={"text": clean(text, 500) if text is not None else None, "type": item.type})
     word = re.sub(r"[^\w]", "", (text or "").upper())
     if word and word in opt_out:
         created = OptOut.insert(phone=variants[0], instance=instance.id, word=word,
                                 created_at=utcnow()).on_conflict_ignore().execute()
         if created and contact_id is not None:
             CampaignLog.add(campaign_id, "opted_out", contact_id=contact_id, detail=word, at=at,
-                            event_id=event_id)
+                            event_id=event_id, params={"word": word})
 
 
 def apply_waiting_statuses(instance: Instance, message_id: str) -> None:
@@ -491,7 +559,7 @@ class CampaignSender:
                 continue
             if is_opted_out(contact.phone):
                 with write_transaction():
-                    CampaignContact.skip(contact.id, campaign.id, "opted out")
+                    CampaignContact.skip(contact.id, campaign.id, "opted out", code="opted_out")
                     Campaign.finish_if_done(campaign.id)
                 return "skipped"
             intervals = self.slot_intervals(campaign.instance_id)
@@ -526,16 +594,18 @@ class CampaignSender:
                             limits=Limits(min(10.0, self.send_timeout), self.send_timeout, 256 * 1024),
                             settings=self.settings)
         try:
-            message_id = send_text(instance.provider, target, contact.phone, campaign.text)
+            message_id = send_text(instance.provider, target, contact.phone, message_for(campaign.text, contact))
         except SendError as exc:
-            error = str(exc)
+            error, params = str(exc), dict(exc.params)
             if exc.maybe_sent:
                 error += " (not resent: it may have gone out)"
-            self.record_failure(campaign, contact, instance, error)
+                params["maybe_sent"] = True
+            self.record_failure(campaign, contact, instance, error, exc.code, params)
             return
         except Exception as exc:  # noqa: BLE001 - recorded on the contact, counted as an error
             log.exception("campaign %s: sending to contact %s failed", campaign.id, contact.id)
-            self.record_failure(campaign, contact, instance, f"internal error: {type(exc).__name__}")
+            self.record_failure(campaign, contact, instance, f"internal error: {type(exc).__name__}", "internal",
+                                {"name": type(exc).__name__})
             return
         now = utcnow()
         with write_transaction():
@@ -546,10 +616,11 @@ class CampaignSender:
             Campaign.update(consecutive_errors=0).where(Campaign.id == campaign.id).execute()
             Campaign.finish_if_done(campaign.id)
 
-    def record_failure(self, campaign: Campaign, contact: CampaignContact, instance: Instance, error: str) -> None:
+    def record_failure(self, campaign: Campaign, contact: CampaignContact, instance: Instance, error: str,
+                       code: str = "provider", params: Optional[dict] = None) -> None:
         now = utcnow()
         with write_transaction():
-            CampaignContact.mark_send_failed(contact.id, campaign.id, error, now)
+            CampaignContact.mark_send_failed(contact.id, campaign.id, error, now, code, params)
             bump_instance_health(instance.id, "failed", SCORE_ERROR, errors="add", at=now)
             Campaign.update(consecutive_errors=Campaign.consecutive_errors + 1).where(
                 Campaign.id == campaign.id).execute()
@@ -575,12 +646,18 @@ class CampaignSender:
             with write_transaction():
                 if contact.state == "sent":
                     error = f"no delivery within CAMPAIGN_DELIVERY_TIMEOUT_HOURS ({hours:g} h)"
+                    why = {"error_code": "no_delivery", "error_params": json.dumps({"hours": hours})}
                     moved = CampaignContact.transition(contact.id, contact.campaign_id, "sent", True, "failed", now,
-                                                       {"failed_at": now, "error": error}, log_detail=error)
+                                                       {"failed_at": now, "error": error, **why}, log_detail=error,
+                                                       log_params={"refusal": "no_delivery",
+                                                                   "refusal_params": {"hours": hours}})
                 else:
                     error = "sending was interrupted and the provider never named the message: not resent"
+                    why = {"error_code": "interrupted", "error_params": None}
                     moved = CampaignContact.transition(contact.id, contact.campaign_id, "sending", False, "failed",
-                                                       now, {"failed_at": now, "error": error}, log_detail=error)
+                                                       now, {"failed_at": now, "error": error, **why},
+                                                       log_detail=error,
+                                                       log_params={"refusal": "interrupted", "refusal_params": {}})
                 if moved:
                     failed += 1
                     bump_instance_health(contact.instance_id, "failed", SCORE_ERROR, at=now)

@@ -1,32 +1,46 @@
-"""The command line besides ``run``: register, simulate, events, replay, export, import, instances.
+"""The command line of ``python server.py``: run, register, demo/simulate, events, replay, export, import, instances, migrate.
 
-``server.main()`` adds these commands with :func:`add_commands` and hands every
-one but ``run`` to :func:`run_command`, after the settings are loaded.
-Commands that read or change stored data open the configured database
-themselves (no running server needed); ``simulate`` posts to a running server.
+The commands are click commands (click comes with Flask) in one group,
+:data:`commands`; ``server.main()`` runs it through :func:`main`. A command
+without a name runs the server. Commands that read or change stored data open
+the configured database themselves (no running server needed); ``demo`` and
+``simulate`` post to a running server.
 
-Errors are one line on stderr, ``zaphook: ...``: exit code 2 for bad input,
-1 for an operation that failed (a provider refused, a server did not answer).
+Errors are one line on stderr, ``zaphook: ...``: exit code 2 for bad input
+(a usage error raises SystemExit(2), as a parser does), 1 for an operation
+that failed (a provider refused, a server did not answer).
+
+What the commands print is UTF-8 whatever the console's code page (a
+redirected Windows console would otherwise use cp1252 and fail on an emoji).
+``export`` to stdout writes its JSON in ASCII (every other character as a
+``\\u`` escape, which JSON reads back as the same text): PowerShell 5.1 decodes
+a program's output with the console's code page before it writes a file with
+``>``, which would garble any other byte. ``import`` reads UTF-8 (with or
+without a BOM) and UTF-16 with a BOM (what that ``>`` writes).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
+import functools
 import json
+import shlex
 import sys
-import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, TextIO
+from typing import Any, Callable, Iterator, Mapping, Optional, TextIO
 
+import click
+
+import demo
 import forward_cli
-from handlers import REGISTRY
+from handlers import REGISTRY, UNKNOWN_PROVIDER
 from handlers.provider import Provider
 
-SAMPLES_DIR = Path(__file__).resolve().parent / "simulate_samples"
+SAMPLES_DIR = demo.SAMPLES_DIR
 HTTP_TIMEOUT = (10, 30)  # (connect, read) seconds for calls to a running zaphook
+PROG = "server.py"
 
 
 class CommandError(Exception):
@@ -41,110 +55,93 @@ def bad_input(message: str) -> CommandError:
     return CommandError(message, 2)
 
 
-# --- the parsers -------------------------------------------------------------------
+# --- running a command ------------------------------------------------------------------------
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """A command parser whose usage errors are one line on stderr (exit code 2)."""
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run one command line (``sys.argv[1:]`` by default); the exit code.
 
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"zaphook: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add every command but ``run`` to server.py's subparsers (made with ``parser_class=OneLineParser``)."""
-    register = subparsers.add_parser(
-        "register", help="point a provider's webhooks at this server",
-        description="Set the provider's webhooks to this server's URLs (PUBLIC_URL, or --base-url) through its "
-                    "API; for a provider configured by hand (Meta), print what to paste into it.")
-    register.add_argument("--provider", required=True, choices=[
-        provider.name for provider in REGISTRY if provider.register or provider.register_by_hand])
-    register.add_argument("--instance", help="the provider's instance id or name")
-    register.add_argument("--base-url", help="the address providers reach zaphook on (default: PUBLIC_URL)")
-    register.add_argument("--base64", action="store_true",
-                          help="ask the provider to send media inline as base64 in the webhook, where it can "
-                               "(Evolution; default: off)")
-
-    migrate = subparsers.add_parser(
-        "migrate", help="bring the database's schema to this release (start-up does it too)",
-        description="Apply the pending schema migrations, one process at a time, as start-up does; "
-                    "--status lists them and says which are applied.")
-    migrate.add_argument("--status", action="store_true", help="list the migrations; change nothing")
-
-    simulate = subparsers.add_parser(
-        "simulate", help="post one real sample of each event kind to a running server",
-        description="Post one real provider sample of each event kind to a running zaphook, "
-                    "so you can see the whole pipeline work without a phone.")
-    simulate.add_argument("--provider", default="all", choices=(*simulate_providers(), "all"))
-    simulate.add_argument("--url", help="the running server (default: http://127.0.0.1:$PORT)")
-
-    events = subparsers.add_parser("events", help="list stored webhook requests, newest first",
-                                   description="List the stored webhook requests, newest first.")
-    events.add_argument("--provider")
-    events.add_argument("--kind")
-    events.add_argument("--outcome")
-    events.add_argument("--instance", help="the provider's instance id, or zaphook's numeric id")
-    events.add_argument("--limit", type=_positive_int, default=50, help="how many (default: 50)")
-    events.add_argument("--json", action="store_true", help="one JSON object per line")
-
-    replay = subparsers.add_parser("replay", help="run a stored request through normalising again",
-                                   description="Run a stored webhook request through normalising again.")
-    replay.add_argument("event_id", type=_positive_int, help="the event id (see `events`)")
-
-    export = subparsers.add_parser(
-        "export", help="write stored webhook requests as JSON Lines",
-        description="Write the stored webhook requests, oldest first, one JSON object per line "
-                    "(what `import` reads). Secrets are redacted unless --with-secrets.")
-    export.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
-    export.add_argument("--with-secrets", action="store_true", help="keep tokens, keys and signatures")
-    export.add_argument("--provider")
-    export.add_argument("--outcome")
-
-    import_ = subparsers.add_parser(
-        "import", help="replay captured requests (a JSON Lines export) through the pipeline",
-        description="Feed every request of a JSON Lines export through the webhook pipeline, "
-                    "as if it arrived now: dedupe and rejection behave as live.")
-    import_.add_argument("file", help="a file written by `export` (- for stdin)")
-
-    instances = subparsers.add_parser("instances", help="add or list instances",
-                                      description="Add or list the WhatsApp instances zaphook knows.")
-    actions = instances.add_subparsers(dest="action", metavar="{add,list}")
-    actions.required = True
-    add = actions.add_parser("add", help="declare an instance and its API credentials",
-                             description="Declare an instance and its provider API credentials.")
-    add.add_argument("--provider", required=True)
-    add.add_argument("--instance", required=True, help="the provider's instance id or name")
-    add.add_argument("--name", help="a name for people")
-    add.add_argument("--token", help="the provider API's token or key for this instance")
-    add.add_argument("--base-url", help="the provider API base URL (default: the .env one)")
-    add.add_argument("--client", help="the client (customer) it belongs to")
-    listing = actions.add_parser("list", help="list instances", description="List the instances.")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-
-    forward_cli.add_parser(subparsers)  # forward list|add|remove|replay: forward_cli.py
-
-
-def _positive_int(text: str) -> int:
+    A usage error prints one line and raises SystemExit(2); ``--help`` prints
+    the help and gives 0.
+    """
+    utf8_output()
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def run_command(args: argparse.Namespace, settings: dict) -> int:
-    """Run one command; the exit code."""
-    handler = COMMANDS[args.command]
-    try:
-        return handler(args, settings)
+        code = commands.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else PROG
+        message = " ".join(exc.format_message().split())
+        print(f"zaphook: {path}: {message} (see {path} --help)", file=sys.stderr)
+        raise SystemExit(2) from None
     except CommandError as exc:
         print(f"zaphook: {exc}", file=sys.stderr)
         return exc.code
-    except KeyboardInterrupt:
+    except click.ClickException as exc:
+        print(f"zaphook: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
         print("zaphook: interrupted", file=sys.stderr)
         return 130
+    return code if isinstance(code, int) else 0
+
+
+def utf8_output() -> None:
+    """Write stdout and stderr in UTF-8, whatever the console's code page or PYTHONIOENCODING says."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+        if encoding not in ("utf-8", "utf8") and hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8")
+
+
+def command_settings(host: Optional[str] = None, port: Optional[int] = None) -> dict:
+    """The settings a command works with (.env, the environment), logging set up; bad ones are bad input."""
+    from config import ConfigError, load_settings
+    from server import configure_logging
+    from tunnel import resolve_webhook_token
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise bad_input(f"configuration error: {exc}") from None
+    configure_logging(settings["LOG_LEVEL"])
+    if host:
+        settings["HOST"] = host
+    if port:
+        settings["PORT"] = port
+    try:
+        # A tunnel makes the webhooks public: without a WEBHOOK_TOKEN one is generated and kept.
+        settings["WEBHOOK_TOKEN"] = resolve_webhook_token(settings)
+    except OSError as exc:
+        raise bad_input(f"cannot keep the generated webhook token in {settings['DATA_DIR']}: "
+                        f"{exc.strerror or exc}") from None
+    return settings
+
+
+def with_settings(function: Callable[..., int]) -> Callable[..., int]:
+    """Give the command its settings as the first argument, loaded once its options are known to be right."""
+
+    @functools.wraps(function)
+    def command(**options):
+        return function(command_settings(), **options)
+
+    return command
+
+
+@click.group(name=PROG, invoke_without_command=True,
+             help="zaphook: local WhatsApp webhook hub. Without a command, runs the server.")
+@click.pass_context
+def commands(ctx: click.Context) -> int:
+    if ctx.invoked_subcommand is None:
+        return ctx.invoke(run)
+    return 0
+
+
+@commands.command(help="Serve the webhooks, the dashboard and the API (the default).")
+@click.option("--host", help="address to listen on (default: HOST or 127.0.0.1)")
+@click.option("--port", type=int, help="port to listen on (default: PORT or 5000)")
+def run(host: Optional[str] = None, port: Optional[int] = None) -> int:
+    import server
+
+    return server.start(command_settings(host, port))
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -174,47 +171,38 @@ def data_app(settings: Mapping[str, Any]) -> Iterator[Any]:
         app.extensions["zaphook.database"].close_all()
 
 
-class Progress:
-    """A progress bar on stderr when it is a terminal, else a counter line now and then."""
+@contextmanager
+def progress(label: str, total: int, stream: Optional[TextIO] = None) -> Iterator[Callable[[int], None]]:
+    """Count items done with the function this yields: click's progress bar on a terminal (stderr),
+    else a line at every tenth, so a log shows the way too."""
+    stream = stream or sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        with click.progressbar(length=total, label=label, file=stream, show_pos=True) as bar:
+            yield bar.update
+        return
+    counter = Counter(label, total, stream)
+    yield counter.advance
+    counter.finish()
 
-    def __init__(self, label: str, total: Optional[int], stream: Optional[TextIO] = None):
-        self.label, self.total, self.done = label, total, 0
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
-        self._step = max(1, (total or 0) // 10) if total else 1000
+
+class Counter:
+    """Progress for a stream that is not a terminal: ``label: n/total`` at every tenth, then ``... done``."""
+
+    def __init__(self, label: str, total: int, stream: TextIO):
+        self.label, self.total, self.done, self.stream = label, total, 0, stream
+        self._step = max(1, total // 10) if total else 1000
 
     def advance(self, count: int = 1) -> None:
-        self.done += count
-        if self.tty:
-            now = time.monotonic()
-            if now - self._last >= 0.1 or self.done == self.total:
-                self._last = now
-                self._draw()
-        elif self.done % self._step == 0 and self.done != self.total:
-            print(f"{self.label}: {self._count()}", file=self.stream, flush=True)
+        for _ in range(count):
+            self.done += 1
+            if self.done % self._step == 0 and self.done != self.total:
+                print(f"{self.label}: {self._count()}", file=self.stream, flush=True)
 
     def _count(self) -> str:
         return f"{self.done}/{self.total}" if self.total else str(self.done)
 
-    def _draw(self) -> None:
-        if self.total:
-            width = 30
-            filled = int(width * self.done / self.total)
-            bar = "#" * filled + "-" * (width - filled)
-            text = f"\r{self.label} [{bar}] {self._count()} ({100 * self.done // self.total}%)"
-        else:
-            text = f"\r{self.label}: {self.done}"
-        self.stream.write(text)
-        self.stream.flush()
-
     def finish(self) -> None:
-        if self.tty:
-            self._draw()
-            self.stream.write("\n")
-        else:
-            print(f"{self.label}: {self._count()} done", file=self.stream)
-        self.stream.flush()
+        print(f"{self.label}: {self._count()} done", file=self.stream, flush=True)
 
 
 def _http():
@@ -228,6 +216,28 @@ def _http():
 def _answer_text(response) -> str:
     text = (response.text or "").strip().replace("\n", " ")
     return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def _server_url(url: Optional[str], settings: Mapping[str, Any]) -> str:
+    base = (url or f"http://127.0.0.1:{settings['PORT']}").rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise bad_input(f"--url must start with http:// or https://, got {base!r}")
+    return base
+
+
+def _admin_headers(settings: Mapping[str, Any]) -> dict:
+    """What a call to the API of a zaphook that is not on this machine needs (local calls need nothing)."""
+    return {"Authorization": f"Bearer {settings['ADMIN_TOKEN']}"} if settings.get("ADMIN_TOKEN") else {}
+
+
+def _not_answering(base: str) -> CommandError:
+    return CommandError(f"no zaphook answering at {base}: start it with `python server.py` (or pass --url)")
+
+
+def _known_provider(name: Optional[str], option: str = "--provider", extra: tuple[str, ...] = ()) -> None:
+    known = (*REGISTRY.names, *extra)
+    if name and name not in known:
+        raise bad_input(f"{option} must be one of {', '.join(known)}, got {name!r}")
 
 
 # --- register ----------------------------------------------------------------------
@@ -254,19 +264,27 @@ def running_tunnel_url(settings: Mapping[str, Any]) -> Optional[str]:
 
 
 def _credentials(provider: Provider, instance_id: str, settings: Mapping[str, Any]) -> tuple[str, str]:
-    """The instance's API base URL and token (its own, else the .env defaults)."""
+    """The instance's API base URL and token (its own, else the .env defaults).
+
+    When one is missing, the hint names the command that gives it: ``instances
+    set`` for an instance zaphook knows (a webhook created it, or a person),
+    ``instances add`` for one it does not.
+    """
     from models import Instance
 
-    instance = Instance.find(provider.name, instance_id) or Instance(provider=provider.name, external_id=instance_id)
+    known = Instance.find(provider.name, instance_id)
+    instance = known or Instance(provider=provider.name, external_id=instance_id)
     base, token = instance.api_access(settings)
     base_name, token_name = (provider.api.base_url_setting, provider.api.token_setting) if provider.api \
         else ("its api_base_url", "its api_token")
+    fix = (f"{PROG} instances {'set' if known else 'add'} --provider {provider.name} "
+           f"--instance {shlex.quote(instance_id)}")
     if not base:
-        raise bad_input(f"no API base URL for {provider.name} instance {instance_id!r}: set {base_name} "
-                        f"or `instances add --base-url`")
+        raise bad_input(f"no API base URL for {provider.name} instance {instance_id!r}: set {base_name} in .env, "
+                        f"or give the instance its own: `{fix} --base-url <URL> --token <token>`")
     if not token:
-        raise bad_input(f"no API token for {provider.name} instance {instance_id!r}: set {token_name} "
-                        f"or `instances add --token`")
+        raise bad_input(f"no API token for {provider.name} instance {instance_id!r}: set {token_name} in .env, "
+                        f"or give the instance its own: `{fix} --token <token>`")
     return base, token
 
 
@@ -299,25 +317,40 @@ def _print_results(results: list[dict], secrets: list) -> None:
             print(f"  tried: {', '.join(result['tried'])}")
 
 
-def cmd_register(args: argparse.Namespace, settings: dict) -> int:
+REGISTRARS = tuple(provider.name for provider in REGISTRY if provider.register or provider.register_by_hand)
+
+
+@commands.command(help="Point a provider's webhooks at this server: set them to this server's URLs (PUBLIC_URL, "
+                       "or --base-url) through its API; for a provider configured by hand (Meta), print what to "
+                       "paste into it.")
+@click.option("--provider", required=True, type=click.Choice(REGISTRARS))
+@click.option("--instance", help="the provider's instance id or name")
+@click.option("--base-url", help="the address providers reach zaphook on (default: PUBLIC_URL)")
+@click.option("--base64", "with_base64", is_flag=True,
+              help="ask the provider to send media inline as base64 in the webhook, where it can "
+                   "(Evolution; default: off)")
+@with_settings
+def register(settings: dict, provider: str, instance: Optional[str], base_url: Optional[str],
+             with_base64: bool) -> int:
     from config import SECRET_SETTINGS
-    base = _base_url(args.base_url, settings)
-    provider = REGISTRY.get(args.provider)
-    if provider.register is None:
+
+    base = _base_url(base_url, settings)
+    unit = REGISTRY.get(provider)
+    if unit.register is None:
         try:
-            lines = provider.register_by_hand(REGISTRY.urls_for(provider, base, settings.get("WEBHOOK_TOKEN")), settings)
+            lines = unit.register_by_hand(REGISTRY.urls_for(unit, base, settings.get("WEBHOOK_TOKEN")), settings)
         except ValueError as exc:
             raise bad_input(str(exc)) from None
         print("\n".join(lines))
         return 0
-    if not args.instance or not args.instance.strip():
-        raise bad_input(f"--instance is required for {args.provider}")
+    if not instance or not instance.strip():
+        raise bad_input(f"--instance is required for {provider}")
     with data_app(settings):
-        results = register_instance(args.provider, args.instance.strip(), settings, base, args.base64)
+        results = register_instance(provider, instance.strip(), settings, base, with_base64)
     _print_results(results, [settings.get(name) for name in SECRET_SETTINGS])
     refused = [r for r in results if not r["ok"]]
     if refused:
-        raise CommandError(f"{args.provider} refused {len(refused)} of {len(results)} webhook settings")
+        raise CommandError(f"{provider} refused {len(refused)} of {len(results)} webhook settings")
     return 0
 
 
@@ -366,62 +399,135 @@ def register_all(app_or_settings: Any, base_url: str) -> list:
         return run()
 
 
-# --- simulate ----------------------------------------------------------------------
-
-
-def _manifest() -> list[dict]:
-    return json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
+# --- demo and simulate ------------------------------------------------------------------
 
 
 def simulate_providers() -> tuple[str, ...]:
     """The providers that have samples to post, in registry order."""
-    with_samples = {item["provider"] for item in _manifest()}
-    return tuple(name for name in REGISTRY.names if name in with_samples)
+    return demo.families()
 
 
-def load_samples(provider: str) -> list[dict]:
-    wanted = simulate_providers() if provider == "all" else (provider,)
-    return [item for item in _manifest() if item["provider"] in wanted]
+SAMPLE_FAMILIES = (*simulate_providers(), "all")
 
 
-def cmd_simulate(args: argparse.Namespace, settings: dict) -> int:
+@commands.command(help="Post one real sample of each event kind to a running zaphook, so you can see the whole "
+                       "pipeline work without a phone. The same as `demo`: the samples go to demo instances, "
+                       "timed now; `demo --clear` removes them.")
+@click.option("--provider", type=click.Choice(SAMPLE_FAMILIES), default="all", show_default=True)
+@click.option("--url", help="the running server (default: http://127.0.0.1:$PORT)")
+@with_settings
+def simulate(settings: dict, provider: str, url: Optional[str]) -> int:
+    return post_demo(settings, provider, url)
+
+
+@commands.command("demo", help="Show zaphook working without a phone: post one real sample of each event kind of "
+                               "every provider to a running zaphook, as today's traffic of demo instances (client "
+                               "\"demo\"), kept apart from real data. --clear removes them and everything they "
+                               "received.")
+@click.option("--provider", type=click.Choice(SAMPLE_FAMILIES), default="all", show_default=True)
+@click.option("--url", help="the running server (default: http://127.0.0.1:$PORT)")
+@click.option("--clear", is_flag=True, help="remove the demo instances and everything they received")
+@with_settings
+def demo_command(settings: dict, provider: str, url: Optional[str], clear: bool) -> int:
+    if clear:
+        removed = clear_demo(settings, url)
+        print(f"removed the demo data: {demo.describe(removed)}" if removed else "no demo data to remove")
+        return 0
+    return post_demo(settings, provider, url)
+
+
+def post_demo(settings: dict, family: str, url: Optional[str]) -> int:
+    """Declare the demo instances on the running server, then post each sample to it, timed now."""
     import requests
 
-    base = (args.url or f"http://127.0.0.1:{settings['PORT']}").rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise bad_input(f"--url must start with http:// or https://, got {base!r}")
+    from models import DEMO_CLIENT, utcnow
+
+    base = _server_url(url, settings)
     token = settings.get("WEBHOOK_TOKEN") or _kept_token(settings)
     session = _http()
+    now = utcnow()
+    posts = [demo.demo_request(sample, now) for sample in demo.load_samples(family)]
+    for provider, instance_id in demo.demo_instances(posts):
+        _declare_demo_instance(session, base, settings, provider, instance_id)
     failures = 0
-    samples = load_samples(args.provider)
-    for sample in samples:
-        body = (SAMPLES_DIR / sample["file"]).read_bytes()
-        headers = {"Content-Type": "application/json", "User-Agent": "zaphook-simulate"}
-        signature = REGISTRY.get(sample["provider"]).signature
+    for post in posts:
+        headers = {"Content-Type": "application/json", "User-Agent": demo.USER_AGENT}
+        signature = REGISTRY.get(post.provider).signature
         if signature is not None and settings.get(signature.secret_setting):
-            headers[signature.header] = signature.sign(settings[signature.secret_setting], body)
+            headers[signature.header] = signature.sign(settings[signature.secret_setting], post.body)
         try:
-            response = session.post(base + sample["route"], data=body, headers=headers,
+            response = session.post(base + post.sample.route, data=post.body, headers=headers,
                                     params={"wait": "1", **({"token": token} if token else {})},
                                     timeout=HTTP_TIMEOUT)  # wait=1: print what each sample became
         except requests.ConnectionError:
-            raise CommandError(f"no zaphook answering at {base}: start it with `python server.py` "
-                               "(or pass --url)") from None
+            raise _not_answering(base) from None
         except requests.RequestException as exc:
             raise CommandError(f"posting to {base} failed: {exc}") from None
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
+        answer = _json_of(response)
         ok = response.status_code == 200
         failures += not ok
         result = answer.get("outcome") if ok else f"HTTP {response.status_code}: {answer.get('error') or _answer_text(response)}"
-        print(f"{sample['provider']:<9} {sample['kind']:<28} {sample['route']:<28} -> "
+        print(f"{post.sample.family:<9} {post.sample.kind:<28} {post.sample.route:<28} -> "
               f"{result} (event {answer.get('event_id')}, {answer.get('provider')}/{answer.get('kind')})")
-    print(f"posted {len(samples)} samples to {base}; see {base}/api/messages and {base}/api/events")
+    print(f"posted {len(posts)} samples to {base} as demo data (client {DEMO_CLIENT!r}): see {base}/ ; "
+          f"remove them with `{PROG} demo --clear` or the overview's button")
     if failures:
-        raise CommandError(f"{failures} of {len(samples)} samples were not accepted")
+        raise CommandError(f"{failures} of {len(posts)} samples were not accepted")
     return 0
+
+
+def _json_of(response) -> dict:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _declare_demo_instance(session, base: str, settings: Mapping[str, Any], provider: str, instance_id: str) -> None:
+    """Create the demo instance under the demo client, as a person would (one that exists is left as it is)."""
+    import requests
+
+    from models import DEMO_CLIENT
+
+    try:
+        response = session.post(f"{base}/api/instances", headers=_admin_headers(settings), timeout=HTTP_TIMEOUT,
+                                json={"provider": provider, "instance_id": instance_id,
+                                      "name": demo.instance_name(provider), "client": DEMO_CLIENT})
+    except requests.ConnectionError:
+        raise _not_answering(base) from None
+    except requests.RequestException as exc:
+        raise CommandError(f"declaring the demo instance {provider}/{instance_id} at {base} failed: {exc}") from None
+    if response.status_code not in (201, 409):
+        error = _json_of(response).get("error") or _answer_text(response)
+        raise CommandError(f"declaring the demo instance {provider}/{instance_id} at {base} failed: "
+                           f"HTTP {response.status_code}: {error}")
+
+
+def clear_demo(settings: dict, url: Optional[str]) -> dict:
+    """Remove the demo data: through the running server when one answers, else in the database.
+
+    The running server keeps the instances it has seen in memory; deleting
+    them behind its back would leave it naming deleted instances, so it is
+    asked to do the work itself (``DELETE /api/demo``).
+    """
+    import requests
+
+    base = _server_url(url, settings)
+    try:
+        response = _http().delete(f"{base}/api/demo", headers=_admin_headers(settings), timeout=HTTP_TIMEOUT)
+    except requests.ConnectionError:
+        if url:
+            raise _not_answering(base) from None
+        with data_app(settings) as app:  # no server running: nothing else holds the instances
+            return demo.clear_in_app(app)
+    except requests.RequestException as exc:
+        raise CommandError(f"asking {base} to remove the demo data failed: {exc}") from None
+    answer = _json_of(response)
+    if response.status_code != 200:
+        raise CommandError(f"{base} did not remove the demo data: HTTP {response.status_code}: "
+                           f"{answer.get('error') or _answer_text(response)}")
+    return answer.get("removed") or {}
 
 
 def _kept_token(settings: Mapping[str, Any]) -> Optional[str]:
@@ -437,13 +543,21 @@ def _kept_token(settings: Mapping[str, Any]) -> Optional[str]:
 # --- events and replay ---------------------------------------------------------------
 
 
+def _check_filters(provider: Optional[str], outcome: Optional[str]) -> None:
+    """Refuse a --provider or --outcome no event can have, listing the ones there are."""
+    from models import OUTCOMES
+
+    _known_provider(provider, extra=(UNKNOWN_PROVIDER,))
+    if outcome and outcome not in OUTCOMES:
+        raise bad_input(f"--outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+
+
 def _event_query(provider=None, kind=None, outcome=None, instance=None):
     from peewee import JOIN
 
-    from models import OUTCOMES, Instance, WebhookEvent
+    from models import Instance, WebhookEvent
 
-    if outcome and outcome not in OUTCOMES:
-        raise bad_input(f"--outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    _check_filters(provider, outcome)
     query = WebhookEvent.select(WebhookEvent, Instance).join(Instance, JOIN.LEFT_OUTER)
     for name, value in (("provider", provider), ("kind", kind), ("outcome", outcome)):
         if value:
@@ -471,17 +585,35 @@ def printed_without_table(rows: list, as_json: bool, nothing: str) -> bool:
     return False
 
 
-def cmd_events(args: argparse.Namespace, settings: dict) -> int:
+def local_time(text: Optional[str]) -> str:
+    """A time the API writes (ISO 8601, UTC) as this machine's local time, with its offset from UTC."""
+    if not text:
+        return "-"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone().isoformat(sep=" ", timespec="seconds")
+
+
+@commands.command(help="List the stored webhook requests, newest first (times in this machine's local time, "
+                       "with their offset from UTC; --json gives them in UTC).")
+@click.option("--provider", help=f"one of {', '.join(REGISTRY.names)} or {UNKNOWN_PROVIDER}")
+@click.option("--kind")
+@click.option("--outcome")
+@click.option("--instance", help="the provider's instance id, or zaphook's numeric id")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="how many")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@with_settings
+def events(settings: dict, provider: Optional[str], kind: Optional[str], outcome: Optional[str],
+           instance: Optional[str], limit: int, as_json: bool) -> int:
     from models import WebhookEvent, event_json
 
+    _check_filters(provider, outcome)
     with data_app(settings):
-        query = _event_query(args.provider, args.kind, args.outcome, args.instance)
-        rows = [event_json(row) for row in query.order_by(WebhookEvent.id.desc()).limit(args.limit)]
-    if printed_without_table(rows, args.json, "no events"):
+        query = _event_query(provider, kind, outcome, instance)
+        rows = [event_json(row) for row in query.order_by(WebhookEvent.id.desc()).limit(limit)]
+    if printed_without_table(rows, as_json, "no events"):
         return 0
-    print(f"{'id':>6}  {'received_at':<20}  {'provider':<9}  {'kind':<14}  {'outcome':<9}  {'instance':<20}  route")
+    print(f"{'id':>6}  {'received_at':<25}  {'provider':<9}  {'kind':<14}  {'outcome':<9}  {'instance':<20}  route")
     for row in rows:
-        line = (f"{row['id']:>6}  {(row['received_at'] or '')[:19]:<20}  {row['provider'] or '-':<9}  "
+        line = (f"{row['id']:>6}  {local_time(row['received_at']):<25}  {row['provider'] or '-':<9}  "
                 f"{row['kind'] or '-':<14}  {row['outcome']:<9}  {row['instance_id'] or '-':<20}  {row['route']}")
         if row["error"]:
             line += f"  ({row['error'][:80]})"
@@ -489,17 +621,20 @@ def cmd_events(args: argparse.Namespace, settings: dict) -> int:
     return 0
 
 
-def cmd_replay(args: argparse.Namespace, settings: dict) -> int:
+@commands.command(help="Run a stored webhook request through normalising again (after a fix).")
+@click.argument("event_id", type=click.IntRange(min=1))
+@with_settings
+def replay(settings: dict, event_id: int) -> int:
     from models import WebhookEvent
 
     with data_app(settings) as app:
-        event = WebhookEvent.get_or_none(WebhookEvent.id == args.event_id)
+        event = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
         if event is None:
-            raise bad_input(f"no event {args.event_id}")
+            raise bad_input(f"no event {event_id}")
         answer = app.extensions["zaphook.pipeline"].replay(event, REGISTRY.hint_for_path(event.route))
     print(json.dumps(answer.body, ensure_ascii=False))
     if answer.status >= 400:
-        raise CommandError(f"event {args.event_id} was not replayed: {answer.body.get('error')}")
+        raise CommandError(f"event {event_id} was not replayed: {answer.body.get('error')}")
     return 0
 
 
@@ -555,49 +690,67 @@ def export_line(event: Any, secrets: Optional[list]) -> dict:
     return line
 
 
-def cmd_export(args: argparse.Namespace, settings: dict) -> int:
+@commands.command(help="Write the stored webhook requests, oldest first, one JSON object per line (what `import` "
+                       "reads). Secrets are redacted unless --with-secrets. A file is UTF-8; stdout is ASCII, "
+                       "any other character escaped, so that no console or shell redirection can garble it.")
+@click.option("-o", "--output", default="-", help="file to write (default: stdout)")
+@click.option("--with-secrets", is_flag=True, help="keep tokens, keys and signatures")
+@click.option("--provider")
+@click.option("--outcome")
+@with_settings
+def export(settings: dict, output: str, with_secrets: bool, provider: Optional[str], outcome: Optional[str]) -> int:
     from config import SECRET_SETTINGS
     from models import WebhookEvent
 
-    secrets = None if args.with_secrets else [settings.get(name) for name in SECRET_SETTINGS]
-    output = sys.stdout if args.output == "-" else None
-    if output is None:
+    _check_filters(provider, outcome)
+    secrets = None if with_secrets else [settings.get(name) for name in SECRET_SETTINGS]
+    to_stdout = output == "-"
+    if to_stdout:
+        stream = sys.stdout
+    else:
         try:
-            output = open(args.output, "w", encoding="utf-8", newline="\n")
+            stream = open(output, "w", encoding="utf-8", newline="\n")
         except OSError as exc:
-            raise bad_input(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            raise bad_input(f"cannot write {output}: {exc.strerror or exc}") from None
+    done = 0
     try:
         with data_app(settings):
-            query = _event_query(args.provider, None, args.outcome)
-            progress = Progress("export", query.count())
-            for event in query.order_by(WebhookEvent.id).iterator():
-                output.write(json.dumps(export_line(event, secrets), ensure_ascii=False) + "\n")
-                progress.advance()
-            progress.finish()
+            query = _event_query(provider, None, outcome)
+            with progress("export", query.count()) as advance:
+                for event in query.order_by(WebhookEvent.id).iterator():
+                    stream.write(json.dumps(export_line(event, secrets), ensure_ascii=to_stdout) + "\n")
+                    done += 1
+                    advance(1)
     finally:
-        if output is not sys.stdout:
-            output.close()
+        if to_stdout:
+            stream.flush()
         else:
-            output.flush()
-    if output is not sys.stdout:
-        print(f"exported {progress.done} events to {args.output}" + ("" if secrets is None else " (redacted)"),
-              file=sys.stderr)
+            stream.close()
+    if not to_stdout:
+        print(f"exported {done} events to {output}" + ("" if secrets is None else " (redacted)"), file=sys.stderr)
     return 0
+
+
+def decode_export(data: bytes, name: str) -> str:
+    """The text of an export: UTF-8 (a BOM is dropped), or UTF-16 with its BOM (PowerShell 5.1's ``>``)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise bad_input(f"{name} is neither UTF-8 nor UTF-16 text (a JSON Lines export)") from None
 
 
 def read_export(path: str) -> list[dict]:
     """The lines of an export, checked before anything is imported."""
     try:
-        if path == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise bad_input(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise bad_input(f"{path} is not UTF-8 text (a JSON Lines export)") from None
     records = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(decode_export(data, path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -686,27 +839,32 @@ def _parse_time(text: Any) -> Optional[datetime]:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def cmd_import(args: argparse.Namespace, settings: dict) -> int:
+@commands.command("import", help="Feed every request of a JSON Lines export through the webhook pipeline, as if it "
+                                 "arrived now: dedupe and rejection behave as live. Reads UTF-8 and UTF-16 (what "
+                                 "PowerShell's > writes).")
+@click.argument("file")
+@with_settings
+def import_command(settings: dict, file: str) -> int:
     from models import WebhookEvent, write_transaction
 
-    records = read_export(args.file)
+    records = read_export(file)
     outcomes: dict[str, int] = {}
     with data_app(settings) as app:
         pipeline = app.extensions["zaphook.pipeline"]
         applier = app.extensions["zaphook.applier"]
-        progress = Progress("import", len(records))
-        for record in records:
-            answer = pipeline.receive(incoming_request(record, settings))
-            if answer.outcome == "stored" and applier.apply_through(answer.event_id):
-                answer = pipeline.answer_for_stored(answer.event_id)  # applied here: no server runs the applier
-            outcome = answer.outcome or f"HTTP {answer.status}"
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            received_at = _parse_time(record.get("received_at"))
-            if answer.event_id and received_at:
-                with write_transaction():  # keep when it was captured, not when it was imported
-                    WebhookEvent.update(received_at=received_at).where(WebhookEvent.id == answer.event_id).execute()
-            progress.advance()
-        progress.finish()
+        with progress("import", len(records)) as advance:
+            for record in records:
+                answer = pipeline.receive(incoming_request(record, settings))
+                if answer.outcome == "stored" and applier.apply_through(answer.event_id):
+                    answer = pipeline.answer_for_stored(answer.event_id)  # applied here: no server runs the applier
+                outcome = answer.outcome or f"HTTP {answer.status}"
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                received_at = _parse_time(record.get("received_at"))
+                if answer.event_id and received_at:
+                    with write_transaction():  # keep when it was captured, not when it was imported
+                        WebhookEvent.update(received_at=received_at).where(
+                            WebhookEvent.id == answer.event_id).execute()
+                advance(1)
     summary = ", ".join(f"{count} {name}" for name, count in sorted(outcomes.items()))
     print(f"imported {len(records)} requests: {summary or 'none'}")
     return 0
@@ -715,61 +873,144 @@ def cmd_import(args: argparse.Namespace, settings: dict) -> int:
 # --- instances -----------------------------------------------------------------------
 
 
-def cmd_instances(args: argparse.Namespace, settings: dict) -> int:
-    from models import Client, Instance, instance_json, provider_api_defaults, same_api_base
+@commands.group(no_args_is_help=False, help="Add, change or list the WhatsApp instances zaphook knows.")
+def instances() -> None:
+    pass
 
-    with data_app(settings):
-        if args.action == "list":
-            rows = [instance_json(row) for row in Instance.select().order_by(Instance.id)]
-            if printed_without_table(rows, args.json, "no instances"):
-                return 0
-            print(f"{'id':>4}  {'provider':<9}  {'instance':<24}  {'name':<16}  {'state':<12}  {'token':<5}  api base URL")
-            for row in rows:
-                print(f"{row['id']:>4}  {row['provider']:<9}  {row['instance_id']:<24}  {row['name'] or '-':<16}  "
-                      f"{row['connection_state']:<12}  {'yes' if row['has_api_token'] else 'no':<5}  "
-                      f"{row['api_base_url'] or '(.env default)'}")
-            return 0
 
-        if REGISTRY.get(args.provider) is None:
-            raise bad_input(f"--provider must be one of {', '.join(REGISTRY.names)}, got {args.provider!r}")
-        external_id = args.instance.strip()
-        if not external_id:
-            raise bad_input("--instance must not be empty")
-        values: dict = {}
-        if args.name:
-            values["name"] = args.name.strip()
-        if args.token:
-            values["api_token"] = args.token.strip()
-        if args.base_url:
-            base = args.base_url.strip().rstrip("/")
-            if not base.startswith(("http://", "https://")):
-                raise bad_input(f"--base-url must start with http:// or https://, got {args.base_url!r}")
-            values["api_base_url"] = base
-            default_base, _ = provider_api_defaults(args.provider, settings)
-            if not args.token and not same_api_base(base, default_base):
+def _instance_options(function):
+    """The options ``instances add`` and ``instances set`` share."""
+    for option in reversed((
+        click.option("--provider", required=True, help=f"one of {', '.join(REGISTRY.names)}"),
+        click.option("--instance", "external_id", required=True, help="the provider's instance id or name"),
+        click.option("--name", help="a name for people"),
+        click.option("--token", help="the provider API's token or key for this instance"),
+        click.option("--base-url", help="the provider API base URL (default: the .env one)"),
+        click.option("--client", help="the client (customer) it belongs to"),
+    )):
+        function = option(function)
+    return function
+
+
+def _instance_values(settings: Mapping[str, Any], provider: str, name: Optional[str], token: Optional[str],
+                     base_url: Optional[str], client: Optional[str], current_base: Optional[str] = None) -> dict:
+    """The columns the options set, checked.
+
+    A credential stays with its host (see Instance.api_access): pointing the
+    instance at a host other than the .env default needs that host's own
+    --token; pointing it back at the default host drops the token it had,
+    which belonged to the host it leaves.
+    """
+    from models import Client, provider_api_defaults, same_api_base
+
+    values: dict = {}
+    if name is not None:
+        values["name"] = name.strip() or None
+    if token is not None:
+        values["api_token"] = token.strip() or None
+    if base_url is not None:
+        base = base_url.strip().rstrip("/")
+        if base and not base.startswith(("http://", "https://")):
+            raise bad_input(f"--base-url must start with http:// or https://, got {base_url!r}")
+        values["api_base_url"] = base or None
+        default_base, _ = provider_api_defaults(provider, settings)
+        moved = not same_api_base(base or default_base, current_base or default_base)
+        if moved and not values.get("api_token"):
+            if base and not same_api_base(base, default_base):
                 raise bad_input("--base-url names another host than the .env default: give that host's own "
                                 "--token too (the .env key is never sent to another host)")
-        if args.client:
-            values["client"] = Client.named(args.client.strip())
-        instance, created = Instance.register(args.provider, external_id, values)
+            values["api_token"] = None
+    if client is not None:
+        if not client.strip():
+            raise bad_input("--client must name a client")
+        values["client"] = Client.named(client.strip())
+    return values
+
+
+@instances.command("add", help="Declare an instance and its provider API credentials.")
+@_instance_options
+@with_settings
+def instances_add(settings: dict, provider: str, external_id: str, name: Optional[str], token: Optional[str],
+                  base_url: Optional[str], client: Optional[str]) -> int:
+    from models import Instance
+
+    _known_provider(provider)
+    external_id = external_id.strip()
+    if not external_id:
+        raise bad_input("--instance must not be empty")
+    with data_app(settings):
+        values = _instance_values(settings, provider, name, token, base_url, client)
+        instance, created = Instance.register(provider, external_id, values)
         if not created:
-            raise bad_input(f"instance {args.provider}/{external_id} already exists (id {instance.id})")
-        print(f"added instance {instance.id}: {args.provider}/{external_id}"
-              + (" with an API token" if args.token else ""))
+            raise bad_input(f"instance {provider}/{external_id} already exists (id {instance.id}): change it with "
+                            f"`{PROG} instances set --provider {provider} --instance {shlex.quote(external_id)} ...`")
+        print(f"added instance {instance.id}: {provider}/{external_id}"
+              + (" with an API token" if values.get("api_token") else ""))
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace, settings: dict) -> int:
-    """Show the migrations and whether each is applied, or apply the pending ones (as start-up does)."""
-    from pathlib import Path
+@instances.command("set", help="Change an instance zaphook knows (one a webhook created, or one added): its API "
+                               "credentials, name or client. An empty --token removes the instance's own token.")
+@_instance_options
+@with_settings
+def instances_set(settings: dict, provider: str, external_id: str, name: Optional[str], token: Optional[str],
+                  base_url: Optional[str], client: Optional[str]) -> int:
+    from models import Instance, write_transaction
 
+    _known_provider(provider)
+    external_id = external_id.strip()
+    if all(value is None for value in (name, token, base_url, client)):
+        raise bad_input("nothing to change: give --token, --base-url, --name or --client")
+    with data_app(settings):
+        instance = Instance.find(provider, external_id)
+        if instance is None:
+            raise bad_input(f"no instance {provider}/{external_id}: declare it with "
+                            f"`{PROG} instances add --provider {provider} --instance {shlex.quote(external_id)} ...`")
+        values = _instance_values(settings, provider, name, token, base_url, client, instance.api_base_url)
+        with write_transaction():
+            Instance.update(values).where(Instance.id == instance.id).execute()
+        changed = ", ".join(sorted("API token" if key == "api_token" else key.replace("api_base_url", "API base URL")
+                                   for key in values))
+        print(f"updated instance {instance.id}: {provider}/{external_id} ({changed})")
+    return 0
+
+
+@instances.command("list", help="List the instances.")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@with_settings
+def instances_list(settings: dict, as_json: bool) -> int:
+    from models import Instance, instance_json
+
+    with data_app(settings):
+        rows = [instance_json(row) for row in Instance.select().order_by(Instance.id)]
+    if printed_without_table(rows, as_json, "no instances"):
+        return 0
+    print(f"{'id':>4}  {'provider':<9}  {'instance':<24}  {'name':<16}  {'state':<12}  {'token':<5}  api base URL")
+    for row in rows:
+        print(f"{row['id']:>4}  {row['provider']:<9}  {row['instance_id']:<24}  {row['name'] or '-':<16}  "
+              f"{row['connection_state']:<12}  {'yes' if row['has_api_token'] else 'no':<5}  "
+              f"{row['api_base_url'] or '(.env default)'}")
+    return 0
+
+
+# --- migrate -------------------------------------------------------------------------
+
+
+commands.add_command(forward_cli.forward)  # forward list|add|remove|replay: forward_cli.py
+
+
+@commands.command(help="Bring the database's schema to this release (start-up does it too), one process at a "
+                       "time; --status lists the migrations and says which are applied.")
+@click.option("--status", is_flag=True, help="list the migrations; change nothing")
+@with_settings
+def migrate(settings: dict, status: bool) -> int:
     import models
 
     Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     database = models.open_database(settings["DATABASE_URL"])
     try:
         with database.connection_context():
-            if args.status:
+            if status:
                 rows = models.migration_runner().status()
                 for row in rows:
                     mark = "?" if row.path is None else ("x" if row.applied else " ")
@@ -789,16 +1030,3 @@ def cmd_migrate(args: argparse.Namespace, settings: dict) -> int:
         database.close_all()
     print("applied: " + ", ".join(applied) if applied else "up to date: nothing to apply")
     return 0
-
-
-COMMANDS = {
-    "register": cmd_register,
-    "simulate": cmd_simulate,
-    "events": cmd_events,
-    "replay": cmd_replay,
-    "export": cmd_export,
-    "import": cmd_import,
-    "instances": cmd_instances,
-    "migrate": cmd_migrate,
-    "forward": forward_cli.cmd_forward,
-}

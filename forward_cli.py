@@ -2,88 +2,96 @@
 
 The work is done by plain functions (:func:`list_destinations`,
 :func:`add_destination`, :func:`remove_destination`, :func:`replay_events`),
-each on the configured database with no server running; :func:`add_parser`
-and :func:`cmd_forward` only wire them to server.py's argparse commands
-(cli.py registers them), so another command-line library can call the same
-functions. A replay queues deliveries: a running zaphook sends them within a
-second, or the next one started.
+each on the configured database with no server running; the click group
+:data:`forward` (added to cli.commands) only reads the options and prints. A
+replay queues deliveries: a running zaphook sends them within a second, or
+the next one started.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any, Mapping, Optional
 
+import click
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    forward = subparsers.add_parser(
-        "forward", help="forward webhooks to your app: list, add or remove destinations, replay events",
-        description="Forward every webhook to the app you are building (see docs/forwarding.md).")
-    actions = forward.add_subparsers(dest="action", metavar="{list,add,remove,replay}")
-    actions.required = True
-    listing = actions.add_parser("list", help="list the destinations, with their secrets",
-                                 description="List the destinations, their secrets and their deliveries.")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    add = actions.add_parser("add", help="add a destination", description="Add a destination.")
-    add.add_argument("url", help="where to POST, e.g. http://localhost:3000/webhook")
-    add.add_argument("--name", help="a name for it (default: app-<id>)")
-    add.add_argument("--format", choices=("raw", "normalised"), default="raw",
-                     help="raw: the provider's request as it came; normalised: one schema for every provider")
-    add.add_argument("--secret", help="the signing secret, whsec_<base64> (default: a new one)")
-    add.add_argument("--instance", help="only this instance (the provider's instance id)")
-    add.add_argument("--provider", help="only this provider")
-    add.add_argument("--types", help="only these event types, comma-separated (e.g. message.received,reaction)")
-    add.add_argument("--disabled", action="store_true", help="add it switched off")
-    remove = actions.add_parser("remove", help="remove a destination and its delivery history",
-                                description="Remove a destination (by id or name) and its deliveries.")
-    remove.add_argument("destination", help="its id or name")
-    replay = actions.add_parser("replay", help="deliver events to a destination again",
-                                description="Queue events again for a destination: named ones (--event), or every "
-                                            "event of a time range and filter.")
-    replay.add_argument("--destination", required=True, help="its id or name")
-    replay.add_argument("--event", type=int, action="append", default=[], help="an event id (repeatable)")
-    replay.add_argument("--since", help="events received at or after this time (ISO 8601, UTC unless it says)")
-    replay.add_argument("--until", help="events received at or before this time")
-    replay.add_argument("--provider")
-    replay.add_argument("--instance", help="the provider's instance id")
-    replay.add_argument("--kind", help="the event kind (message, status, presence...)")
+FORMATS = ("raw", "normalised")
 
 
-def cmd_forward(args: argparse.Namespace, settings: dict) -> int:
-    if args.action == "list":
-        rows = list_destinations(settings)
-        if args.json:
-            for row in rows:
-                print(json.dumps(row, ensure_ascii=False))
-            return 0
-        if not rows:
-            print("no destinations (add one: python server.py forward add <url>, or set FORWARD_URL)")
-            return 0
+def _settings() -> dict:
+    from cli import command_settings
+
+    return command_settings()
+
+
+@click.group(help="Forward every webhook to the app you are building: list, add or remove destinations, replay "
+                  "events (see docs/forwarding.md).")
+def forward() -> None:
+    pass
+
+
+@forward.command("list", help="List the destinations, their secrets and their deliveries.")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def list_command(as_json: bool) -> int:
+    rows = list_destinations(_settings())
+    if as_json:
         for row in rows:
-            state = "on" if row["enabled"] else "off"
-            counts = ", ".join(f"{count} {name}" for name, count in sorted(row["deliveries"].items())) or "nothing yet"
-            print(f"{row['id']:>3}  {row['name']:<16}  {row['format']:<10}  {state:<3}  {row['url']}")
-            print(f"     secret {row['secret']}  filter {_filter_text(row)}  deliveries: {counts}")
+            click.echo(json.dumps(row, ensure_ascii=False))
         return 0
-    if args.action == "add":
-        row = add_destination(settings, {
-            "url": args.url, "name": args.name, "format": args.format, "secret": args.secret,
-            "instance": args.instance, "provider": args.provider, "types": args.types or "",
-            "enabled": not args.disabled})
-        print(f"added destination {row['id']} ({row['name']}): {row['url']}, {row['format']}, "
-              f"{'on' if row['enabled'] else 'off'}")
-        print(f"secret (verify the webhook-signature header with it): {row['secret']}")
+    if not rows:
+        click.echo("no destinations (add one: python server.py forward add <url>, or set FORWARD_URL)")
         return 0
-    if args.action == "remove":
-        name = remove_destination(settings, args.destination)
-        print(f"removed destination {name} and its deliveries")
-        return 0
-    events, queued, name = replay_events(settings, args.destination, event_ids=args.event, since=args.since,
-                                         until=args.until, provider=args.provider, instance=args.instance,
-                                         kind=args.kind)
-    print(f"queued {queued} deliveries of {events} events for {name}: a running zaphook sends them within a "
-          "second (or the next one started)")
+    for row in rows:
+        state = "on" if row["enabled"] else "off"
+        counts = ", ".join(f"{count} {name}" for name, count in sorted(row["deliveries"].items())) or "nothing yet"
+        click.echo(f"{row['id']:>3}  {row['name']:<16}  {row['format']:<10}  {state:<3}  {row['url']}")
+        click.echo(f"     secret {row['secret']}  filter {_filter_text(row)}  deliveries: {counts}")
+    return 0
+
+
+@forward.command("add", help="Add a destination.")
+@click.argument("url")
+@click.option("--name", help="a name for it (default: app-<id>)")
+@click.option("--format", "form", type=click.Choice(FORMATS), default="raw", show_default=True,
+              help="raw: the provider's request as it came; normalised: one schema for every provider")
+@click.option("--secret", help="the signing secret, whsec_<base64> (default: a new one)")
+@click.option("--instance", help="only this instance (the provider's instance id)")
+@click.option("--provider", help="only this provider")
+@click.option("--types", help="only these event types, comma-separated (e.g. message.received,reaction)")
+@click.option("--disabled", is_flag=True, help="add it switched off")
+def add_command(url: str, name: Optional[str], form: str, secret: Optional[str], instance: Optional[str],
+                provider: Optional[str], types: Optional[str], disabled: bool) -> int:
+    row = add_destination(_settings(), {
+        "url": url, "name": name, "format": form, "secret": secret, "instance": instance, "provider": provider,
+        "types": types or "", "enabled": not disabled})
+    click.echo(f"added destination {row['id']} ({row['name']}): {row['url']}, {row['format']}, "
+               f"{'on' if row['enabled'] else 'off'}")
+    click.echo(f"secret (verify the webhook-signature header with it): {row['secret']}")
+    return 0
+
+
+@forward.command("remove", help="Remove a destination (by id or name) and its deliveries.")
+@click.argument("destination")
+def remove_command(destination: str) -> int:
+    click.echo(f"removed destination {remove_destination(_settings(), destination)} and its deliveries")
+    return 0
+
+
+@forward.command("replay", help="Queue events again for a destination: named ones (--event), or every event of a "
+                                "time range and filter.")
+@click.option("--destination", required=True, help="its id or name")
+@click.option("--event", "event_ids", type=click.IntRange(min=1), multiple=True, help="an event id (repeatable)")
+@click.option("--since", help="events received at or after this time (ISO 8601, UTC unless it says)")
+@click.option("--until", help="events received at or before this time")
+@click.option("--provider")
+@click.option("--instance", help="the provider's instance id")
+@click.option("--kind", help="the event kind (message, status, presence...)")
+def replay_command(destination: str, event_ids: tuple, since: Optional[str], until: Optional[str],
+                   provider: Optional[str], instance: Optional[str], kind: Optional[str]) -> int:
+    events, queued, name = replay_events(_settings(), destination, event_ids=event_ids, since=since, until=until,
+                                         provider=provider, instance=instance, kind=kind)
+    click.echo(f"queued {queued} deliveries of {events} events for {name}: a running zaphook sends them within a "
+               "second (or the next one started)")
     return 0
 
 

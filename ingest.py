@@ -38,6 +38,7 @@ from handlers.base import (
     RouteHint,
     StatusEvent,
     is_alias_jid,
+    is_group_jid,
 )
 from handlers.provider import Provider, Signature
 from models import (
@@ -59,7 +60,7 @@ from models import (
     write_transaction,
 )
 from access import AuthFailures
-from security import REDACTED, AuthFailure, check_webhook_token, redact, same_secret, shown_body_text
+from security import REDACTED, AuthFailure, check_webhook_token, redact, redact_body, same_secret, shown_body_text
 from storage.decrypt import decode_digest
 from storage.inline import blob_path, extract_inline_media
 
@@ -80,6 +81,8 @@ MAX_FRESH = 10_000
 # Request headers never stored: our own credentials, not the provider's data.
 DROPPED_HEADERS = frozenset({"authorization", "x-webhook-token", "cookie", "proxy-authorization"})
 MAX_HEADER_TEXT = 8192
+# What an edited replay does not take from its original: they described the original's bytes.
+BODY_FRAMING_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 MAX_RECORDED_SIZE = 2**31 - 1
 
 
@@ -97,6 +100,7 @@ class IncomingRequest:
     method: str = "POST"
     content_type: Optional[str] = None
     content_length: Optional[int] = None
+    replay_of: Optional[int] = None  # the event an edited replay was made from (see Pipeline.replay_edited)
 
 
 @dataclass
@@ -152,7 +156,15 @@ class Pipeline:
             # Unsigned while a signature is required: as untrusted as a bad signature.
             return self.reject(request, 401, f"missing {unsigned.header} ({unsigned.secret_setting} is set)",
                                trusted=False)
+        return self.admit(request, payload)
 
+    def admit(self, request: IncomingRequest, payload: dict) -> Answer:
+        """Store a parsed request whose sender is trusted, and say what becomes of it.
+
+        The sender is the provider, authenticated by receive, or whoever
+        replays an edited copy of an event (``request.replay_of``): the
+        instance's own token is then not asked for again.
+        """
         blobs = extract_inline_media(payload, self.data_dir)
         body_text = json.dumps(payload, ensure_ascii=False) if blobs else None
         normalised, failure_text = normalise(payload, request.hint)
@@ -163,7 +175,8 @@ class Pipeline:
             if instance is None:
                 return self.reject(request, 403, f"unknown instance {normalised.instance_id!r} "
                                    "(ALLOW_UNKNOWN_INSTANCES is off)", normalised=normalised)
-            failure = instance_token_failure(REGISTRY.get(normalised.provider), instance, request.headers)
+            failure = None if request.replay_of else instance_token_failure(REGISTRY.get(normalised.provider),
+                                                                             instance, request.headers)
             if failure:
                 return self.reject(request, failure.status, failure.error, trusted=False)
         return self.store(request, normalised, failure_text, instance, body_text, payload)
@@ -199,6 +212,10 @@ class Pipeline:
             if instance is not None:
                 self._instances[key] = instance
         return instance
+
+    def forget_instances(self) -> None:
+        """Drop the instance cache: instances were deleted (the demo's), so a cached id may be gone."""
+        self._instances = {}
 
     def store(self, request: IncomingRequest, normalised: Optional[Normalised],
               failure_text: Optional[str], instance: Optional[Instance],
@@ -257,13 +274,34 @@ class Pipeline:
 
     @staticmethod
     def store_once(row: dict, key: Optional[str]) -> int:
-        """Insert the event; a copy of one already stored is inserted as its duplicate."""
+        """Insert the event; a copy of one already stored is inserted as its duplicate.
+
+        Each row carries the answer it is about to be given (see answer_body).
+        """
+        row["response"] = stored_answer(answer_body(None, row))
         event_id = WebhookEvent.store(row, dedupe_key=key)
         if event_id is None:
             original = WebhookEvent.select(WebhookEvent.id).where(WebhookEvent.dedupe_key == key).scalar()
             row.update(outcome="duplicate", error=None, duplicate_of=original)
+            row["response"] = stored_answer(answer_body(None, row))
             event_id = WebhookEvent.store(row)
         return event_id
+
+    @staticmethod
+    def record_answer(answer: Answer) -> None:
+        """Keep the answer given after waiting for the applier (``?wait=1``) as the event's response.
+
+        Best effort: the event is stored already, and a database busy for a
+        moment only leaves the first answer ("stored") on its row.
+        """
+        try:
+            with write_transaction():
+                WebhookEvent.update(response=stored_answer(answer.body)) \
+                    .where(WebhookEvent.id == answer.event_id).execute()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("event %s: its answer was not recorded (%s)", answer.event_id, exc)
 
     def apply_safely(self, normalised: Normalised, instance: Optional[Instance], event_id: int,
                      received_at: datetime) -> tuple[str, Optional[str]]:
@@ -309,11 +347,13 @@ class Pipeline:
             # a declared size (413) can exceed the 32-bit column: kept as "at least 2 GiB"
             body_size=min(len(request.body) if request.body else (request.content_length or 0), MAX_RECORDED_SIZE),
             search_text=searchable_text(body, encoding, self.secrets, payload),
+            summary=summarise(normalised),
             provider=normalised.provider if normalised else None,
             kind=normalised.kind if normalised else None,
             event_name=clean(normalised.event_name, 255) if normalised else None,
             instance=instance,
             message_id=clean(first_message_id(normalised), 255),
+            replay_of=request.replay_of,
         )
 
     def reject(self, request: IncomingRequest, status: int, error: str, trusted: bool = True,
@@ -327,9 +367,10 @@ class Pipeline:
             return Answer(status, {"error": error, "detail": {"event_id": None, "stored": False}}, None,
                           None, None, "rejected")
         row = self.event_row(request, normalised, None, trusted=trusted)
+        response = stored_answer({"error": error, "detail": {"event_id": None}})
         with write_transaction():
             event = WebhookEvent.create(outcome="rejected", error=error, http_status=status,
-                                        processed_at=utcnow(), **row)
+                                        processed_at=utcnow(), response=response, **row)
         return Answer(status, {"error": error, "detail": {"event_id": event.id}}, event.id,
                       row["provider"], row["kind"], "rejected")
 
@@ -345,28 +386,17 @@ class Pipeline:
         nothing about our failing to store one message, and retrying would
         only make a duplicate. The detail stays on the stored event.
         """
-        outcome = row["outcome"]
-        body = {"ok": True, "event_id": event_id, "outcome": outcome,
-                "provider": row.get("provider"), "kind": row.get("kind")}
-        if duplicate_of:
-            body["duplicate_of"] = duplicate_of
-        if row.get("error") and outcome in ("failed", "ignored"):
-            body["detail"] = row["error"]
-        return Answer(200, body, event_id, row.get("provider"), row.get("kind"), outcome)
+        body = answer_body(event_id, row, duplicate_of)
+        return Answer(200, body, event_id, row.get("provider"), row.get("kind"), row["outcome"])
 
     # --- replay and dry run ---------------------------------------------------
 
     def replay(self, event: WebhookEvent, hint: RouteHint) -> Answer:
-        """Run a stored request through normalising again (e.g. after a fix)."""
-        if event.outcome == STORED:
-            return Answer(409, {"error": "this request is not applied yet: the applier will apply it shortly",
-                                "detail": {"event_id": event.id}})
-        if event.body_encoding == "untrusted":
-            return Answer(409, {"error": "this request failed authentication: it is kept for inspection, not replayed",
-                                "detail": {"event_id": event.id}})
-        payload, error = parse_json(event.body_bytes())
-        if error:
-            return Answer(422, {"error": f"stored body cannot be replayed: {error}", "detail": {"event_id": event.id}})
+        """Run a stored request through normalising again (e.g. after a fix); 409 where it cannot work."""
+        refusal = replay_refusal(event)
+        if refusal:
+            return Answer(409, {"error": REPLAY_REFUSALS[refusal], "code": refusal, "detail": {"event_id": event.id}})
+        payload, _error = parse_json(event.body_bytes())
         normalised, failure_text = normalise(payload, hint)
         instance = None
         if normalised and normalised.instance_id:
@@ -387,6 +417,7 @@ class Pipeline:
                 provider=normalised.provider if normalised else event.provider,
                 kind=normalised.kind if normalised else event.kind,
                 message_id=clean(first_message_id(normalised), 255) or event.message_id,
+                summary=summarise(normalised) or event.summary,
             )
             WebhookEvent.update(replay_count=WebhookEvent.replay_count + 1, **row) \
                 .where(WebhookEvent.id == event.id).execute()
@@ -398,6 +429,43 @@ class Pipeline:
         if error and "detail" not in answer.body:
             answer.body["detail"] = error  # a replay is asked for by whoever fixes it: the items that still fail
         return answer
+
+    def replay_edited(self, original: WebhookEvent, body: bytes, request_id: str,
+                      remote_addr: Optional[str] = None) -> Answer:
+        """Store an edited copy of a stored request as a new event, as if it had just arrived on its route.
+
+        The original is left untouched. The copy has the original's route,
+        headers and content type and goes the way every webhook goes (stored,
+        deduplicated: an unchanged message is a duplicate, then applied by the
+        applier), except that its sender is not authenticated again: a replay
+        is asked for by whoever may use the dashboard. A value still shown as
+        "[redacted]" where the original had a secret gets the original's value
+        back (see restore_redacted), so nobody needs to see a secret to replay
+        it. Refused with 400 when the edited body is not a JSON object (nothing
+        is stored) and 409 when the original failed authentication.
+        """
+        detail = {"event_id": None, "replay_of": original.id}
+        refusal = edit_refusal(original)
+        if refusal:
+            return Answer(409, {"error": REPLAY_REFUSALS[refusal], "code": refusal, "detail": detail})
+        payload, error = parse_json(body)
+        if error:
+            return Answer(400, {"error": f"the edited body cannot be replayed: {error}", "code": "edited_not_json",
+                                "params": {"reason": error}, "detail": detail})
+        stored, stored_error = (parse_json(original.body_bytes()) if original.body_encoding == "utf-8"
+                                else (None, "not text"))
+        if stored_error is None:
+            _is_json, shown = redact_body(original.body, self.secrets, parsed=stored)
+            restored = restore_redacted(payload, stored, shown)
+            if restored != payload:
+                payload, body = restored, json.dumps(restored, ensure_ascii=False).encode("utf-8")
+        headers = {name: value for name, value in original.headers_dict.items() if name not in BODY_FRAMING_HEADERS}
+        request = IncomingRequest(
+            body=body, path=original.route, hint=REGISTRY.hint_for_path(original.route),
+            headers=headers, remote_addr=remote_addr, request_id=request_id,
+            content_type=original.content_type or "application/json", replay_of=original.id,
+        )
+        return self.admit(request, payload)
 
     def dry_run(self, body: bytes, hint: RouteHint) -> Answer:
         """What zaphook would make of a payload, writing nothing."""
@@ -432,6 +500,144 @@ class Pipeline:
 
 
 # --- pure helpers -------------------------------------------------------------
+
+# Why a stored request cannot be replayed (as it is, or with changes): a code the dashboard translates
+# ("events.replay_refusal.<code>") and the sentence the API gives with it.
+REPLAY_REFUSALS = {
+    "untrusted": "this request failed authentication: it is kept for inspection, not replayed",
+    "pending": "this request is not applied yet: the applier will apply it shortly",
+    "body_not_stored": "the body of this request was not stored (it was refused before it was read)",
+    "not_text": "the body of this request is not UTF-8 text: it cannot be replayed or edited",
+    "not_json": "the stored body is not a JSON object: replay it with changes instead",
+}
+
+
+def edit_refusal(event: WebhookEvent) -> Optional[str]:
+    """Why the event cannot be replayed with changes (a REPLAY_REFUSALS code), or None."""
+    if event.failed_authentication:
+        return "untrusted"
+    if event.body is None or (event.body == "" and event.body_size > 0):
+        return "body_not_stored"
+    if event.body_encoding != "utf-8":
+        return "not_text"
+    return None
+
+
+def replay_refusal(event: WebhookEvent) -> Optional[str]:
+    """Why the event cannot be replayed as it is (a REPLAY_REFUSALS code), or None."""
+    refusal = edit_refusal(event)
+    if refusal:
+        return refusal
+    if event.outcome == STORED:
+        return "pending"
+    _payload, error = parse_json(event.body_bytes())
+    return "not_json" if error else None
+
+
+def restore_redacted(edited: Any, stored: Any, shown: Any) -> Any:
+    """``edited`` with each value it kept as ``shown`` (redacted) put back to the ``stored`` one at that place.
+
+    Only where the three agree on the place (same keys, same list positions)
+    and the shown value differs from the stored one (it was masked): a secret
+    can only go back where it was, never be copied elsewhere or read.
+    """
+    if isinstance(edited, dict) and isinstance(stored, dict) and isinstance(shown, dict):
+        return {key: restore_redacted(value, stored[key], shown[key]) if key in stored and key in shown else value
+                for key, value in edited.items()}
+    if isinstance(edited, list) and isinstance(stored, list) and isinstance(shown, list):
+        return [restore_redacted(value, stored[index], shown[index])
+                if index < len(stored) and index < len(shown) else value
+                for index, value in enumerate(edited)]
+    if edited == shown and shown != stored and not isinstance(edited, (dict, list)):
+        return stored
+    return edited
+
+
+def answer_body(event_id: Optional[int], row: dict, duplicate_of: Optional[int] = None) -> dict:
+    """The JSON answer to an accepted request (see Pipeline.answer_for); ``duplicate_of`` defaults to the row's."""
+    outcome = row["outcome"]
+    body = {"ok": True, "event_id": event_id, "outcome": outcome,
+            "provider": row.get("provider"), "kind": row.get("kind")}
+    duplicate_of = duplicate_of or row.get("duplicate_of")
+    if duplicate_of:
+        body["duplicate_of"] = duplicate_of
+    if row.get("error") and outcome in ("failed", "ignored"):
+        body["detail"] = row["error"]
+    return body
+
+
+def stored_answer(body: dict) -> str:
+    """An answer's body as WebhookEvent.response keeps it: JSON text any backend stores (see clean).
+
+    A row's own id is not known before its INSERT, so an answer is stored with
+    ``event_id`` null and models.event_response fills it in.
+    """
+    return clean(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+# How much of a message's text the event list is given.
+SUMMARY_TEXT_CHARS = 200
+
+
+def summarise(normalised: Optional[Normalised]) -> Optional[str]:
+    """What a request was, in a few words, as JSON for WebhookEvent.summary (None when nothing was read).
+
+    ``{"kind": code, "text", "type", "state", "chat", "chat_name", "items"}``,
+    only the keys that apply: ``kind`` is message_in, message_out, reaction,
+    status, presence, connection, qrcode, contact, message_edit or
+    message_delete, taken from the first item; ``items`` counts the items when
+    a batch has more than one. Made from the handler's result when the
+    request is stored, so the event list never reads bodies.
+    """
+    if normalised is None or not normalised.events:
+        return None
+    first = normalised.events[0]
+    summary: dict[str, Any] = {"kind": item_kind(first)}
+    if isinstance(first, MessageEvent):
+        if summary["kind"] == "reaction":
+            summary["text"] = first.reaction_emoji
+        else:
+            summary["text"] = first.text or first.caption or first.location_name
+            summary["type"] = first.type
+        summary["chat"] = first.chat_id
+        summary["chat_name"] = first.chat_name or (None if first.is_group or first.from_me else first.sender_name)
+    elif isinstance(first, StatusEvent):
+        summary.update(state=first.status, chat=first.chat_id, text=first.error)
+    elif isinstance(first, (ConnectionEvent, PresenceEvent)):
+        summary["state"] = first.state
+        if isinstance(first, PresenceEvent):
+            summary["chat"] = first.chat_id
+    elif isinstance(first, ContactEvent):
+        summary.update(chat=first.contact_id, chat_name=first.name)
+    elif isinstance(first, EditEvent):
+        summary.update(text=first.text, chat=first.chat_id)
+    elif isinstance(first, DeleteEvent):
+        summary["chat"] = first.chat_id
+    if isinstance(summary.get("text"), str):
+        summary["text"] = clean(summary["text"], SUMMARY_TEXT_CHARS)
+    if len(normalised.events) > 1:
+        summary["items"] = len(normalised.events)
+    return clean(json.dumps({key: value for key, value in summary.items() if value not in (None, "")},
+                            ensure_ascii=False, separators=(",", ":")))
+
+
+# The kind of each item that is not a message (a message is message_in, message_out or a reaction).
+_ITEM_KINDS = {
+    StatusEvent: "status", PresenceEvent: "presence", ConnectionEvent: "connection", QrCodeEvent: "qrcode",
+    ContactEvent: "contact", EditEvent: "message_edit", DeleteEvent: "message_delete",
+}
+# Every kind a summary names: codes the dashboard translates ("event_kind.<code>").
+SUMMARY_KINDS = ("message_in", "message_out", "reaction", *_ITEM_KINDS.values(), "unknown")
+
+
+def item_kind(item: Any) -> str:
+    """The event_kind code of one normalised item (one of SUMMARY_KINDS)."""
+    if isinstance(item, MessageEvent):
+        if item.type == "reaction" or item.reaction_to:
+            return "reaction"
+        return "message_out" if item.from_me else "message_in"
+    return _ITEM_KINDS.get(type(item), "unknown")
+
 
 class BodyEncodingError(ValueError):
     """A Content-Encoding zaphook cannot or will not undo, with the status to answer."""
@@ -726,6 +932,8 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
         elif isinstance(item, PresenceEvent):
             Presence.record(instance, known_phone(instance, item.chat_id),
                             known_phone(instance, item.participant_id), item.state, at)
+        elif isinstance(item, ContactEvent) and is_group_jid(item.contact_id):
+            record_group_name(instance, item)
         elif isinstance(item, ContactEvent):
             Contact.record(instance, known_phone(instance, item.contact_id), item.name, item.profile_picture_url)
         elif isinstance(item, EditEvent):
@@ -740,6 +948,17 @@ def apply_events(normalised: Normalised, instance: Optional[Instance], event_id:
     if latest is not None:
         instance.touch(latest)
     return failures
+
+
+def record_group_name(instance: Instance, item: ContactEvent) -> None:
+    """A group's subject names its chat, made now if no message came yet.
+
+    Evolution's contacts fall back on the bare id for a group without a
+    name: that is no name.
+    """
+    name = clean(item.name, 255)
+    if name and name != item.contact_id.split("@", 1)[0]:
+        Chat.record(instance, item.contact_id, name, True, None)
 
 
 def lock_messages(instance: Instance, events: list) -> None:
@@ -807,6 +1026,7 @@ def record_message(instance: Instance, provider: str, item: MessageEvent, at: da
         caption=item.caption,
         timestamp=item.timestamp,
         quoted_message_id=clean(item.quoted_message_id, 255),
+        quoted_text=item.quoted_text,
         forwarded=item.forwarded,
         reaction_to=clean(item.reaction_to, 255),
         reaction_emoji=clean(item.reaction_emoji, 255),

@@ -54,6 +54,9 @@ db = DatabaseProxy()
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT = "default"
+# The client the demo's instances belong to (``server.py demo``): kept apart from real data and
+# removed as a whole (``server.py demo --clear``, the overview's button).
+DEMO_CLIENT = "demo"
 
 OUTCOMES = ("stored", "processed", "duplicate", "ignored", "rejected", "failed")
 
@@ -585,6 +588,16 @@ class WebhookEvent(BaseModel):
     # used to guess a redacted value. NULL for rows stored before it existed,
     # for bodies that failed authentication and for bodies that are not text.
     search_text = TextField(null=True)
+    # The JSON body of zaphook's answer (its status is http_status), written with the row: see
+    # ingest.answer_body. The ids it names are left out (the row's own id is not known before its
+    # INSERT); event_response puts them back. NULL for rows stored before it existed.
+    response = TextField(null=True)
+    # What the request was in a few words (ingest.summarise): JSON, made from the handler's result.
+    summary = TextField(null=True)
+    # The event a "replay with changes" was made from (the original is left untouched). Its index
+    # is made by migration 0004 only: create_tables(safe=True) on a database older than the column
+    # would make SQLite index the quoted name as a constant.
+    replay_of = ForeignKeyField("self", null=True, on_delete="SET NULL", backref="edited_replays", index=False)
 
     @classmethod
     def store(cls, row: dict, dedupe_key: Optional[str] = None) -> Optional[int]:
@@ -784,6 +797,7 @@ class Message(BaseModel):
     failed_at = DateTimeField(null=True)
     error = TextField(null=True)
     quoted_message_id = CharField(null=True)
+    quoted_text = TextField(null=True)  # the payload's snippet of the quoted message (migration 0008)
     forwarded = BooleanField(default=False)
     reaction_to = CharField(null=True)
     reaction_emoji = CharField(null=True)
@@ -1231,6 +1245,8 @@ class Campaign(BaseModel):
     text = TextField()
     state = CharField(default="draft", index=True)  # draft | running | paused | done | cancelled
     state_reason = TextField(null=True)
+    # The reason as a code and its parameters for the dashboard, JSON: {"code": "paused_for_errors", "limit": 5}.
+    state_detail = TextField(null=True)
     total_contacts = IntegerField(default=0)
     sent_count = IntegerField(default=0)
     delivered_count = IntegerField(default=0)
@@ -1266,7 +1282,8 @@ class Campaign(BaseModel):
         """start | pause | resume | cancel, as one conditional UPDATE; False when the state forbids it."""
         sources, target = cls.MOVES[action]
         now = utcnow()
-        values: dict = {cls.state: target, cls.updated_at: now, cls.state_reason: clean(reason)}
+        values: dict = {cls.state: target, cls.updated_at: now, cls.state_reason: clean(reason),
+                        cls.state_detail: None}
         if action == "start":
             values[cls.started_at] = now
         if action in ("resume", "start"):
@@ -1284,10 +1301,12 @@ class Campaign(BaseModel):
     def pause_for_errors(cls, campaign_id: int, limit: int) -> bool:
         """Pause a running campaign whose consecutive send errors reached ``limit``."""
         reason = f"paused after {limit} consecutive send errors"
-        moved = cls.update(state="paused", state_reason=reason, updated_at=utcnow()).where(
+        detail = {"code": "paused_for_errors", "limit": limit}
+        moved = cls.update(state="paused", state_reason=reason, state_detail=json.dumps(detail),
+                           updated_at=utcnow()).where(
             (cls.id == campaign_id) & (cls.state == "running") & (cls.consecutive_errors >= limit)).execute()
         if moved:
-            CampaignLog.add(campaign_id, "paused", detail=reason)
+            CampaignLog.add(campaign_id, "paused", detail=reason, params=detail)
         return bool(moved)
 
     @classmethod
@@ -1355,7 +1374,12 @@ class CampaignContact(BaseModel):
     failed_at = DateTimeField(null=True)
     replied_at = DateTimeField(null=True)
     error = TextField(null=True)
+    # Why it failed or was skipped, for the dashboard: a storage.send.REFUSALS code and its parameters (JSON).
+    error_code = CharField(null=True)
+    error_params = TextField(null=True)
     reply = TextField(null=True)
+    # The contact's columns of the list it came from (JSON {column: value}): its campaign's merge fields.
+    fields = TextField(null=True)
     updated_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -1369,7 +1393,7 @@ class CampaignContact(BaseModel):
     @classmethod
     def transition(cls, contact_id: int, campaign_id: int, from_state: str, was_sent: bool, to_state: str,
                    at: datetime, values: Optional[dict] = None, log_detail: Optional[str] = None,
-                   event_id: Optional[int] = None, extra_where: str = "") -> bool:
+                   event_id: Optional[int] = None, extra_where: str = "", log_params: Optional[dict] = None) -> bool:
         """Move one contact from ``from_state`` to ``to_state`` if it is still there.
 
         One conditional UPDATE; only the call that moved the row moves the
@@ -1395,7 +1419,7 @@ class CampaignContact(BaseModel):
         Campaign.count(campaign_id, deltas)
         row = run_sql('SELECT "whatsapp_message_id" FROM "campaign_contact" WHERE "id" = ?', (contact_id,)).fetchone()
         CampaignLog.add(campaign_id, to_state, contact_id=contact_id, message_id=row[0] if row else None,
-                        detail=log_detail, at=at, event_id=event_id)
+                        detail=log_detail, at=at, event_id=event_id, params=log_params)
         return True
 
     @classmethod
@@ -1409,23 +1433,28 @@ class CampaignContact(BaseModel):
     def mark_sent(cls, contact_id: int, campaign_id: int, message_id: str, at: datetime,
                   detail: Optional[str] = None) -> bool:
         return cls.transition(contact_id, campaign_id, "sending", False, "sent", at,
-                              {"whatsapp_message_id": clean(message_id, 255), "sent_at": at, "error": None},
+                              {"whatsapp_message_id": clean(message_id, 255), "sent_at": at, "error": None,
+                               "error_code": None, "error_params": None},
                               log_detail=detail)
 
     @classmethod
-    def mark_send_failed(cls, contact_id: int, campaign_id: int, error: str, at: datetime) -> bool:
+    def mark_send_failed(cls, contact_id: int, campaign_id: int, error: str, at: datetime,
+                         code: Optional[str] = None, params: Optional[dict] = None) -> bool:
         return cls.transition(contact_id, campaign_id, "sending", False, "failed", at,
-                              {"failed_at": at, "error": clean(error)}, log_detail=clean(error))
+                              {"failed_at": at, "error": clean(error), **_error_columns(code, params)},
+                              log_detail=clean(error), log_params=_refusal_params(code, params))
 
     @classmethod
-    def skip(cls, contact_id: int, campaign_id: int, reason: str) -> bool:
+    def skip(cls, contact_id: int, campaign_id: int, reason: str, code: Optional[str] = None) -> bool:
         now = utcnow()
         return cls.transition(contact_id, campaign_id, "pending", False, "skipped", now,
-                              {"error": reason}, log_detail=reason)
+                              {"error": reason, **_error_columns(code, None)}, log_detail=reason,
+                              log_params=_refusal_params(code, None))
 
     @classmethod
     def advance(cls, contact_id: int, campaign_id: int, state: str, was_sent: bool, status: str,
-                at: datetime, error: Optional[str] = None, event_id: Optional[int] = None) -> Optional[bool]:
+                at: datetime, error: Optional[str] = None, event_id: Optional[int] = None,
+                error_code: Optional[str] = None, error_params: Optional[dict] = None) -> Optional[bool]:
         """Apply a tracked status (sent | delivered | read | failed) to a contact seen in ``state``.
 
         Returns None when the status does not move the contact (old news), else
@@ -1435,8 +1464,10 @@ class CampaignContact(BaseModel):
             if state != "sent":
                 return None
             return cls.transition(contact_id, campaign_id, state, was_sent, "failed", at,
-                                  {"failed_at": at, "error": clean(error) or "failed"},
-                                  log_detail=clean(error), event_id=event_id)
+                                  {"failed_at": at, "error": clean(error) or "failed",
+                                   **_error_columns(error_code, error_params)},
+                                  log_detail=clean(error), event_id=event_id,
+                                  log_params=_refusal_params(error_code, error_params))
         current = CONTACT_RANK["sent"] if state == "failed" and was_sent else CONTACT_RANK.get(state, -1)
         if status not in CONTACT_RANK or CONTACT_RANK[status] <= current or state in ("pending", "skipped"):
             return None
@@ -1446,8 +1477,23 @@ class CampaignContact(BaseModel):
         if status == "read":
             values["read_at"] = ("COALESCE(\"read_at\", ?)", [at])
         if state == "failed":
-            values["error"] = None
+            values.update(error=None, error_code=None, error_params=None)
         return cls.transition(contact_id, campaign_id, state, was_sent, status, at, values, event_id=event_id)
+
+
+def _error_columns(code: Optional[str], params: Optional[dict]) -> dict:
+    """The error_code / error_params values of a contact's refusal (storage.send.REFUSALS)."""
+    return {"error_code": code, "error_params": json.dumps(params, ensure_ascii=False) if params else None}
+
+
+def _refusal_params(code: Optional[str], params: Optional[dict]) -> Optional[dict]:
+    """A log line's params for a refusal: {"refusal": code, "refusal_params": {...}}."""
+    return {"refusal": code, "refusal_params": params or {}} if code else None
+
+
+# What a campaign's log lines say (the dashboard's campaigns.log.<action>).
+LOG_ACTIONS = ("created", "started", "paused", "resumed", "cancelled", "done", "sent", "delivered", "read", "failed",
+               "skipped", "replied", "opted_out")
 
 
 class CampaignLog(BaseModel):
@@ -1459,6 +1505,8 @@ class CampaignLog(BaseModel):
     at = DateTimeField(default=utcnow)
     whatsapp_message_id = CharField(null=True)
     detail = TextField(null=True)
+    # What the line says as parameters of its action, for the dashboard's sentence (JSON).
+    params = TextField(null=True)
     event = ForeignKeyField(WebhookEvent, null=True, on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
 
@@ -1467,9 +1515,12 @@ class CampaignLog(BaseModel):
 
     @classmethod
     def add(cls, campaign_id: int, action: str, contact_id: Optional[int] = None, message_id: Optional[str] = None,
-            detail: Optional[str] = None, at: Optional[datetime] = None, event_id: Optional[int] = None) -> None:
+            detail: Optional[str] = None, at: Optional[datetime] = None, event_id: Optional[int] = None,
+            params: Optional[dict] = None) -> None:
+        assert action in LOG_ACTIONS, action
         insert_row(cls, {"campaign": campaign_id, "contact": contact_id, "action": action, "at": at or utcnow(),
-                         "whatsapp_message_id": message_id, "detail": clean(detail), "event": event_id})
+                         "whatsapp_message_id": message_id, "detail": clean(detail), "event": event_id,
+                         "params": clean(json.dumps(params, ensure_ascii=False)) if params else None})
 
 
 class OptOut(BaseModel):
@@ -1734,6 +1785,7 @@ def instance_json(instance: Instance) -> dict:
         "provider": instance.provider,
         "instance_id": instance.external_id,
         "client": instance.client.name,
+        "demo": instance.client.name == DEMO_CLIENT,
         "name": instance.name,
         "own_jid": instance.own_jid,
         "connection_state": instance.connection_state,
@@ -1766,7 +1818,33 @@ def event_json(event: WebhookEvent) -> dict:
         "body_size": event.body_size,
         "duplicate_of": event.duplicate_of_id,
         "replay_count": event.replay_count,
+        "replay_of": event.replay_of_id,
+        "summary": _json_or_none(event.summary),
     }
+
+
+def event_response(event: WebhookEvent) -> Optional[dict]:
+    """The JSON body zaphook answered the request with, its ids put back (see ingest.stored_answer).
+
+    None for events stored before answers were kept.
+    """
+    body = _json_or_none(event.response)
+    if not isinstance(body, dict):
+        return None
+    if "event_id" in body and body["event_id"] is None:
+        body["event_id"] = event.id
+    if isinstance(body.get("detail"), dict) and body["detail"].get("event_id", 0) is None:
+        body["detail"]["event_id"] = event.id
+    return body
+
+
+def _json_or_none(text: Optional[str]) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def chat_json(chat: Chat) -> dict:
@@ -1888,6 +1966,7 @@ def message_json(message: Message, media: Optional[MediaFile] = None) -> dict:
         "failed_at": iso(message.failed_at),
         "error": message.error,
         "quoted_message_id": message.quoted_message_id,
+        "quoted_text": message.quoted_text,
         "forwarded": message.forwarded,
         "reaction_to": message.reaction_to,
         "reaction_emoji": message.reaction_emoji,
@@ -1925,6 +2004,7 @@ def campaign_json(campaign: Campaign) -> dict:
         "text": campaign.text,
         "state": campaign.state,
         "state_reason": campaign.state_reason,
+        "state_detail": _json_or_none(campaign.state_detail),
         "total_contacts": campaign.total_contacts,
         "sent_count": campaign.sent_count,
         "delivered_count": campaign.delivered_count,
@@ -1961,17 +2041,32 @@ def campaign_contact_json(contact: CampaignContact) -> dict:
         "failed_at": iso(contact.failed_at),
         "replied_at": iso(contact.replied_at),
         "error": contact.error,
+        "error_code": contact.error_code,
+        "error_params": _json_or_none(contact.error_params),
         "reply": contact.reply,
+        "fields": _json_or_none(contact.fields),
     }
 
 
-def campaign_log_json(line: CampaignLog) -> dict:
+def campaign_log_json(line: CampaignLog, contact: Optional[dict] = None) -> dict:
+    """A log line; ``contact`` ({phone, name}) names the contact it is about."""
     return {
         "id": line.id,
         "action": line.action,
         "at": iso(line.at),
         "contact_id": line.contact_id,
+        "contact": contact,
         "whatsapp_message_id": line.whatsapp_message_id,
         "detail": line.detail,
+        "params": _json_or_none(line.params),
         "event_id": line.event_id,
     }
+
+
+def _json_or_none(text: Optional[str]) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

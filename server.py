@@ -32,7 +32,7 @@ from access import (
 )
 from config import SECRET_SETTINGS, ConfigError, load_settings
 from security import RedactingFilter, bearer_token, same_secret
-from tunnel import format_url_table, resolve_webhook_token, share_generated_webhook_token, webhook_url_table
+from tunnel import format_url_table, share_generated_webhook_token, webhook_url_table
 
 VERSION = "0.1.0"
 
@@ -67,7 +67,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from media import MediaWorkers, check_media_dir
     from roles import Roles
     from tunnel import Tunnel
-    from views import api, campaigns_api, dashboard, dashboard_api, forward_api, media_api, webhooks
+    from views import api, campaigns_api, dashboard, dashboard_api, events_api, forward_api, media_api, webhooks
     from campaigns import CampaignSender
 
     app.extensions["zaphook.own_hosts"] = own_host_names(settings)
@@ -100,6 +100,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     webhooks_bp, webhook_endpoints = webhooks.blueprint()
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(events_api.bp)
     app.register_blueprint(media_api.bp)
     app.register_blueprint(campaigns_api.bp)
     app.register_blueprint(dashboard_api.bp)
@@ -352,34 +353,14 @@ def register_webhooks_in_background(app: Flask, public_url: Optional[str]) -> Op
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """``python server.py [command] ...``: the command line (cli.py); no command runs the server."""
     import cli
 
-    parser = cli.OneLineParser(prog="server.py", description="zaphook: local WhatsApp webhook hub")
-    commands = parser.add_subparsers(dest="command", parser_class=cli.OneLineParser)
-    run = commands.add_parser("run", help="serve the webhooks and the API (the default)")
-    run.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
-    run.add_argument("--port", type=int, help="port to listen on (default: PORT or 5000)")
-    cli.add_commands(commands)
-    args = parser.parse_args(argv)
+    return cli.main(argv)
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"zaphook: configuration error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings["LOG_LEVEL"])
-    if getattr(args, "host", None):
-        settings["HOST"] = args.host
-    if getattr(args, "port", None):
-        settings["PORT"] = args.port
-    try:
-        # A tunnel makes the webhooks public: without a WEBHOOK_TOKEN one is generated and kept.
-        settings["WEBHOOK_TOKEN"] = resolve_webhook_token(settings)
-    except OSError as exc:
-        log.error("cannot keep the generated webhook token in %s: %s", settings["DATA_DIR"], exc)
-        return 2
-    if args.command not in (None, "run"):
-        return cli.run_command(args, settings)
+
+def start(settings: dict) -> int:
+    """Build the app on these settings and serve it until stopped (the ``run`` command)."""
     import models
 
     try:

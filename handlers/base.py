@@ -25,6 +25,8 @@ KIND_EDIT = "message_edit"
 KIND_DELETE = "message_delete"
 KIND_MIXED = "mixed"
 KIND_UNKNOWN = "unknown"
+REQUEST_KINDS = (KIND_MESSAGE, KIND_STATUS, KIND_CONNECTION, KIND_PRESENCE, KIND_CONTACT, KIND_QRCODE, KIND_EDIT,
+                 KIND_DELETE, KIND_MIXED, KIND_UNKNOWN)
 
 # Message statuses, lowest first. "failed" stands outside the order.
 STATUS_ORDER = ("pending", "sent", "delivered", "read", "played")
@@ -111,6 +113,9 @@ class MessageEvent:
     status: Optional[str] = None  # initial status when the payload has one
     media: Optional[MediaDescriptor] = None
     quoted_message_id: Optional[str] = None
+    # What the payload shows of the quoted message (its text or caption, cut
+    # to QUOTE_SNIPPET_CHARS), for when zaphook never stored that message.
+    quoted_text: Optional[str] = None
     forwarded: bool = False
     reaction_to: Optional[str] = None  # message id the reaction points at
     reaction_emoji: Optional[str] = None  # "" removes a reaction
@@ -212,7 +217,11 @@ class PresenceEvent:
 
 @dataclass
 class ContactEvent:
-    """A contact the instance knows, with the name and picture it goes by."""
+    """A contact the instance knows, with the name and picture it goes by.
+
+    A group is a contact too: its ``name`` is the group's subject, which
+    names the group's chat (providers send it apart from the messages).
+    """
 
     contact_id: str  # normalised JID
     name: Optional[str] = None
@@ -592,6 +601,19 @@ def first_text(*candidates: Any) -> Optional[str]:
         if text and text.strip():
             return text
     return None
+
+
+# A quote shows a line or two of the message it quotes: a longer text is cut.
+QUOTE_SNIPPET_CHARS = 300
+
+
+def quote_snippet(value: Any) -> Optional[str]:
+    """What a reply shows of the message it quotes: its text, cut to QUOTE_SNIPPET_CHARS, else None."""
+    text = first_text(value)
+    if text is None:
+        return None
+    text = text.strip()
+    return text if len(text) <= QUOTE_SNIPPET_CHARS else text[:QUOTE_SNIPPET_CHARS - 1].rstrip() + "…"
 
 
 def require_instance_id(*candidates: Any) -> str:

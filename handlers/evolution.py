@@ -29,7 +29,7 @@ from .base import (
     BAILEYS_STATUS_CODES, KIND_CONNECTION, KIND_CONTACT, KIND_EDIT, KIND_PRESENCE, KIND_QRCODE, KIND_STATUS,
     ConnectionEvent, ContactEvent, DeleteEvent, Normalised, PayloadError,
     PresenceEvent, QrCodeEvent, RouteHint, StatusEvent, as_dict, as_records,
-    build_result, dotted_event_name, first_text, normalize_baileys_status,
+    build_result, dotted_event_name, first_text, is_group_jid, normalize_baileys_status,
     normalize_connection_state, normalize_jid, normalize_presence, normalize_status,
     parse_timestamp, require_instance_id, text_or_none,
 )
@@ -243,7 +243,25 @@ def _contacts(payload: dict, data: Any, instance_id: str, event: str) -> Normali
                         ignored_reason=None if events else "no contacts")
 
 
+def _groups(payload: dict, data: Any, instance_id: str, event: str) -> Normalised:
+    """``groups.upsert`` and ``groups.update``: Baileys' GroupMetadata ``[{id, subject, ...}]``.
+
+    The subject names the group's chat. An update of something else (the
+    description, a setting) has no subject and gives nothing.
+    """
+    events = []
+    for record in as_records(data):
+        group_id = normalize_jid(record.get("id"))
+        name = first_text(record.get("subject"))
+        if is_group_jid(group_id) and name:
+            events.append(ContactEvent(contact_id=group_id, name=name))
+    return build_result(NAME, instance_id, events, event, empty_kind=KIND_CONTACT,
+                        ignored_reason=None if events else "no group name in this event")
+
+
 _HANDLERS = {
+    "groups.upsert": _groups,
+    "groups.update": _groups,
     "messages.upsert": _messages,
     "send.message": _messages,
     "messages.update": _updates,
@@ -311,9 +329,12 @@ def fetch_media(job: MediaJob, out, config, tick):
 
 
 # The events zaphook asks for when it sets the webhook.
+# GROUPS_UPSERT names each group the instance joins. Its "groups.update" (a renamed group) is left
+# out: Evolution 2.3.x validates the name as GROUP_UPDATE and older releases as GROUPS_UPDATE, so
+# either spelling would make one of them refuse the whole registration.
 WEBHOOK_EVENTS = (
     "MESSAGES_UPSERT", "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "CONNECTION_UPDATE",
-    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "QRCODE_UPDATED",
+    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "QRCODE_UPDATED", "GROUPS_UPSERT",
 )
 WEBHOOK_URL = WebhookUrl("all", 'all events ("webhook by events" works too)', "/api/webhooks/evolution/", NAME,
                          event_suffix=True)

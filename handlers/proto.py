@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional
 from .base import (
     MEDIA_TYPES, UNKNOWN_CHAT_ID, DeleteEvent, EditEvent, KnownAlias, MediaDescriptor, MessageEvent,
     PayloadError, as_dict, as_list, chat_kind_of, first_text, is_group_jid, lid_alias,
-    normalize_baileys_status, normalize_jid, parse_timestamp, text_or_none, to_bool, to_float, to_int,
+    normalize_baileys_status, normalize_jid, parse_timestamp, quote_snippet, text_or_none, to_bool, to_float,
+    to_int,
 )
 
 # Each wraps {"message": {...}} around the real content (Baileys' FutureProofMessage);
@@ -60,6 +61,7 @@ class MessageContent:
     caption: Optional[str] = None
     media: Optional[MediaDescriptor] = None
     quoted_message_id: Optional[str] = None
+    quoted_text: Optional[str] = None
     forwarded: bool = False
     reaction_to: Optional[str] = None
     reaction_emoji: Optional[str] = None
@@ -90,13 +92,34 @@ def parse_content(message: Any, context_info: Any = None) -> MessageContent:
     key, node, edited = _unwrap(root)
     if key is None:
         return MessageContent(edited=edited)
-    parser = _PARSERS.get(key) or _media_parser(key) or _unknown_parser(key)
-    content = parser(node)
+    content = _parse_node(key, node)
     content.raw_type = key
     content.edited = content.edited or edited
     _apply_context(content, node, context_info)
     _apply_inline_media(content, root)
     return content
+
+
+def _parse_node(key: str, node: Any) -> MessageContent:
+    parser = _PARSERS.get(key) or _media_parser(key) or _unknown_parser(key)
+    return parser(node)
+
+
+def quoted_text(quoted_message: Any) -> Optional[str]:
+    """The snippet of a quoted message (``contextInfo.quotedMessage``): its text or caption.
+
+    Only the content is read, not its own context: a quote inside the quote
+    is not followed.
+    """
+    root = as_dict(quoted_message)
+    if _is_plain_style(root):
+        content = _parse_plain_style(root)
+    else:
+        key, node, _ = _unwrap(root)
+        if key is None:
+            return None
+        content = _parse_node(key, node)
+    return quote_snippet(first_text(content.text, content.caption))
 
 
 def _unwrap(node: dict) -> tuple:
@@ -123,6 +146,8 @@ def _content_key(node: dict) -> Optional[str]:
 def _apply_context(content: MessageContent, node: Any, fallback: Any) -> None:
     context = as_dict(as_dict(node).get("contextInfo")) or as_dict(fallback)
     content.quoted_message_id = text_or_none(context.get("stanzaId"))
+    if content.quoted_message_id is not None:
+        content.quoted_text = quoted_text(context.get("quotedMessage"))
     content.forwarded = to_bool(context.get("isForwarded"))
 
 

@@ -48,15 +48,15 @@ from storage.http import (
     DownloadError, Limits, check_url, entries_for_urls, entry_for_url, open_stream, read_chunks, shown_url,
 )
 from storage.register import LIMITS as REGISTER_LIMITS
-from storage.send import MAX_ANSWER, SendError, SendTarget, no_message_id, post_json, refused
+from storage.send import MAX_ANSWER, SendError, SendTarget, network_error, no_message_id, post_json, refused
 
 from . import proto
 from .base import (
     KIND_CONNECTION, KIND_PRESENCE, KIND_STATUS, MEDIA_TYPES, STATUS_FAILED, ConnectionEvent,
-    DeleteEvent, EditEvent, MediaDescriptor, MessageEvent, Normalised, PayloadError, PresenceEvent,
+    ContactEvent, DeleteEvent, EditEvent, MediaDescriptor, MessageEvent, Normalised, PayloadError, PresenceEvent,
     QrCodeEvent, RouteHint, StatusEvent, as_dict, as_list, build_result, chat_kind_of, first_text,
-    is_group_jid, normalize_jid, normalize_presence, normalize_status, parse_timestamp, require_instance_id,
-    status_rank, text_or_none, to_bool, to_float,
+    is_group_jid, normalize_jid, normalize_presence, normalize_status, parse_timestamp, quote_snippet,
+    require_instance_id, status_rank, text_or_none, to_bool, to_float,
 )
 from .provider import ApiAccess, MediaDownload, Provider, Setting, Signature, WebhookUrl
 
@@ -258,9 +258,17 @@ def message_content(body: dict, data: dict) -> proto.MessageContent:
         _from_waha_fields(parsed, body, text, webjs_type)
     elif parsed.type == "text" and parsed.text is None:
         parsed.text = text
-    if parsed.quoted_message_id is None:
-        parsed.quoted_message_id = message_id_of(as_dict(body.get("replyTo")).get("id"))
+    _apply_reply_to(parsed, as_dict(body.get("replyTo")))
     return parsed
+
+
+def _apply_reply_to(parsed: proto.MessageContent, reply_to: dict) -> None:
+    """WAHA's ``replyTo {id, participant, body}``: the quoted message, when the proto content did not say."""
+    replied_id = message_id_of(reply_to.get("id"))
+    if parsed.quoted_message_id is None:
+        parsed.quoted_message_id = replied_id
+    if parsed.quoted_text is None and replied_id is not None and parsed.quoted_message_id == replied_id:
+        parsed.quoted_text = quote_snippet(reply_to.get("body"))
 
 
 def _from_waha_fields(parsed: proto.MessageContent, body: dict, text: Optional[str],
@@ -535,7 +543,23 @@ def _presence(body: dict, envelope: Envelope, session: str, event: str) -> Norma
                         ignored_reason=None if events else "no known presence")
 
 
+def _group(body: dict, envelope: Envelope, session: str, event: str) -> Normalised:
+    """``group.v2.join`` and ``group.v2.update``: ``group {id, subject, ...}`` names the group's chat.
+
+    Membership and settings are not kept: an event without a subject is
+    ignored as the other group events are.
+    """
+    group = as_dict(body.get("group"))
+    group_id = normalize_jid(group.get("id"))
+    name = first_text(group.get("subject"))
+    if not is_group_jid(group_id) or name is None:
+        return build_result(NAME, session, [], event, ignored_reason=ignored_reason(event))
+    return build_result(NAME, session, [ContactEvent(contact_id=group_id, name=name)], event)
+
+
 _HANDLERS = {
+    "group.v2.join": _group,
+    "group.v2.update": _group,
     "message": _message,
     "message.any": _message,
     "message.ack": _ack,
@@ -622,7 +646,9 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
                                headers=_api_headers(target.token))
         raw = b"".join(read_chunks(response, limits))
     except DownloadError as exc:
-        raise SendError(f"WAHA could not check {phone} on WhatsApp: {exc}", status=exc.status) from None
+        why = network_error(exc, url, limits.read_timeout)  # nothing was sent yet: never "maybe sent"
+        raise SendError(f"WAHA could not check {phone} on WhatsApp: {exc}", status=exc.status, code=why.code,
+                        params=why.params) from None
     try:
         answer = json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -631,7 +657,8 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
         raise refused(LABEL, response.status_code, answer)
     if response.status_code < 300 and isinstance(answer, dict):
         if answer.get("numberExists") is False:
-            raise SendError(f"{phone} is not on WhatsApp (WAHA's check-exists)", status=response.status_code)
+            raise SendError(f"{phone} is not on WhatsApp (WAHA's check-exists)", status=response.status_code,
+                            code="not_on_whatsapp", params={"phone": phone})
         chat_id = text_or_none(answer.get("chatId"))
         if chat_id:
             return chat_id
@@ -714,10 +741,11 @@ def _refuse_foreign(url: str, allowed, api_base: str) -> None:
 # The events zaphook asks for. message.any carries every message, ours included
 # ("message" would repeat the incoming ones).
 WEBHOOK_EVENTS = ("session.status", "message.any", "message.reaction", "message.ack", "message.ack.group",
-                  "message.edited", "message.revoked", "presence.update", "poll.vote")
+                  "message.edited", "message.revoked", "presence.update", "poll.vote",
+                  "group.v2.join", "group.v2.update")
 # WAHA validates the names against its own list: older servers refuse the newer ones
-# (message.edited came in 2025.6.3, message.ack.group in 2025.12.2).
-NEWER_EVENTS = ("message.ack.group", "message.edited")
+# (group.v2.* came in 2025.2.4, message.edited in 2025.6.3, message.ack.group in 2025.12.2).
+NEWER_EVENTS = ("message.ack.group", "message.edited", "group.v2.join", "group.v2.update")
 RETRIES = {"policy": "exponential", "delaySeconds": 2, "attempts": 8}
 WEBHOOK_URL = WebhookUrl("all", "all events", "/api/webhooks/waha/", NAME)
 

@@ -547,7 +547,8 @@ def send_text(target: SendTarget, phone: str, text: str) -> str:
     message by it (``zaapId`` is Z-API's own). Error texts never show the URL's token.
     """
     if not target.token:
-        raise SendError("no Z-API instance token for this instance (set its api_token, or ZAPI_TOKEN)")
+        raise SendError("no Z-API instance token for this instance (set its api_token, or ZAPI_TOKEN)",
+                        code="no_token", params={"setting": "ZAPI_TOKEN"})
     client_token = _client_token(target.settings)
     secrets = [target.token, client_token, quote(target.token, safe="")]
     url = endpoint(target.base_url, target.instance, target.token, "send-text")
@@ -561,7 +562,7 @@ def send_text(target: SendTarget, phone: str, text: str) -> str:
         if message_id is None:
             raise no_message_id(LABEL, data)
     except SendError as exc:
-        raise SendError(redact_values(str(exc), secrets), status=exc.status, maybe_sent=exc.maybe_sent) from None
+        raise exc.redacted(lambda text: redact_values(text, secrets)) from None
     return message_id
 
 

@@ -326,8 +326,12 @@ def test_refused_send_fails_with_the_provider_error_and_timeout_fails_without_re
     data = wait_for(web, campaign["id"], lambda c: c["state"] == "done", what="done")
     assert (data["sent_count"], data["failed_count"]) == (1, 2)
     by_phone = {c["phone"]: c for c in contacts_of(web, campaign["id"])}
-    assert "HTTP 400" in by_phone[PHONES[0]]["error"] and "exists" in by_phone[PHONES[0]]["error"]
-    assert "did not answer in time" in by_phone[PHONES[1]]["error"] and "not resent" in by_phone[PHONES[1]]["error"]
+    refused = by_phone[PHONES[0]]
+    assert refused["error"] == f"Evolution refused the message (HTTP 400): {PHONES[0]} is not on WhatsApp"
+    assert refused["error_code"] == "not_on_whatsapp" and refused["error_params"]["status"] == 400
+    timed_out = by_phone[PHONES[1]]
+    assert "did not answer in time" in timed_out["error"] and "not resent" in timed_out["error"]
+    assert timed_out["error_code"] == "timeout" and timed_out["error_params"]["maybe_sent"] is True
     assert by_phone[PHONES[2]]["state"] == "sent"
     assert len(providers.hits("evolution")) == 3  # the timed-out one was not sent again
     assert_counters_match_contacts(web, campaign["id"])
@@ -485,8 +489,10 @@ def test_csv_upload_reports_duplicates_and_invalid_numbers(make_app, providers, 
     assert response.status_code == 201, response.text
     data = response.json()
     assert data["contacts_added"] == 3 and data["total_contacts"] == 3
-    assert [item["row"] for item in data["duplicates"]] == [3] and data["duplicates"][0]["same_as_row"] == 1
+    # Rows are the file's lines as a spreadsheet numbers them: the header is line 1.
+    assert [item["row"] for item in data["duplicates"]] == [4] and data["duplicates"][0]["same_as_row"] == 2
     assert sorted(item["phone"] for item in data["invalid"]) == ["123", "abc"]
+    assert sorted((item["row"], item["code"]) for item in data["invalid"]) == [(5, "letters"), (6, "length")]
     phones = sorted(c["phone"] for c in contacts_of(web, data["id"]))
     assert phones == ["5511999990001", "5511999990002", "5521988880003"]
 

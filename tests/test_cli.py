@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from handlers.wapi import WEBHOOK_KINDS as WAPI_KINDS
 from tests.fakes import FakeServer, json_reply
 from tests.helpers import AppliedWebhooksClient
 
+ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(cli.SAMPLES_DIR)
 ENV_NAMES = (*SECRET_SETTINGS, "DATABASE_URL", "PUBLIC_URL", "WAPI_BASE_URL", "EVOLUTION_BASE_URL", "PORT",
              "REGISTER_WEBHOOKS", "META_GRAPH_URL")
@@ -363,7 +367,7 @@ def test_import_bad_input(env, capsys, tmp_path):
     assert code == 2 and err.startswith("zaphook: cannot write")
 
 
-def test_progress_bar_on_a_terminal():
+def test_progress_is_clicks_bar_on_a_terminal_and_count_lines_elsewhere():
     import io
 
     class Terminal(io.StringIO):
@@ -371,16 +375,14 @@ def test_progress_bar_on_a_terminal():
             return True
 
     stream = Terminal()
-    progress = cli.Progress("import", 4, stream)
-    for _ in range(4):
-        progress.advance()
-    progress.finish()
-    assert "\rimport [" + "#" * 30 + "] 4/4 (100%)" in stream.getvalue()
+    with cli.progress("import", 4, stream) as advance:
+        for _ in range(4):
+            advance(1)
+    assert "import  [" + "#" * 36 + "]  4/4" in stream.getvalue()
     plain = io.StringIO()
-    progress = cli.Progress("export", 3000, plain)
-    for _ in range(3000):
-        progress.advance()
-    progress.finish()
+    with cli.progress("export", 3000, plain) as advance:
+        for _ in range(3000):
+            advance(1)
     lines = plain.getvalue().splitlines()
     assert lines[0] == "export: 300/3000" and lines[-1] == "export: 3000/3000 done" and len(lines) == 10
 
@@ -451,3 +453,170 @@ def test_export_masks_secrets_inside_bodies_that_are_not_utf8(env, capsys, tmp_p
     assert base64.b64decode(line["body"]) == body.replace(b"CONFIGUREDKEY99", b"[redacted]")
     code, full, _ = run(capsys, "export", "--with-secrets")
     assert base64.b64decode(json.loads(full.splitlines()[-1])["body"]) == body
+
+
+# --- Windows consoles: UTF-8 out whatever the code page, UTF-16 in --------------------------------------
+
+ACCENTED = "Olá, João! Promoção de verão ☀️🎉, ação já"
+
+
+def store_accented(data_dir: Path) -> None:
+    """A message with Portuguese accents and emoji, posted as providers post it: raw UTF-8."""
+    payload = json.loads((SAMPLES / "evolution/01_v1_messages.upsert_text_incoming.json").read_text())
+    payload["data"]["key"]["id"] = "ACCENTS01"
+    payload["data"]["pushName"] = "Conceição 🌻"
+    payload["data"]["message"]["conversation"] = ACCENTED
+    app = open_app(data_dir)
+    response = app.test_client().post("/api/webhooks/evolution/", data=json.dumps(payload, ensure_ascii=False).encode(),
+                                      content_type="application/json")
+    assert response.status_code == 200
+    close_app(app)
+
+
+def server_py(data_dir: Path, *argv: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "DATA_DIR": str(data_dir), "TUNNEL": "off", **env}
+    environment.pop("DATABASE_URL", None)
+    return subprocess.run([sys.executable, str(ROOT / "server.py"), *argv], cwd=data_dir.parent, env=environment,
+                          capture_output=True, timeout=60)
+
+
+def test_a_cp1252_console_gets_utf8_and_an_export_that_survives_any_code_page(env, tmp_path):
+    data = tmp_path / "data"
+    store_accented(data)
+    assert run_instances_add(data, "Loja São João 🛍️").returncode == 0
+
+    exported = server_py(data, "export", PYTHONIOENCODING="cp1252")
+    assert exported.returncode == 0, exported.stderr.decode("utf-8", "replace")
+    text = exported.stdout.decode("ascii")  # every other character escaped: no code page can garble it
+    (line,) = [json.loads(item) for item in text.splitlines() if "ACCENTS01" in item]
+    assert json.loads(line["body"])["data"]["message"]["conversation"] == ACCENTED
+
+    to_file = server_py(data, "export", "--output", str(tmp_path / "day.jsonl"), PYTHONIOENCODING="cp1252")
+    assert to_file.returncode == 0, to_file.stderr.decode("utf-8", "replace")
+    assert ACCENTED in (tmp_path / "day.jsonl").read_text(encoding="utf-8")  # a file is plain UTF-8
+
+    listed = server_py(data, "instances", "list", PYTHONIOENCODING="cp1252")
+    assert listed.returncode == 0, listed.stderr.decode("utf-8", "replace")
+    assert "Loja São João 🛍️" in listed.stdout.decode("utf-8")
+    as_json = server_py(data, "instances", "list", "--json", PYTHONIOENCODING="cp1252")
+    assert "Loja São João 🛍️" in as_json.stdout.decode("utf-8")
+
+
+def run_instances_add(data: Path, name: str) -> subprocess.CompletedProcess:
+    return server_py(data, "instances", "add", "--provider", "wapi", "--instance", "loja", "--name", name,
+                     PYTHONIOENCODING="cp1252")
+
+
+def accented_texts(data_dir: Path) -> list:
+    return [text for (_, message_id, _, text, _) in messages(data_dir) if message_id == "ACCENTS01"]
+
+
+@pytest.mark.parametrize("form", ["stdout", "output", "stdout in UTF-16 (PowerShell 5.1's >)",
+                                  "stdout through PowerShell 5.1 on an OEM console", "file with a UTF-8 BOM"])
+def test_what_export_wrote_imports_again_with_accents_and_emoji(env, capsys, tmp_path, form):
+    source, target = tmp_path / "a", tmp_path / "b"
+    store_accented(source)
+    env(source)
+    written = tmp_path / "day.jsonl"
+    if form == "output":
+        assert run(capsys, "export", "--output", str(written))[0] == 0
+    else:
+        code, out, _ = run(capsys, "export")
+        assert code == 0
+        data = out.encode("utf-8")
+        if form.startswith("stdout in UTF-16"):
+            data = b"\xff\xfe" + out.encode("utf-16-le")
+        elif form.startswith("stdout through PowerShell"):
+            data = b"\xff\xfe" + data.decode("cp850").encode("utf-16-le")  # decoded with the console's OEM page
+        elif form == "file with a UTF-8 BOM":
+            data = b"\xef\xbb\xbf" + data
+        written.write_bytes(data)
+    env(target)
+    code, out, err = run(capsys, "import", str(written))
+    assert code == 0, err
+    assert out.startswith("imported 1 requests: 1 processed")
+    assert accented_texts(target) == [ACCENTED] == accented_texts(source)
+
+
+def test_import_refuses_text_in_another_encoding_in_one_line(env, capsys, tmp_path):
+    (tmp_path / "latin1.jsonl").write_bytes('{"route": "/webhook/", "body": "ação"}\n'.encode("latin-1"))
+    code, _, err = run(capsys, "import", str(tmp_path / "latin1.jsonl"))
+    assert code == 2 and len(err.splitlines()) == 1 and "neither UTF-8 nor UTF-16" in err
+
+
+# --- events: times with their zone, providers checked --------------------------------------------------
+
+
+def test_events_prints_local_times_with_their_offset(env, capsys, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    time.tzset()
+    try:
+        seed(tmp_path / "data")
+        code, out, _ = run(capsys, "events", "--limit", "1")
+        _, rows, _ = run(capsys, "events", "--limit", "1", "--json")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert code == 0
+    received = json.loads(rows)["received_at"]  # UTC in JSON
+    from datetime import datetime, timedelta, timezone
+
+    local = datetime.fromisoformat(received.replace("Z", "+00:00")).astimezone(timezone(timedelta(hours=-3)))
+    assert local.isoformat(sep=" ", timespec="seconds") in out.splitlines()[1]
+    assert out.splitlines()[1].split()[2].endswith("-03:00")
+
+
+def test_an_unknown_provider_is_refused_like_an_unknown_outcome(env, capsys, tmp_path):
+    seed(tmp_path / "data")
+    for command in ("events", "export"):
+        code, _, err = run(capsys, command, "--provider", "evolutoin")
+        assert code == 2 and len(err.splitlines()) == 1
+        assert err.startswith("zaphook: --provider must be one of meta, evolution,") and "'evolutoin'" in err
+    code, out, _ = run(capsys, "events", "--provider", "unknown")
+    assert code == 0 and out.strip() == "no events"
+
+
+# --- register's hint and instances set ----------------------------------------------------------------
+
+
+def test_registers_hint_names_a_command_that_works_for_an_instance_a_webhook_created(env, fake, capsys, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("PUBLIC_URL", "https://h.example")
+    seed(tmp_path / "data")  # the W-API sample created instance CYAJQL-HIIWWG-S6RU9I
+    code, _, err = run(capsys, "register", "--provider", "wapi", "--instance", "CYAJQL-HIIWWG-S6RU9I")
+    assert code == 2 and "no API token" in err and "WAPI_TOKEN" in err
+    hint = err.split("`")[1]
+    assert hint == "server.py instances set --provider wapi --instance CYAJQL-HIIWWG-S6RU9I --token <token>"
+
+    for kind in WAPI_KINDS:
+        fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))
+    code, out, err = run(capsys, *hint.split()[1:-1], "wapi-secret", "--base-url", fake.url)
+    assert code == 0, err
+    assert out.startswith("updated instance 1: wapi/CYAJQL-HIIWWG-S6RU9I (API base URL, API token)")
+    code, out, err = run(capsys, "register", "--provider", "wapi", "--instance", "CYAJQL-HIIWWG-S6RU9I")
+    assert code == 0, err
+    assert fake.hits("PUT", "/v1/webhook/update-webhook-received")[0].headers["authorization"] == "Bearer wapi-secret"
+
+    code, _, err = run(capsys, "register", "--provider", "wapi", "--instance", "never-seen")
+    assert "`server.py instances add --provider wapi --instance never-seen --token <token>`" in err
+
+
+def test_instances_set_keeps_each_credential_with_its_host(env, capsys, tmp_path):
+    assert run(capsys, "instances", "add", "--provider", "wapi", "--instance", "w", "--token", "own",
+               "--base-url", "https://elsewhere.example")[0] == 0
+    code, _, err = run(capsys, "instances", "set", "--provider", "wapi", "--instance", "w",
+                       "--base-url", "https://third.example")
+    assert code == 2 and "--token" in err  # the stored token belongs to elsewhere.example
+    code, out, _ = run(capsys, "instances", "set", "--provider", "wapi", "--instance", "w",
+                       "--base-url", "https://api.w-api.app", "--name", "Loja", "--client", "acme")
+    assert code == 0, out
+    _, listed, _ = run(capsys, "instances", "list", "--json")
+    row = json.loads(listed)
+    assert (row["name"], row["client"], row["api_base_url"], row["has_api_token"]) == \
+        ("Loja", "acme", "https://api.w-api.app", False)  # back on the .env host: its own token went
+    code, _, err = run(capsys, "instances", "set", "--provider", "wapi", "--instance", "w")
+    assert code == 2 and "nothing to change" in err
+    code, _, err = run(capsys, "instances", "set", "--provider", "wapi", "--instance", "nope", "--name", "x")
+    assert code == 2 and "instances add" in err

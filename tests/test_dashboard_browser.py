@@ -8,7 +8,6 @@ kept under test-output/screenshots/ at the repository root.
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
@@ -135,7 +134,7 @@ def test_a_failed_message_shows_a_red_mark_with_its_reason(dashboard):
     web.webhook(outgoing)
     failed = status_update(outgoing["data"]["key"]["id"], "ERROR")
     web.webhook(failed)
-    chat_link(web.page, "59171146267").click(timeout=LIVE)
+    chat_link(web.page, "+591 7114 6267").click(timeout=LIVE)  # the number, formatted
     ticks = web.page.locator(".message.out .ticks")
     expect(ticks).to_have_attribute("data-status", "failed", timeout=LIVE)
     expect(ticks).to_have_text("!")
@@ -211,41 +210,6 @@ def test_an_image_downloads_renders_in_its_chat_and_a_failed_one_can_be_retried(
     expect(failed.locator("button")).to_be_visible(timeout=LIVE)  # failed again, shown live
 
 
-# --- events ----------------------------------------------------------------------------------------
-
-def test_events_filter_show_redacted_json_replay_and_dry_run(dashboard):
-    web = dashboard()
-    first = web.webhook(load_sample(EVOLUTION_IN))
-    web.webhook(load_sample("meta/fixture_image.json"))
-    web.open("#/events")
-    page = web.page
-    rows = page.locator(".events-table tbody tr[data-event-id]")
-    expect(rows).to_have_count(2)
-    page.select_option("#filter-provider", "meta")
-    expect(rows).to_have_count(1, timeout=LIVE)
-    page.select_option("#filter-provider", "")
-    page.fill("#filter-text", "hola - text")
-    expect(rows).to_have_count(1, timeout=LIVE)
-    page.fill("#filter-text", "")
-    expect(rows).to_have_count(2, timeout=LIVE)
-
-    page.locator(f"a[href='#/events/{first['event_id']}']").click()
-    detail = page.locator(".event-detail")
-    expect(detail.locator("pre.json").first).to_contain_text('"apikey": "[redacted]"', timeout=LIVE)
-    page.get_by_role("button", name="Replay").click()
-    expect(detail.locator(".replay-result")).to_have_text("Replayed: processed", timeout=LIVE)
-    expect(detail.locator(".replay-count")).to_have_text("1", timeout=LIVE)
-
-    page.fill("#dry-run-payload", json.dumps(load_sample("meta/fixture_reaction.json")))
-    page.get_by_role("button", name="Run the dry run").click()
-    result = page.locator(".dry-run-result pre")
-    expect(result).to_contain_text('"would_store": true', timeout=LIVE)
-    expect(result).to_contain_text('"provider": "meta"')
-    web.webhook(load_sample("evolution/v1_connection.update_connecting.json"))
-    expect(rows).to_have_count(3, timeout=LIVE)
-    web.screenshot("events")
-
-
 # --- campaigns -------------------------------------------------------------------------------------
 
 def test_a_campaign_from_a_csv_shows_its_problems_then_counts_live(dashboard):
@@ -267,9 +231,9 @@ def test_a_campaign_from_a_csv_shows_its_problems_then_counts_live(dashboard):
         page.set_input_files("#campaign-file", {"name": "contacts.csv", "mimeType": "text/csv",
                                                 "buffer": csv.encode()})
         report = page.locator(".campaign-report")
-        expect(report).to_contain_text("3 valid contact(s).", timeout=LIVE)
-        expect(report).to_contain_text("1 invalid row(s)")
-        expect(report).to_contain_text("1 duplicate(s)")
+        expect(report).to_contain_text("3 valid contacts.", timeout=LIVE)
+        expect(report).to_contain_text("1 invalid row")
+        expect(report).to_contain_text("1 duplicate")
         expect(report.locator(".invalid-rows")).to_contain_text("not-a-phone")
         web.screenshot("campaigns")
         page.get_by_role("button", name="Create campaign").click()

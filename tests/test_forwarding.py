@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import requests
 
-import cli
 import handlers
 from forward_schema import SCHEMA_FILE, TYPES, Envelope, MediaState, forwarded_events
 from forwarding import retry_after_seconds, retry_delay, secret_key, signature
@@ -671,16 +670,17 @@ def test_a_forward_secret_that_is_not_whsec_stops_start_up(make_app):
         models.db.obj.close_all()  # the process would end here; the test goes on
 
 
-def test_the_command_line_adds_lists_replays_and_removes(make_app, app_server, capsys, tmp_path):
-    from config import load_settings
+def test_the_command_line_adds_lists_replays_and_removes(make_app, app_server, capsys, tmp_path, monkeypatch):
+    import server
 
     database_url = make_app().config["DATABASE_URL"]
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name, value in (("DATA_DIR", str(tmp_path / "data")), ("DATABASE_URL", database_url), ("TUNNEL", "off"),
+                        ("FORWARD_URL", ""), ("FORWARD_SECRET", "")):
+        monkeypatch.setenv(name, value)
 
     def run(*argv) -> tuple[int, str, str]:
-        parser = cli.OneLineParser(prog="server.py")
-        cli.add_commands(parser.add_subparsers(dest="command", parser_class=cli.OneLineParser))
-        settings = load_settings({"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url})
-        code = cli.run_command(parser.parse_args(list(argv)), settings)
+        code = server.main(list(argv))
         out, err = capsys.readouterr()
         return code, out, err
 

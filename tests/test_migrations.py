@@ -97,3 +97,55 @@ def test_migrate_applies_and_status_lists_the_migrations(tmp_path):
     again = subprocess.run([sys.executable, str(ROOT / "server.py"), "migrate"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=60)
     assert again.stdout.strip() == "up to date: nothing to apply"
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL (CI runs it)")
+def test_a_postgres_database_of_the_previous_release_is_upgraded_and_keeps_its_data(tmp_path):
+    """The previous release's schema and rows, on PostgreSQL, then started on by this release.
+
+    The previous release's tables are this release's, less what it did not
+    have yet (tables and columns missing from the fixture, and the migration
+    history), with PostgreSQL's own types; the rows are the fixture's.
+    """
+    from peewee import SqliteDatabase, sort_models
+
+    from tests.conftest import _reset_postgres
+
+    url = os.environ["TEST_DATABASE_URL"]
+    _reset_postgres(url)
+    old = SqliteDatabase(str(PREVIOUS_RELEASE))
+    postgres = models.open_database(url)
+    current = {model._meta.table_name: model for model in models.MODELS}
+    with old.connection_context(), postgres.connection_context():
+        tables = sort_models(current[name] for name in old.get_tables() if name in current)  # parents first
+        postgres.create_tables(tables)
+        for model in tables:
+            table = model._meta.table_name
+            old_columns = [column.name for column in old.get_columns(table)]
+            for column in set(model._meta.columns) - set(old_columns):
+                postgres.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+            cursor = old.execute_sql(f'SELECT {", ".join(chr(34) + c + chr(34) for c in old_columns)} FROM "{table}"')
+            fields = [model._meta.columns[column] for column in old_columns]
+            for row in cursor.fetchall():
+                values = [field.db_value(field.python_value(value)) for field, value in zip(fields, row)]
+                postgres.execute_sql(f'INSERT INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in old_columns)}) '
+                                     f'VALUES ({", ".join(["%s"] * len(values))})', values)
+            if "id" in old_columns:
+                postgres.execute_sql(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+                                     f'(SELECT coalesce(max(id), 1) FROM "{table}"))')
+        assert "schema_migration" not in postgres.get_tables() and "jid_alias" not in postgres.get_tables()
+    postgres.close_all()
+
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": url, "TESTING": True, "MEDIA_WORKERS": 0,
+                      "CAMPAIGN_SENDER": False, "TUNNEL": "off"})
+    try:
+        client = app.test_client()
+        assert len(client.get("/api/messages").get_json()["items"]) == 3  # what the previous release stored
+        with models.db.connection_context():
+            assert {m.name for m in models.migration_runner().status() if m.applied} == set(MIGRATIONS)
+            assert "kind" in {column.name for column in models.db.get_columns("chat")}
+        answer = client.post("/webhook/?wait=1", json=load_sample("seeds/endpoint_receive_message.json")).get_json()
+        assert answer["outcome"] == "processed"
+        assert len(client.get("/api/messages").get_json()["items"]) == 4
+    finally:
+        close(app)

@@ -1,4 +1,4 @@
-"""The newcomer's path: a fresh clone, the README's run command, then `simulate` shows the pipeline work.
+"""The newcomer's path: a fresh clone, the README's run command, then `demo` shows the pipeline work.
 
 pip runs offline (PIP_NO_INDEX) from the wheelhouse .ci/wheels, which .ci/run fills
 before the tests: tests make no traffic beyond 127.0.0.1.
@@ -45,7 +45,7 @@ def get_json(url: str):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_fresh_clone_runs_the_readme_command_and_simulate(tmp_path):
+def test_fresh_clone_runs_the_readme_command_and_the_demo(tmp_path):
     if not (WHEELS.is_dir() and any(WHEELS.iterdir())):
         if os.environ.get("CI"):
             pytest.fail(f"no wheelhouse at {WHEELS}: .ci/run fills it before the tests")
@@ -89,9 +89,9 @@ def test_fresh_clone_runs_the_readme_command_and_simulate(tmp_path):
                 pytest.fail("no /health after 400 s:\n" + (tmp_path / "server.log").read_text(errors="replace")[-3000:])
             time.sleep(0.5)
 
-        simulate = subprocess.run([str(clone / ".venv" / "bin" / "python"), "server.py", "simulate", "--url", base],
-                                  cwd=clone, env=env, capture_output=True, text=True, timeout=120)
-        assert simulate.returncode == 0, simulate.stdout + simulate.stderr
+        demo = subprocess.run([str(clone / ".venv" / "bin" / "python"), "server.py", "demo", "--url", base],
+                              cwd=clone, env=env, capture_output=True, text=True, timeout=120)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
 
         items = get_json(base + "/api/messages?limit=500")["items"]
         ids = {item["provider_message_id"] for item in items}

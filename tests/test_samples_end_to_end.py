@@ -277,6 +277,8 @@ EXPECTED_OTHER = {
     "waha/message_edited.json": ("message_edit", "waha", "default"),
     "waha/message_revoked.json": ("message_delete", "waha", "default"),
     "waha/presence_update_group_typing.json": ("presence", "waha", "default"),
+    "waha/group_v2_join.json": ("contact", "waha", "default"),  # names the group (test_quoted_and_group_names)
+    "waha/group_v2_update.json": ("contact", "waha", "default"),
     "waha/session_status_failed_webjs.json": ("connection", "waha", "default"),
     "waha/session_status_scan_qr_noweb_2024.json": ("qrcode", "waha", "07eda2a6-7a0f-475a-b4b6-6f3376a1f388"),
     "waha/session_status_scan_qr_webjs.json": ("qrcode", "waha", "default2"),
@@ -300,7 +302,6 @@ def test_other_samples_are_recognised(client, name):
 # Recognised, stored with their event name, and ignored with the reason: nothing in them is normalised.
 EXPECTED_KEPT = {
     "waha/call_received.json": ("waha", "default", "call.received", "zaphook does not keep calls"),
-    "waha/group_v2_join.json": ("waha", "default", "group.v2.join", "zaphook does not keep group membership"),
     "waha/message_waiting_webjs.json": ("waha", "default", "message.waiting", "Waiting for this message"),
 }
 

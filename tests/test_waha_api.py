@@ -426,7 +426,7 @@ def test_register_puts_zaphooks_webhook_in_the_session_config_and_keeps_the_rest
     assert sent["config"] == expected_config
     assert {"message.any", "message.ack", "message.ack.group", "session.status"} <= set(waha.WEBHOOK_EVENTS)
     assert f"waha default all events: {OUR_URL}" in out
-    assert "-> ok HTTP 200 [all events]: 9 events, signed (HMAC); session STARTING" in out
+    assert "-> ok HTTP 200 [all events]: 11 events, signed (HMAC); session STARTING" in out
     for secret in (API_KEY, HMAC_KEY, "crm-key", "crm-secret"):
         assert secret not in out + err
 

@@ -8,19 +8,17 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, jsonify, request
 from peewee import JOIN, fn
 
+import demo
 import status as status_report
 from handlers import REGISTRY
 from models import (
-    OUTCOMES,
     Chat,
     Client,
     Instance,
     MediaFile,
     Message,
     MessageStatusChange,
-    WebhookEvent,
     chat_json,
-    event_json,
     instance_json,
     iso,
     message_json,
@@ -28,7 +26,7 @@ from models import (
     same_api_base,
     status_change_json,
 )
-from security import redact, redact_base64, redact_body, redact_text, redact_values
+from security import redact
 
 bp = Blueprint("api", __name__)
 
@@ -101,114 +99,6 @@ def self_check():
 def dry_run():
     hint = REGISTRY.hint_for_path(request.args.get("route", "/webhook/"))
     answer = _pipeline().dry_run(request.get_data(cache=False), hint)
-    return jsonify(answer.body), answer.status
-
-
-# What the event list reads of each row: what event_json shows, not the request itself.
-_LISTED_EVENT_FIELDS = tuple(field for field in WebhookEvent._meta.sorted_fields
-                             if field.name not in ("headers", "body", "search_text"))
-# What ?q= looks in: what identifies a request, its error and its body as shown
-# (search_text, redacted when stored), never the stored body itself.
-_SEARCHED_EVENT_FIELDS = ("route", "event_name", "message_id", "request_id", "error", "search_text")
-
-
-@bp.get("/api/events")
-def list_events():
-    text = request.args.get("q", "").strip()
-    fields = _LISTED_EVENT_FIELDS + ((WebhookEvent.search_text,) if text else ())
-    query = WebhookEvent.select(*fields, Instance).join(Instance, JOIN.LEFT_OUTER)
-    if request.args.get("outcome") and request.args["outcome"] not in OUTCOMES:
-        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
-    for name in ("provider", "kind", "outcome"):
-        if request.args.get(name):
-            query = query.where(getattr(WebhookEvent, name) == request.args[name])
-    query = instance_filter(query, WebhookEvent.instance)
-    if text:
-        rows, next_before = _search_page(query, text)
-    else:
-        rows, next_before = page(query, WebhookEvent)
-    return jsonify(items=[_event_summary(row) for row in rows], next_before_id=next_before)
-
-
-def _search_page(query, text: str):
-    """A page of the events whose shown text contains ``text`` (case-insensitive).
-
-    SQL finds the candidates; each is then checked against what the API shows
-    of it: an error is stored as written (and may quote a payload) and a
-    secret may have been configured after search_text was made. So no answer
-    depends on a redacted value: the search cannot be used to guess one.
-    Candidates that fail the check are rare; the loop reads on past them.
-    """
-    condition = None
-    for name in _SEARCHED_EVENT_FIELDS:
-        matches = getattr(WebhookEvent, name).contains(text)
-        condition = matches if condition is None else condition | matches
-    query = query.where(condition)
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    before = _int_arg("before_id")
-    found = []
-    while True:
-        batch = query if before is None else query.where(WebhookEvent.id < before)
-        rows = list(batch.order_by(WebhookEvent.id.desc()).limit(limit))
-        for row in rows:
-            if _shows(row, text):
-                found.append(row)
-                if len(found) == limit:
-                    return found, row.id
-        if len(rows) < limit:
-            return found, None
-        before = rows[-1].id
-
-
-def _shows(event: WebhookEvent, text: str) -> bool:
-    """Whether what the API shows of a searched field of the event contains ``text``."""
-    secrets = _secrets()
-    shown = (event.route, event.event_name, event.message_id, event.request_id,
-             redact_text(event.error, secrets) if event.error else None,
-             redact_values(event.search_text, secrets) if event.search_text else None)
-    needle = text.lower()
-    return any(needle in value.lower() for value in shown if value)
-
-
-def _event_summary(event: WebhookEvent) -> dict:
-    """An event as the list and the detail show it (its error may quote a payload: redacted)."""
-    data = event_json(event)
-    if data["error"]:
-        data["error"] = redact_text(data["error"], _secrets())
-    return data
-
-
-def _event_or_404(event_id: int) -> WebhookEvent:
-    event = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
-    if event is None:
-        abort(404, description=f"no event {event_id}")
-    return event
-
-
-@bp.get("/api/events/<int:event_id>")
-def show_event(event_id: int):
-    event = _event_or_404(event_id)
-    secrets = _secrets()
-    data = _event_summary(event)
-    data["headers"] = redact(event.headers_dict, secrets)
-    data["body_encoding"] = event.body_encoding
-    data["payload"] = None
-    if event.failed_authentication:
-        # Whoever sent it was not who they claimed: nothing of it is shown.
-        data["body"] = None
-        data["body_hidden"] = WebhookEvent.HIDDEN_BODY_REASON
-    elif event.body_encoding == "utf-8" and event.body is not None:
-        is_json, shown = redact_body(event.body, secrets)
-        data["payload" if is_json else "body"] = shown
-    else:
-        data["body_base64"] = redact_base64(event.body, secrets) if event.body else event.body
-    return jsonify(data)
-
-
-@bp.post("/api/events/<int:event_id>/replay")
-def replay_event(event_id: int):
-    event = _event_or_404(event_id)
-    answer = _pipeline().replay(event, REGISTRY.hint_for_path(event.route))
     return jsonify(answer.body), answer.status
 
 
@@ -304,6 +194,12 @@ def update_instance(instance_id: int):
     if changes:
         Instance.update(changes).where(Instance.id == instance.id).execute()
     return jsonify(instance_json(Instance.get_by_id(instance.id)))
+
+
+@bp.delete("/api/demo")
+def clear_demo():
+    """Remove the demo's instances and everything they received (the overview's button, ``demo --clear``)."""
+    return jsonify(removed=demo.clear_in_app(current_app._get_current_object()))
 
 
 @bp.get("/api/chats")

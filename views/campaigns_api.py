@@ -1,10 +1,18 @@
-"""The campaigns API: create, start / pause / resume / cancel, and follow every message."""
+"""The campaigns API: create, start / pause / resume / cancel, and follow every message.
+
+What it says for people comes as a stable code with parameters next to the
+English words (``problems``, ``warnings``, ``invalid[].code``, a contact's
+``error_code``, a log line's ``action`` and ``params``); the dashboard turns
+the codes into sentences in the page's language.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request
+from peewee import JOIN
 
-from campaigns import create_planned, csv_contacts, plan_campaign
+from campaign_lists import ListError
+from campaigns import contact_list, create_planned, plan_campaign
 from models import (
     CONTACT_STATES,
     CAMPAIGN_STATES,
@@ -27,42 +35,44 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
     return campaign
 
 
-def _read_request() -> tuple[dict, list]:
-    """The campaign fields and the raw contact list, from JSON or a CSV upload."""
+def _read_request():
+    """The campaign fields and the contact list (or why it cannot be read), from JSON or a CSV upload."""
     upload = request.files.get("file") or request.files.get("csv")
     if upload is not None:
-        data = request.form.to_dict()
-        try:
-            text = upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise BadRequest("the CSV file must be UTF-8 text") from None
-        return data, csv_contacts(text)
+        return request.form.to_dict(), _contacts(raw=upload.read())
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise BadRequest("send a JSON object {name, instance_id, text, contacts: [{phone, name}]} "
                          "or a multipart form with a CSV file (phone,name columns)")
-    contacts = data.get("contacts")
     if isinstance(data.get("csv"), str):
-        contacts = csv_contacts(data["csv"])
-    if not isinstance(contacts, list):
-        raise BadRequest("contacts must be a list of {phone, name}")
-    return data, contacts
+        return data, _contacts(text=data["csv"])
+    return data, _contacts(items=data.get("contacts"))
+
+
+def _contacts(**source):
+    try:
+        return contact_list(**source)
+    except ListError as exc:
+        return exc
 
 
 @bp.post("/api/campaigns")
 def create_campaign():
     plan = plan_campaign(*_read_request())
     if plan.problems:
-        return jsonify(error="; ".join(plan.problems), detail=plan.report()), 400
+        first = plan.problems[0]
+        return jsonify(error="; ".join(plan.messages), code=first["code"], params=first["params"],
+                       detail=plan.report()), 400
     return jsonify({**campaign_json(create_planned(plan)), **plan.report()}), 201
 
 
 @bp.post("/api/campaigns/check")
 def check_campaign():
-    """What creating this campaign would find wrong, without creating it (the form shows it first)."""
+    """What creating this campaign would find wrong, and its first messages, without creating it."""
     plan = plan_campaign(*_read_request())
-    return jsonify(ok=not plan.problems, problems=plan.problems, contacts_valid=len(plan.contacts),
-                   duplicates=plan.duplicates, invalid=plan.invalid, preview=plan.contacts[:5])
+    return jsonify(ok=not plan.problems, problems=plan.problems, warnings=plan.warnings,
+                   contacts_valid=len(plan.contacts), duplicates=plan.duplicates, invalid=plan.invalid,
+                   preview=plan.preview(), list=plan.source)
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/<action>")
@@ -74,6 +84,8 @@ def change_state(campaign_id: int, action: str):
         current = Campaign.get_by_id(campaign.id).state
         sources = " or ".join(Campaign.MOVES[action][0])
         return jsonify(error=f"cannot {action} a campaign that is {current} ({action} works from {sources})",
+                       code="state_conflict", params={"action": action, "state": current,
+                                                      "sources": list(Campaign.MOVES[action][0])},
                        detail={"state": current}), 409
     if action in ("start", "resume"):
         sender = current_app.extensions.get("zaphook.campaigns")
@@ -115,6 +127,17 @@ def list_contacts(campaign_id: int):
 
 @bp.get("/api/campaigns/<int:campaign_id>/log")
 def show_log(campaign_id: int):
+    """The campaign's log, newest first, each line naming its contact (phone and name) when it has one."""
     campaign = _campaign_or_404(campaign_id)
-    rows, next_before = page(CampaignLog.select().where(CampaignLog.campaign == campaign.id), CampaignLog)
-    return jsonify(items=[campaign_log_json(row) for row in rows], next_before_id=next_before)
+    query = (CampaignLog.select(CampaignLog, CampaignContact.phone, CampaignContact.name)
+             .join(CampaignContact, JOIN.LEFT_OUTER, on=(CampaignLog.contact == CampaignContact.id), attr="named")
+             .where(CampaignLog.campaign == campaign.id))
+    rows, next_before = page(query, CampaignLog)
+    return jsonify(items=[campaign_log_json(row, _named(row)) for row in rows], next_before_id=next_before)
+
+
+def _named(line: CampaignLog):
+    contact = getattr(line, "named", None)
+    if line.contact_id is None or contact is None or contact.phone is None:
+        return None
+    return {"phone": contact.phone, "name": contact.name}

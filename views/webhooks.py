@@ -121,7 +121,10 @@ def applied_answer(answer):
         applied = False  # stored all the same: the applier tries it again
     if not applied:
         return answer
-    return current_app.extensions["zaphook.pipeline"].answer_for_stored(answer.event_id)
+    pipeline = current_app.extensions["zaphook.pipeline"]
+    answer = pipeline.answer_for_stored(answer.event_id)
+    pipeline.record_answer(answer)  # this, not "stored", is what the caller is told
+    return answer
 
 
 def subscription_check() -> Response:

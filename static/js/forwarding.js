@@ -2,8 +2,8 @@
 // sending it again, and the destinations themselves (add, switch off or on, remove).
 // The events page calls renderForwarding(container, eventId) in its detail.
 import {del, get, patch, post} from "./api.js";
-import {formatDateTime, h, replaceChildren} from "./dom.js";
-import {t} from "./i18n.js";
+import {formatDateTime, formatNumber, h, replaceChildren} from "./dom.js";
+import {currentLanguage, t} from "./i18n.js";
 
 // Delivery states shown with the dashboard's existing badge colours.
 const BADGES = {delivered: "state-done", failed: "state-failed", pending: "state-pending",
@@ -33,6 +33,12 @@ const ERRORS = {
   "forward.no_destination": (detail) => t("forward.no_destination", detail),
   "forward.no_event": (detail) => t("forward.no_event", detail),
 };
+
+/** A catalogue text chosen by Intl.PluralRules: key.one or key.other. */
+function tn(key, count, params = {}) {
+  const rule = new Intl.PluralRules(currentLanguage()).select(Number(count));
+  return t(rule === "one" ? `${key}.one` : `${key}.other`, {...params, count: formatNumber(count)});
+}
 
 function text(table, value) {
   return table[value] ? table[value]() : value;
@@ -99,7 +105,7 @@ function destinationBlock(entry, eventId, refresh) {
   const result = h("p", {class: "forward-result", role: "status"});
   const replay = actionButton(t("forward.replay", {name: destination.name}), result, async () => {
     const answer = await post("/api/forward/replay", {destination: destination.id, event_id: eventId});
-    return answer.queued ? t("forward.queued", {count: answer.queued}) : t("forward.nothing_to_replay");
+    return answer.queued ? tn("forward.queued", answer.queued) : t("forward.nothing_to_replay");
   }, refresh, {class: "forward-replay"});
   const path = `/api/forward/destinations/${destination.id}`;
   const toggle = actionButton(destination.enabled ? t("forward.switch_off") : t("forward.switch_on"), result,

@@ -26,7 +26,7 @@ export async function loadLanguage(language, remember = false) {
   translateStatic(document);
 }
 
-/** t("chats.title"), or with values: t("campaigns.valid_count", {count: 3}). */
+/** t("chats.title"), or with values: t("campaigns.row", {row: 3}). */
 export function t(key, params) {
   let text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
   for (const [name, value] of Object.entries(params || {})) text = text.split(`{${name}}`).join(String(value));

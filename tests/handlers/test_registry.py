@@ -38,6 +38,8 @@ SAMPLE_PROVIDERS = [
     ("seeds/endpoint_receive_message.json", "plain"),
     ("seeds/endpoint_send_message.json", "plain"),
     ("seeds/wapi_audio_minimal.json", "wapi"),
+    ("waha/group_v2_join.json", "waha"),
+    ("waha/group_v2_update.json", "waha"),
     ("waha/message_ack_device_gows.json", "waha"),
     ("waha/message_ack_group_read_noweb.json", "waha"),
     ("waha/message_ack_group_read_webjs.json", "waha"),
@@ -65,7 +67,6 @@ SAMPLE_PROVIDERS = [
 # Samples of events a provider recognises but zaphook keeps as received, normalising nothing.
 KEPT_AS_RECEIVED = [
     ("waha/call_received.json", "waha"),
-    ("waha/group_v2_join.json", "waha"),
     ("waha/message_waiting_webjs.json", "waha"),
 ]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import handlers.base
+import ingest
 from access import SESSION_COOKIE, new_session_cookie
 from tests.helpers import load_sample
 
@@ -62,13 +64,34 @@ def test_no_script_writes_html_from_data():
 
 # --- the string catalogues -----------------------------------------------------------------------
 
+def _campaign_codes() -> dict:
+    """The codes the campaigns API sends, which the campaigns page turns into keys."""
+    from campaign_lists import PHONE_PROBLEMS
+    from campaigns import PROBLEMS
+    from models import LOG_ACTIONS
+    from storage.send import REFUSALS
+
+    return {
+        "refusal.${code}": list(REFUSALS),
+        "campaigns.problem.${code}": list(PROBLEMS),
+        "campaigns.phone.${code}": list(PHONE_PROBLEMS),
+        "campaigns.log.${action}": [action for action in LOG_ACTIONS if action != "created"],  # created: plural
+        "campaigns.encoding.${encoding}": ["utf-8", "cp1252", "utf-16"],
+    }
+
+
 # Keys built from a variable, with every value the variable takes.
 TEMPLATE_KEYS = {
+    **_campaign_codes(),
     "campaigns.${action}": ["start", "pause", "resume", "cancel"],
     "campaigns.funnel_${field}": ["total_contacts", "sent_count", "delivered_count", "read_count",
                                   "failed_count", "replied_count", "skipped_count"],
     "live.${state}": ["starting", "on", "off"],
     "nav.${name}": ["overview", "chats", "events", "media", "campaigns", "qa"],
+    # the events page: what each request was, presence states, why a replay cannot work (all from the server)
+    "event_kind.${code}": [*ingest.SUMMARY_KINDS, *handlers.base.REQUEST_KINDS],
+    "events.presence.${summary.state}": list(handlers.base.PRESENCE_STATES),
+    "events.replay_refusal.${code}": list(ingest.REPLAY_REFUSALS),
 }
 
 
@@ -86,6 +109,9 @@ def used_keys() -> set[str]:
                             for value in TEMPLATE_KEYS[key])
             else:
                 keys.add(key)
+        # tn("key", count): a plural, key.one and key.other (the categories of English and Portuguese)
+        for key in re.findall(r"\btn\(\s*[\"']([^\"']+)[\"']", script.read_text(encoding="utf-8")):
+            keys.update((f"{key}.one", f"{key}.other"))
     keys.update(re.findall(r'data-i18n(?:-placeholder|-label)?="([^"]+)"', (STATIC / "index.html").read_text()))
     keys.update(re.findall(r'live\.\w+', (STATIC / "index.html").read_text()))
     keys.update(re.findall(r't\["([^"]+)"\]', (ROOT / "templates" / "login.html").read_text()))

@@ -123,11 +123,12 @@ def test_campaign_check_reports_problems_without_creating(shop):
         "name": "", "instance_id": "shop", "text": "hello",
         "csv": "phone,name\n5511999990001,Ana\n5511999990001,Ana again\nnot-a-phone,Bob\n"}).get_json()
     assert answer["ok"] is False
-    assert answer["problems"] == ["name is required"]
+    assert answer["problems"] == [{"code": "name_required", "params": {}, "message": "name is required"}]
     assert answer["contacts_valid"] == 1
-    assert answer["duplicates"][0]["row"] == 2 and answer["duplicates"][0]["same_as_row"] == 1
-    assert answer["invalid"][0]["row"] == 3
-    assert answer["preview"] == [{"phone": "5511999990001", "name": "Ana"}]
+    # rows are the list's lines, its header being line 1
+    assert answer["duplicates"][0]["row"] == 3 and answer["duplicates"][0]["same_as_row"] == 2
+    assert answer["invalid"][0]["row"] == 4 and answer["invalid"][0]["code"] == "letters"
+    assert answer["preview"] == [{"row": 2, "phone": "5511999990001", "name": "Ana", "text": "hello"}]
     assert shop.get("/api/campaigns").get_json()["items"] == []
 
 
@@ -142,7 +143,9 @@ def test_campaign_check_accepts_a_csv_upload(shop):
 def test_campaign_check_names_an_unknown_instance_and_an_empty_list(shop):
     answer = shop.post("/api/campaigns/check", json={"name": "x", "instance_id": "nobody", "text": "hi",
                                                      "contacts": []}).get_json()
-    assert answer["problems"] == ["no instance 'nobody'", "no valid phone number in contacts"]
+    assert [item["message"] for item in answer["problems"]] == ["no instance 'nobody'",
+                                                                 "no valid phone number in contacts"]
+    assert [item["code"] for item in answer["problems"]] == ["instance_unknown", "no_valid_contact"]
 
 
 def test_campaign_check_refuses_a_body_that_is_not_a_campaign(shop):

@@ -1,5 +1,5 @@
 // Overview: instances with their numbers today, the tunnel and webhook URLs, the last events.
-import {get, query} from "../api.js";
+import {del, get, query} from "../api.js";
 import {formatDateTime, formatNumber, formatTime, h, replaceChildren} from "../dom.js";
 import {t, tState} from "../i18n.js";
 
@@ -16,6 +16,7 @@ function instanceRow(instance) {
     ? t("overview.since", {time: formatDateTime(instance.state_changed_at)}) : "";
   return h("tr", {dataset: {instance: instance.id}},
     h("td", {}, h("strong", {}, instance.name || instance.instance_id),
+      instance.demo ? h("span", {class: "badge demo-badge"}, t("demo.badge")) : null,
       instance.name ? h("div", {class: "muted"}, instance.instance_id) : null),
     h("td", {}, instance.provider),
     h("td", {}, h("span", {class: `badge state-${instance.connection_state}`}, tState(instance.connection_state)),
@@ -23,6 +24,46 @@ function instanceRow(instance) {
     h("td", {class: "num"}, formatNumber(instance.health_score)),
     h("td", {class: "num"}, `${formatNumber(instance.messages_today.in)} / ${formatNumber(instance.messages_today.out)}`),
     h("td", {class: "num"}, `${formatNumber(instance.media_today.done)} / ${formatNumber(instance.media_today.failed)}`));
+}
+
+// The demo's instances (server.py demo) and one button that removes them all, once confirmed in the page.
+function demoControls(reload) {
+  const notice = h("div", {class: "demo-notice", role: "region", "aria-label": t("demo.region"), hidden: true});
+  const result = h("p", {class: "demo-result", role: "status"});
+
+  function offer() {
+    replaceChildren(notice, h("p", {}, t("demo.notice")),
+      h("button", {type: "button", class: "small", id: "demo-clear", onclick: ask}, t("demo.clear")));
+  }
+
+  function ask() {
+    const yes = h("button", {type: "button", class: "small danger", id: "demo-clear-yes", onclick: () => remove(yes)},
+      t("demo.confirm_yes"));
+    replaceChildren(notice, h("p", {}, t("demo.confirm")),
+      h("div", {class: "row"}, yes, h("button", {type: "button", class: "small", id: "demo-clear-keep", onclick: offer},
+        t("demo.keep"))));
+    yes.focus();
+  }
+
+  async function remove(button) {
+    button.disabled = true;
+    try {
+      await del("/api/demo");
+      result.textContent = t("demo.removed");
+      result.className = "demo-result ok";
+    } catch (error) {
+      result.textContent = t("demo.failed", {error: error.message});
+      result.className = "demo-result error";
+    }
+    offer();
+    await reload();
+  }
+
+  offer();
+  return {
+    elements: [notice, result],
+    show(hasDemo) { notice.hidden = !hasDemo; },
+  };
 }
 
 function copyButton(text) {
@@ -63,10 +104,11 @@ export function mount(container) {
   const tunnel = h("div", {class: "tunnel"});
   const urls = h("ul", {class: "urls"});
   const lastEvents = h("ol", {class: "last-events", "aria-live": "polite"});
+  const demo = demoControls(() => load());
   container.append(
     h("h1", {}, t("overview.title")),
     h("section", {class: "card"},
-      h("h2", {}, t("overview.instances")),
+      h("h2", {}, t("overview.instances")), demo.elements,
       h("div", {class: "table-wrap"},
         h("table", {},
           h("thead", {}, h("tr", {},
@@ -100,6 +142,7 @@ export function mount(container) {
     replaceChildren(instancesBody, data.instances.length ? data.instances.map(instanceRow)
       : h("tr", {}, h("td", {colspan: 6, class: "muted"}, t("overview.no_instances"))));
     replaceChildren(lastEvents, events.items.map(eventLine));
+    demo.show(data.instances.some((instance) => instance.demo));
     if (Date.now() - statusFetchedAt > STATUS_EVERY_MS) await loadStatus();
   }
 
