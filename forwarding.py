@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Optional
 
+from codes import Text, define, params_json, say
 from config import SECRET_SETTINGS, ConfigError
 from forward_schema import (
     MEDIA_READY,
@@ -114,14 +115,53 @@ NOT_FORWARDED = frozenset({
 })
 
 
-class ForwardError(ValueError):
-    """A request about destinations or replays that cannot be done: a code the dashboard translates."""
+# Every text forwarding writes for people: its API's refusals and why an attempt did not deliver.
+define("forward.", {
+    "forward.bad_url": "url must be an http:// or https:// URL with a host and no user:password@, got {url}",
+    "forward.bad_name": "name must be 1 to 100 characters",
+    "forward.bad_format": "format must be raw or normalised, got {format}",
+    "forward.bad_secret": "secret must be whsec_ followed by the base64 of 24 to 64 bytes",
+    "forward.bad_provider": "provider must be one of {choices}, got {provider}",
+    "forward.bad_type": "unknown event type {type}: one of {choices}",
+    "forward.bad_enabled": "enabled must be true or false",
+    "forward.name_taken": "a destination is already named {name}",
+    "forward.env_managed": "this destination is FORWARD_URL's: change or remove it in .env",
+    "forward.no_destination": "no destination {destination}",
+    "forward.no_delivery": "no delivery {delivery}",
+    "forward.no_event": "no event {event_id}",
+    "forward.not_json": "send a JSON object",
+    "forward.replay_needs_selection": "name events or a range to replay: event ids, since/until, provider, "
+                                      "instance or kind",
+    "forward.replay_too_many": "more than {limit} events: narrow the range",
+    "forward.bad_time": "{field} must be an ISO 8601 time or Unix seconds",
+    "forward.bad_event_ids": "event_id must be a number, event_ids a list of numbers",
+    "forward.http_status": "HTTP {status}",
+    "forward.gave_up": {"one": "gave up after {count} attempt: {reason}",
+                        "other": "gave up after {count} attempts: {reason}"},
+    "forward.event_gone": "event {event_id} is no longer stored",
+    "forward.media_gone": "the media file or its event is no longer stored",
+})
 
-    def __init__(self, code: str, message: str, status: int = 400, **params: Any) -> None:
-        super().__init__(message)
-        self.code = code
+
+class ForwardError(ValueError):
+    """A request about destinations or replays that cannot be done: a coded text, and the HTTP status."""
+
+    def __init__(self, text: Text, status: int = 400) -> None:
+        super().__init__(text.english)
+        self.text = text
         self.status = status
-        self.params = params
+
+    @property
+    def code(self) -> str:
+        return self.text.code
+
+
+class Gone(LookupError):
+    """What a delivery forwards is no longer stored."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(text.english)
+        self.text = text
 
 
 # --- Standard Webhooks signing -------------------------------------------------------------
@@ -167,8 +207,7 @@ def check_destination_url(url: Any) -> str:
             raise DownloadError("not an http(s) URL with a host")
         check_url(text, [entry])
     except DownloadError:
-        raise ForwardError("forward.bad_url", f"url must be an http:// or https:// URL with a host and no "
-                           f"user:password@, got {text[:200]!r}", url=text[:200]) from None
+        raise ForwardError(say("forward.bad_url", url=text[:200])) from None
     return text
 
 
@@ -181,7 +220,7 @@ def destination_values(data: Mapping[str, Any], creating: bool) -> dict:
         if creating and not name:
             name = None  # made from the id once inserted
         elif not name or len(name) > 100:
-            raise ForwardError("forward.bad_name", "name must be 1 to 100 characters")
+            raise ForwardError(say("forward.bad_name"))
         if name is not None:
             values["name"] = name
     if "url" in data or creating:
@@ -189,7 +228,7 @@ def destination_values(data: Mapping[str, Any], creating: bool) -> dict:
     if "format" in data or creating:
         form = str(data.get("format") or RAW).strip().lower().replace("normalized", NORMALISED)
         if form not in FORWARD_FORMATS:
-            raise ForwardError("forward.bad_format", f"format must be raw or normalised, got {form!r}", format=form)
+            raise ForwardError(say("forward.bad_format", format=form[:40]))
         values["format"] = form
     if "secret" in data or creating:
         secret = data.get("secret")
@@ -199,14 +238,13 @@ def destination_values(data: Mapping[str, Any], creating: bool) -> dict:
         else:
             try:
                 secret_key(secret)
-            except ValueError as exc:
-                raise ForwardError("forward.bad_secret", f"secret {exc}") from None
+            except ValueError:
+                raise ForwardError(say("forward.bad_secret")) from None
             values["secret"] = secret
     if "provider" in data:
         provider = (data.get("provider") or "").strip().lower() or None
         if provider is not None and REGISTRY.get(provider) is None:
-            raise ForwardError("forward.bad_provider", f"provider must be one of {', '.join(REGISTRY.names)}, "
-                               f"got {provider!r}", provider=provider)
+            raise ForwardError(say("forward.bad_provider", choices=", ".join(REGISTRY.names), provider=provider[:40]))
         values["provider"] = provider
     if "instance" in data:
         values["instance"] = clean((data.get("instance") or "").strip() or None, 255)
@@ -214,7 +252,7 @@ def destination_values(data: Mapping[str, Any], creating: bool) -> dict:
         values["types"] = ",".join(parse_types(data.get("types"))) or None
     if "enabled" in data:
         if not isinstance(data["enabled"], bool):
-            raise ForwardError("forward.bad_enabled", "enabled must be true or false")
+            raise ForwardError(say("forward.bad_enabled"))
         values["enabled"] = data["enabled"]
     return values
 
@@ -228,8 +266,7 @@ def parse_types(value: Any) -> list[str]:
         if not name:
             continue
         if name not in TYPES:
-            raise ForwardError("forward.bad_type", f"unknown event type {name!r}: one of {', '.join(TYPES)}",
-                               type=name)
+            raise ForwardError(say("forward.bad_type", type=name[:40], choices=", ".join(TYPES)))
         if name not in types:
             types.append(name)
     return types
@@ -241,7 +278,7 @@ def create_destination(data: Mapping[str, Any]) -> ForwardDestination:
     name = values.pop("name", None)
     with write_transaction():
         if name is not None and ForwardDestination.select().where(ForwardDestination.name == name).exists():
-            raise ForwardError("forward.name_taken", f"a destination is already named {name!r}", 409, name=name)
+            raise ForwardError(say("forward.name_taken", name=name), 409)
         destination = ForwardDestination.create(name=name or f"new-{uuid.uuid4().hex}", created_at=now,
                                                 updated_at=now, origin="api", **values)
         if name is None:
@@ -254,14 +291,12 @@ def create_destination(data: Mapping[str, Any]) -> ForwardDestination:
 def update_destination(destination: ForwardDestination, data: Mapping[str, Any]) -> ForwardDestination:
     values = destination_values(data, creating=False)
     if destination.origin == ENV_DESTINATION and set(values) & {"name", "url", "format", "secret"}:
-        raise ForwardError("forward.env_managed", "this destination is FORWARD_URL's: change its url, format and "
-                           "secret in .env", 409)
+        raise ForwardError(say("forward.env_managed"), 409)
     if values:
         with write_transaction():
             if "name" in values and ForwardDestination.select().where(
                     (ForwardDestination.name == values["name"]) & (ForwardDestination.id != destination.id)).exists():
-                raise ForwardError("forward.name_taken", f"a destination is already named {values['name']!r}", 409,
-                                   name=values["name"])
+                raise ForwardError(say("forward.name_taken", name=values["name"]), 409)
             ForwardDestination.update(updated_at=utcnow(), **values).where(
                 ForwardDestination.id == destination.id).execute()
         destinations_changed()
@@ -270,8 +305,7 @@ def update_destination(destination: ForwardDestination, data: Mapping[str, Any])
 
 def delete_destination(destination: ForwardDestination) -> None:
     if destination.origin == ENV_DESTINATION:
-        raise ForwardError("forward.env_managed", "this destination is FORWARD_URL's: remove FORWARD_URL from .env",
-                           409)
+        raise ForwardError(say("forward.env_managed"), 409)
     with write_transaction():
         ForwardDestination.delete().where(ForwardDestination.id == destination.id).execute()
     destinations_changed()
@@ -286,7 +320,7 @@ def find_destination(key: Any) -> ForwardDestination:
     if found is None and text:
         found = ForwardDestination.get_or_none(ForwardDestination.name == text)
     if found is None:
-        raise ForwardError("forward.no_destination", f"no destination {text!r}", 404, destination=text)
+        raise ForwardError(say("forward.no_destination", destination=text[:100]), 404)
     return found
 
 
@@ -411,7 +445,8 @@ _CANDIDATES = f'SELECT d."id" FROM "forward_delivery" d WHERE {_CLAIMABLE} ORDER
 _CLAIM = ('UPDATE "forward_delivery" AS d SET "state" = \'delivering\', "lease_owner" = ?, "lease_until" = ?, '
           f'"attempts" = "attempts" + 1, "updated_at" = ? WHERE d."id" = ? AND {_CLAIMABLE}')
 _SETTLE = ('UPDATE "forward_delivery" SET "state" = ?, "next_attempt_at" = ?, "last_status" = ?, "last_error" = ?, '
-           '"finished_at" = ?, "updated_at" = ?, "lease_owner" = NULL, "lease_until" = NULL '
+           '"last_error_code" = ?, "last_error_params" = ?, "finished_at" = ?, "updated_at" = ?, '
+           '"lease_owner" = NULL, "lease_until" = NULL '
            'WHERE "id" = ? AND "lease_owner" = ? AND "state" = \'delivering\'')
 _GIVE_BACK = ('UPDATE "forward_delivery" SET "state" = \'pending\', "lease_owner" = NULL, "lease_until" = NULL, '
               '"attempts" = "attempts" - 1, "updated_at" = ? WHERE "lease_owner" = ? AND "state" = \'delivering\'')
@@ -426,7 +461,7 @@ class Outcome:
 
     result: str  # delivered | retry | failed
     status: Optional[int] = None
-    error: Optional[str] = None
+    text: Optional[Text] = None  # why it did not deliver
     excerpt: Optional[str] = None
     retry_after: Optional[float] = None
 
@@ -595,8 +630,7 @@ class Forwarder:
         """Queue events again for one destination (its format and filter apply): named ones, or a range."""
         event_ids = list(event_ids)
         if not (event_ids or since or until or provider or instance or kind):
-            raise ForwardError("forward.replay_needs_selection", "name events or a range to replay: event ids, "
-                               "since/until, provider, instance or kind")
+            raise ForwardError(say("forward.replay_needs_selection"))
         query = (WebhookEvent.select(WebhookEvent.id).where(WebhookEvent.outcome.in_(FORWARDED_OUTCOMES)
                                                             & (WebhookEvent.body_encoding != "untrusted")))
         if event_ids:
@@ -614,7 +648,7 @@ class Forwarder:
                 Instance.select(Instance.id).where(Instance.external_id == instance)))
         ids = [row.id for row in query.order_by(WebhookEvent.id).limit(limit + 1)]
         if len(ids) > limit:
-            raise ForwardError("forward.replay_too_many", f"more than {limit} events: narrow the range", limit=limit)
+            raise ForwardError(say("forward.replay_too_many", limit=limit))
         queued = 0
         for chunk_start in range(0, len(ids), 200):
             with write_transaction():
@@ -687,8 +721,8 @@ class Forwarder:
         started_at, started = utcnow(), time.monotonic()
         try:
             body, headers = self.request_for(delivery)
-        except LookupError as exc:
-            outcome = Outcome("failed", error=str(exc))
+        except Gone as exc:
+            outcome = Outcome("failed", text=exc.text)
         else:
             headers.update(signed_headers(destination.secret, delivery.webhook_id, body))
             outcome = self.send(destination.url, body, headers)
@@ -704,35 +738,37 @@ class Forwarder:
             response = open_stream("POST", url, allowed=[entry_for_url(url)], limits=limits, headers=headers,
                                    data=body, follow_redirects=False)
         except DownloadError as exc:
-            return Outcome("retry" if exc.retryable else "failed", error=str(exc))
+            return Outcome("retry" if exc.retryable else "failed", text=exc.text)
         status = response.status_code
         excerpt = read_excerpt(response, self.timeout)
         if 200 <= status < 300:
             return Outcome("delivered", status, excerpt=excerpt)
-        error = f"HTTP {status}"
+        error = say("forward.http_status", status=status)
         if status == 429 or status >= 500:
             return Outcome("retry", status, error, excerpt, retry_after_seconds(response.headers.get("Retry-After")))
         return Outcome("failed", status, error, excerpt)
 
     def settle(self, delivery: ForwardDelivery, outcome: Outcome, started_at: datetime, duration_ms: int) -> None:
         now = utcnow()
-        state, next_at, finished, error = outcome.result, None, None, outcome.error
+        state, next_at, finished, text = outcome.result, None, None, outcome.text
         if outcome.result == "retry":
             delay = retry_delay(delivery.attempts, self.retry_seconds, self.retry_max_seconds, outcome.retry_after)
             next_at = now + timedelta(seconds=delay)
             if next_at > as_datetime(delivery.created_at) + self.give_up:
                 state, outcome.result = FAILED, FAILED
-                error = f"gave up after {delivery.attempts} attempt(s): {outcome.error}"
+                text = say("forward.gave_up", count=delivery.attempts, reason=outcome.text)
             else:
                 state = PENDING
+        error = clean(text.english) if text else None
+        code, params = (text.code, json.dumps(params_json(text.params))) if text else (None, None)
         if state in (DELIVERED, FAILED):
             finished, next_at = now, None
         with write_transaction():
-            settled = run_sql(_SETTLE, (state, next_at, outcome.status, clean(error), finished, now, delivery.id,
-                                        self.owner)).rowcount
+            settled = run_sql(_SETTLE, (state, next_at, outcome.status, error, code, params, finished, now,
+                                        delivery.id, self.owner)).rowcount
             if settled:
                 ForwardAttempt.insert(delivery=delivery.id, number=delivery.attempts, outcome=outcome.result,
-                                      http_status=outcome.status, error=clean(error),
+                                      http_status=outcome.status, error=error, error_code=code, error_params=params,
                                       response_excerpt=clean(outcome.excerpt), duration_ms=duration_ms,
                                       started_at=started_at).execute()
         if not settled:
@@ -745,12 +781,12 @@ class Forwarder:
             log.warning("forward delivery %s (%s) failed: %s", delivery.id, delivery.type, error)
         else:
             log.info("forward delivery %s: attempt %s: %s; next in %.1f s", delivery.id, delivery.attempts,
-                     outcome.error, (next_at - now).total_seconds())
+                     error, (next_at - now).total_seconds())
 
     # --- what is sent ------------------------------------------------------------------
 
     def request_for(self, delivery: ForwardDelivery) -> tuple[bytes, dict]:
-        """The body and headers of a delivery (LookupError when what it forwards is gone)."""
+        """The body and headers of a delivery (Gone when what it forwards is no longer stored)."""
         if delivery.type == MEDIA_READY:
             return self.media_ready_body(delivery), {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         if delivery.type != RAW:
@@ -758,7 +794,7 @@ class Forwarder:
                                                               "User-Agent": USER_AGENT}
         event = WebhookEvent.get_or_none(WebhookEvent.id == delivery.event_id)
         if event is None or event.body_encoding == "untrusted":
-            raise LookupError(f"event {delivery.event_id} is no longer stored")
+            raise Gone(say("forward.event_gone", event_id=delivery.event_id))
         return event.body_bytes(), self.raw_headers(event)
 
     def raw_headers(self, event: WebhookEvent) -> dict:
@@ -785,7 +821,7 @@ class Forwarder:
         media = MediaFile.get_or_none(MediaFile.id == delivery.media_id)
         event = WebhookEvent.get_or_none(WebhookEvent.id == delivery.event_id)
         if media is None or event is None:
-            raise LookupError("the media file or its event is no longer stored")
+            raise Gone(say("forward.media_gone"))
         message = Message.get_by_id(media.message_id)
         instance = Instance.get_by_id(media.instance_id)
         chat_jid = Chat.select(Chat.jid).where(Chat.id == message.chat_id).scalar()
@@ -863,12 +899,23 @@ def retry_delay(attempts: int, base: float, ceiling: float, retry_after: Optiona
 
 # --- what the API and the dashboard show --------------------------------------------------------
 
+def coded(code: Optional[str], params: Optional[str]) -> Optional[dict]:
+    """A stored reason as the dashboard reads it: {code, params} (codes.py), or None."""
+    if not code:
+        return None
+    try:
+        return {"code": code, "params": json.loads(params or "{}")}
+    except ValueError:
+        return {"code": code, "params": {}}
+
+
 def attempt_json(attempt: ForwardAttempt) -> dict:
     return {
         "number": attempt.number,
         "outcome": attempt.outcome,
         "http_status": attempt.http_status,
         "error": attempt.error,
+        "error_text": coded(attempt.error_code, attempt.error_params),
         "response_excerpt": attempt.response_excerpt,
         "duration_ms": attempt.duration_ms,
         "started_at": iso(attempt.started_at),
@@ -889,6 +936,7 @@ def delivery_json(delivery: ForwardDelivery, attempts: Optional[Iterable[Forward
         "next_attempt_at": iso(delivery.next_attempt_at),
         "last_status": delivery.last_status,
         "last_error": delivery.last_error,
+        "last_error_text": coded(delivery.last_error_code, delivery.last_error_params),
         "created_at": iso(delivery.created_at),
         "finished_at": iso(delivery.finished_at),
     }

@@ -10,6 +10,7 @@ restart resumes every pending and interrupted download.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -20,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from codes import Text, params_json, say
 from handlers import REGISTRY
 from models import Chat, DeploymentFact, Instance, MediaAttempt, MediaFile, Message, db, still_bound, utcnow
 from storage import names
@@ -35,7 +37,7 @@ WAIT_FOR_TWIN = timedelta(seconds=1)
 MEDIA_DIR_MARKER = ".zaphook-database"
 
 
-def check_media_dir(media_dir: Path) -> tuple[bool, str]:
+def check_media_dir(media_dir: Path) -> tuple[bool, Text]:
     """Whether MEDIA_DIR is this database's (and so the one every process shares), and why not.
 
     The folder keeps the database's id in a marker file, written the first
@@ -46,22 +48,29 @@ def check_media_dir(media_dir: Path) -> tuple[bool, str]:
     """
     database_id = DeploymentFact.database_id()
     marker = media_dir / MEDIA_DIR_MARKER
+    folder = str(media_dir)
     try:
         if marker.is_file():
             found = marker.read_text(encoding="utf-8").strip()
             if found != database_id:
-                return False, (f"{media_dir} belongs to another database (its marker says {found[:8]}…, this database "
-                               f"is {database_id[:8]}…): set MEDIA_DIR to this database's media folder")
-            return True, f"{media_dir} is this database's media folder"
+                return False, say("qa.media_dir.other_database", folder=folder, found=found[:8],
+                                      expected=database_id[:8])
+            return True, say("qa.media_dir.ours", folder=folder)
         if MediaFile.select().where(MediaFile.local_path.is_null(False)).exists():
-            return False, (f"{media_dir} is not the media folder the stored files are in: every process of a "
-                           "deployment must use the same MEDIA_DIR (a shared folder), see README "
-                           "\"Running several processes\"")
+            return False, say("qa.media_dir.not_shared", folder=folder)
         media_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(database_id + "\n", encoding="utf-8")
     except OSError as exc:
-        return False, f"{media_dir}: {exc}"
-    return True, f"{media_dir} is this database's media folder (marked now)"
+        return False, say("qa.media_dir.error", folder=folder, error=exc.strerror or str(exc))
+    return True, say("qa.media_dir.marked", folder=folder)
+
+
+def error_columns(text: Optional[Text], english: Optional[str] = None) -> dict:
+    """A row's error columns: the English sentence, and the same reason as a code with its parameters."""
+    if text is None:
+        return {"error": english, "error_code": None, "error_params": None}
+    return {"error": english if english is not None else text.english, "error_code": text.code,
+            "error_params": json.dumps(params_json(text.params), ensure_ascii=False)}
 
 
 class Stopping(Exception):
@@ -177,7 +186,7 @@ class MediaWorkers:
             job = self.job_for(row, message, instance, twin)
             target = self.target_for(row, message, instance)
         except ValueError as exc:
-            row.settle(self.owner, "failed", error=f"cannot file it: {exc}")
+            row.settle(self.owner, "failed", **error_columns(say("media_error.cannot_file", reason=str(exc))))
             return
         tag = f"{row.id}-"
         remove_temp_files(target.parent, tag)  # a crashed earlier attempt's half file
@@ -191,7 +200,8 @@ class MediaWorkers:
             return
         except Exception as exc:  # noqa: BLE001 - recorded on the row, retried like any passing error
             log.exception("media %s: unexpected error", row.id)
-            outcome = Outcome("retry", error=f"internal error: {type(exc).__name__}")
+            why = say("media_error.internal", error=type(exc).__name__)
+            outcome = Outcome("retry", error=why.english, text=why)
         self.settle(row, outcome, target)
 
     def _ticker(self, row: MediaFile):
@@ -223,20 +233,23 @@ class MediaWorkers:
         if outcome.state == "done":
             row.settle(self.owner, "done", local_path=str(target.relative_to(self.media_dir)),
                        stored_size=outcome.size, stored_sha256=outcome.sha256, way=outcome.way,
-                       error=None, failed_check=None, next_attempt_at=None)
+                       error=None, error_code=None, error_params=None, failed_check=None, next_attempt_at=None)
             log.info("media %s: %s saved via %s (%s bytes)", row.id, row.media_type, outcome.way, outcome.size)
         elif outcome.state == "retry" and not gave_up:
             delay = self.retry_seconds * (2 ** (row.attempts - 1)) * random.uniform(0.8, 1.2)
-            row.settle(self.owner, "pending", error=outcome.error,
+            row.settle(self.owner, "pending", **error_columns(outcome.text, outcome.error),
                        next_attempt_at=utcnow() + timedelta(seconds=delay))
             log.info("media %s: attempt %s of %s failed (%s); next in %.1f s",
                      row.id, row.attempts, self.max_attempts, outcome.error, delay)
         else:
             state = "failed" if outcome.state == "retry" else outcome.state
             error = outcome.error or "failed"
+            text = outcome.text or say("media_error.failed", reason=error)
             if outcome.state == "retry":
                 error = f"gave up after {row.attempts} attempts: {error}"
-            row.settle(self.owner, state, error=error, failed_check=outcome.failed_check, next_attempt_at=None)
+                text = say("media_error.gave_up", count=row.attempts, reason=text)
+            row.settle(self.owner, state, **error_columns(text, error), failed_check=outcome.failed_check,
+                       next_attempt_at=None)
             log.warning("media %s: %s: %s", row.id, state, error)
 
     # --- what to fetch and where it goes ------------------------------------------

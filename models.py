@@ -1035,6 +1035,9 @@ class MediaFile(BaseModel):
     stored_size = BigIntegerField(null=True)
     attempts = IntegerField(default=0)
     error = TextField(null=True)
+    # The same reason as a code and its parameters (JSON) for the dashboard (codes.py, migration 0007).
+    error_code = CharField(null=True)
+    error_params = TextField(null=True)
     failed_check = CharField(null=True)  # e.g. "mac", "file_sha256" when verification refused the bytes
     way = CharField(null=True)  # how the stored bytes were obtained: inline | cdn | copy | the provider's name (its API)
     # What identifies the content itself, so the same media delivered twice is fetched once.
@@ -1152,8 +1155,8 @@ class MediaFile(BaseModel):
         """Queue a failed or expired download again with a fresh set of attempts."""
         with write_transaction():
             return bool(cls.update(
-                state="pending", attempts=0, next_attempt_at=None, error=None, failed_check=None,
-                updated_at=utcnow(),
+                state="pending", attempts=0, next_attempt_at=None, error=None, error_code=None, error_params=None,
+                failed_check=None, updated_at=utcnow(),
             ).where((cls.id == media_id) & cls.state.in_(("failed", "expired"))).execute())
 
     @classmethod
@@ -1746,6 +1749,8 @@ class ForwardDelivery(BaseModel):
     lease_until = DateTimeField(null=True)
     last_status = IntegerField(null=True)
     last_error = TextField(null=True)
+    last_error_code = CharField(null=True)  # the same reason for the dashboard (codes.py)...
+    last_error_params = TextField(null=True)  # ...and its parameters, JSON
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     finished_at = DateTimeField(null=True)
@@ -1765,6 +1770,8 @@ class ForwardAttempt(BaseModel):
     outcome = CharField()  # delivered | retry | failed
     http_status = IntegerField(null=True)
     error = TextField(null=True)
+    error_code = CharField(null=True)  # the same reason for the dashboard (codes.py)...
+    error_params = TextField(null=True)  # ...and its parameters, JSON
     response_excerpt = TextField(null=True)
     duration_ms = IntegerField(default=0)
     started_at = DateTimeField(default=utcnow)
@@ -1892,6 +1899,8 @@ def media_json(media: Optional[MediaFile]) -> Optional[dict]:
         "file_name": media.file_name,
         "file_length": media.file_length,
         "error": media.error,
+        "error_code": media.error_code,
+        "error_params": json.loads(media.error_params) if media.error_params else {},
         "file_url": f"/api/media/{media.id}/file" if media.state == "done" else None,
         "inline": served_inline(media.mimetype),
     }

@@ -30,6 +30,7 @@ from access import (
     session_key_from_cookie,
     where_from,
 )
+from codes import error_body, say
 from config import SECRET_SETTINGS, ConfigError, load_settings
 from security import RedactingFilter, bearer_token, same_secret
 from tunnel import format_url_table, share_generated_webhook_token, webhook_url_table
@@ -157,7 +158,7 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
                 and not origin_allowed(request.headers.get("Origin"), (request.host,))):
             # A page on another site posting through the visitor's browser (CSRF): the
             # dashboard is same-origin, and curl or scripts send no Origin at all.
-            return jsonify(error="cross-origin request refused", detail=None), 403
+            return jsonify(error_body(say("error.cross_origin"))), 403
 
     @app.teardown_request
     def close_database(_exc):
@@ -211,16 +212,20 @@ def _refusal(caller: str):
     """
     if caller == FOREIGN_HOST:
         host = host_name(request.headers.get("Host"))
-        return jsonify(error=f"host {host!r} is not one of this server's names: add it to ALLOWED_HOSTS "
-                             "if you reach zaphook by that name",
-                       detail={"host": host, "setting": "ALLOWED_HOSTS"}), 403
-    return jsonify(error="not found", detail=None), 404
+        return jsonify(error_body(say("error.foreign_host", host=repr(host)),
+                                  {"host": host, "setting": "ALLOWED_HOSTS"})), 403
+    return jsonify(error_body(say("error.not_found"))), 404
+
+
+_HTTP_TEXTS = {404: say("error.not_found"), 405: say("error.method_not_allowed"), 413: say("error.too_large")}
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        response = jsonify(error=exc.description or exc.name, detail=None)
+        # views.api.abort_with puts a Text on the exception; any other is named by its status.
+        text = getattr(exc, "text", None) or _HTTP_TEXTS.get(exc.code) or say("error.http", status=exc.code)
+        response = jsonify(error=exc.description or exc.name, detail=None, **text.as_json())
         response.status_code = exc.code or 500
         if exc.code == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -229,7 +234,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
         log.exception("unhandled error in rid=%s", getattr(g, "request_id", "-"))
-        return jsonify(error="internal error", detail={"request_id": getattr(g, "request_id", None)}), 500
+        return jsonify(error_body(say("error.internal"), {"request_id": getattr(g, "request_id", None)})), 500
 
 
 def _install_secret_filter(secrets: list) -> None:
@@ -262,13 +267,13 @@ def serve(app: Flask) -> int:
                   exc.strerror or exc)
         return 2
     base = listeners.local_url
+    tunnel = app.extensions["zaphook.tunnel"]
     log.info("zaphook %s listening on %s (data in %s)", VERSION, base, settings["DATA_DIR"])
-    log.info("dashboard: %s/", base.replace("://0.0.0.0:", "://127.0.0.1:"))
     log.info("webhook URLs: %s", "; ".join(f"{provider} {event}: {url}" for provider, event, url
                                            in webhook_url_table(base, None)))
     log.info("tunnel listener on %s: only the webhooks and /health answer there", listeners.tunnel_url)
+    log.info("%s", dashboard_line(base, settings, tunnel.wanted))
     stop_like_ctrl_c()
-    tunnel = app.extensions["zaphook.tunnel"]
     applier = app.extensions["zaphook.applier"]
     roles = app.extensions["zaphook.roles"]
     applier.start()  # first of all: what an earlier run acknowledged and did not apply
@@ -337,6 +342,25 @@ def take_deployment_roles(app: Flask, tunnel_port: int) -> None:
 
             roles.want(REGISTRAR, while_held=register_when_the_url_changes)
     roles.start()
+
+
+def dashboard_line(base: str, settings: Mapping[str, Any], tunnel_wanted: bool) -> str:
+    """The start-up line that says where the dashboard is, and whether other machines need ADMIN_TOKEN.
+
+    From this machine the dashboard needs no login; from anywhere else (another
+    machine when HOST listens beyond this one, or the tunnel) it asks for
+    ADMIN_TOKEN at /login, and without one it is not reachable at all. The
+    token itself is never written.
+    """
+    url = base.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:") + "/"
+    reachable_elsewhere = tunnel_wanted or settings.get("HOST") not in ("127.0.0.1", "localhost", "::1")
+    if not reachable_elsewhere:
+        hint = "open it in a browser on this machine"
+    elif settings.get("ADMIN_TOKEN"):
+        hint = "no login on this machine; from elsewhere, sign in at /login with ADMIN_TOKEN"
+    else:
+        hint = "from this machine only: set ADMIN_TOKEN to open it from elsewhere"
+    return f"dashboard: {url} ({hint})"
 
 
 def register_webhooks_in_background(app: Flask, public_url: Optional[str]) -> Optional[threading.Thread]:

@@ -18,6 +18,7 @@ import json
 from typing import Any, Mapping
 from urllib.parse import quote
 
+from codes import say
 from storage.decrypt import PlainVerifier, decode_digest
 from storage.fetch import CHUNK_SIZE, SMALL_ANSWER, MediaJob, provider_message, raise_for_provider
 from storage.http import DownloadError, open_stream, read_json
@@ -315,7 +316,8 @@ def fetch_media(job: MediaJob, out, config, tick):
     answer = read_json(response, config.limits, "Evolution", allowance=limit // 3 + SMALL_ANSWER, tick=tick)
     text = answer.get("base64") if isinstance(answer, dict) else None
     if not isinstance(text, str) or not text:
-        raise DownloadError(f"Evolution's answer has no base64: {provider_message(answer) or 'empty answer'}")
+        raise DownloadError(f"Evolution's answer has no base64: {provider_message(answer) or 'empty answer'}",
+                            text=say("media_error.no_base64", who="Evolution"))
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]
     verifier = PlainVerifier(out, file_sha256=decode_digest(job.file_sha256), file_length=job.file_length)
@@ -324,7 +326,7 @@ def fetch_media(job: MediaJob, out, config, tick):
         for start in range(0, len(text), step):
             verifier.feed(base64.b64decode(text[start:start + step]))
     except (binascii.Error, ValueError):
-        raise DownloadError("Evolution's base64 is corrupt") from None
+        raise DownloadError(say("media_error.corrupt_base64", who="Evolution")) from None
     return verifier.finish()
 
 

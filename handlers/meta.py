@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import quote
 
+from codes import Text, say
 from security import check_hmac_signature, same_secret
 from storage.decrypt import decode_digest
 from storage.fetch import MediaJob, raise_for_provider, small_limits, stream_plain
@@ -315,9 +316,9 @@ def subscription(query: Mapping[str, str], settings: Mapping[str, Any]) -> Optio
     return 200, query.get("hub.challenge", "")
 
 
-def check_settings(settings: Mapping[str, Any]) -> list[str]:
+def check_settings(settings: Mapping[str, Any]) -> list[Text]:
     if settings.get("META_APP_SECRET") and not settings.get("META_VERIFY_TOKEN"):
-        return ["META_APP_SECRET is set but META_VERIFY_TOKEN is not: Meta cannot verify the callback URL"]
+        return [say("qa.settings.meta_verify_token_missing")]
     return []
 
 
@@ -340,8 +341,8 @@ def send_text(target: SendTarget, phone: str, text: str) -> str:
     return message_id
 
 
-def _media_needs(job: MediaJob) -> Optional[str]:
-    return None if job.media_id else "the payload has no Meta media id"
+def _media_needs(job: MediaJob) -> Optional[Text]:
+    return None if job.media_id else say("media_error.no_media_id", provider="Meta")
 
 
 def fetch_media(job: MediaJob, out, config, tick):
@@ -350,16 +351,16 @@ def fetch_media(job: MediaJob, out, config, tick):
     auth = {"Authorization": f"Bearer {job.api_token}"}
     response = open_stream("GET", f"{job.api_base_url.rstrip('/')}/{quote(job.media_id, safe='')}",
                            allowed=allowed, limits=config.limits, headers=auth)
-    raise_for_provider(response, "Meta", gone_hint="media ids expire 30 days after the message")
+    raise_for_provider(response, "Meta", gone_hint=say("media_error.hint.meta_expiry"))
     info = read_json(response, small_limits(config), "Meta")
     if not isinstance(info, dict) or not isinstance(info.get("url"), str):
-        raise DownloadError("Meta's media answer has no url")
+        raise DownloadError(say("media_error.answer_without_url", provider="Meta"))
     size = info.get("file_size")
     if isinstance(size, int) and size > config.limits.max_bytes:
         raise too_large(size, config.limits.max_bytes)
     check_url(info["url"], allowed)
     response = open_stream("GET", info["url"], allowed=allowed, limits=config.limits, headers=auth)
-    raise_for_provider(response, "Meta's media URL")
+    raise_for_provider(response, say("media_error.who.media_url", provider="Meta"))
     return stream_plain(response, out, config, tick, file_sha256=decode_digest(info.get("sha256") or job.file_sha256),
                         file_length=size if isinstance(size, int) else None)
 

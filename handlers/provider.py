@@ -86,7 +86,7 @@ class MediaDownload:
     """
 
     fetch: Callable[["MediaJob", BinaryIO, "FetchConfig", Any], Any]
-    needs: Callable[["MediaJob"], Optional[str]] = lambda job: None
+    needs: Callable[["MediaJob"], Optional[Any]] = lambda job: None  # a codes.Text (or English) or None
     # False when the way needs no API base URL nor token (Z-API's direct file URLs).
     credentials: bool = True
 
@@ -118,8 +118,8 @@ class Provider:
     register: Optional[Callable[..., list[dict]]] = None
     # When the provider is configured by hand instead: (urls by key, settings) -> lines to print.
     register_by_hand: Optional[Callable[[Mapping[str, str], Mapping[str, Any]], list[str]]] = None
-    # Problems with its settings, for /status and /test: settings -> [text].
-    check_settings: Callable[[Mapping[str, Any]], list[str]] = lambda settings: []
+    # Problems with its settings, for /status and /test: settings -> [codes.Message] (text is accepted).
+    check_settings: Callable[[Mapping[str, Any]], list[Any]] = lambda settings: []
 
     @property
     def secret_settings(self) -> tuple[str, ...]:

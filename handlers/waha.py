@@ -41,6 +41,7 @@ from datetime import datetime
 from typing import Any, Mapping, Optional
 from urllib.parse import quote, unquote, urlsplit
 
+from codes import Text, say
 from security import check_hmac_signature
 from storage.decrypt import decode_digest
 from storage.fetch import MediaJob, provider_message, raise_for_provider, stream_plain
@@ -588,10 +589,9 @@ def sign(key: str, body: bytes) -> str:
     return hmac.new(key.encode("utf-8"), body, hashlib.sha512).hexdigest()
 
 
-def check_settings(settings: Mapping[str, Any]) -> list[str]:
+def check_settings(settings: Mapping[str, Any]) -> list[Text]:
     if settings.get("WAHA_API_KEY") and not settings.get("WAHA_BASE_URL"):
-        return ["WAHA_API_KEY is set but WAHA_BASE_URL is not: zaphook cannot reach WAHA to send, download "
-                "media or set the webhook"]
+        return [say("qa.settings.waha_base_url_missing")]
     return []
 
 
@@ -667,10 +667,8 @@ def chat_id_for(target: SendTarget, phone: str) -> str:
 
 # Where WAHA serves the media files its webhooks link to.
 FILES_PATH = "/api/files/"
-_GONE_HINT = ("WAHA deletes its files WHATSAPP_FILES_LIFETIME seconds after the message (180 by default): "
-              "set WHATSAPP_FILES_LIFETIME=0 there, or use its S3 media storage")
-_NO_FILE = ("WAHA sent no media.url: it did not download this file (see media.error in the event, and WAHA's "
-            "WHATSAPP_DOWNLOAD_MEDIA and WHATSAPP_FILES_MIMETYPES)")
+_GONE_HINT = say("media_error.hint.waha_lifetime")
+_NO_FILE = say("media_error.waha_no_media_url")
 
 
 def file_url(media_url: str, api_base: str) -> Optional[str]:
@@ -692,11 +690,12 @@ def file_url(media_url: str, api_base: str) -> Optional[str]:
     name = path[start + len(FILES_PATH):]
     segments = unquote(name).split("/")
     if not name or "\\" in unquote(name) or any(segment in ("", ".", "..") for segment in segments):
-        raise DownloadError(f"media.url {shown_url(media_url)!r} does not name a file", kind="refused")
+        raise DownloadError(f"media.url {shown_url(media_url)!r} does not name a file", kind="refused",
+                            text=say("media_error.waha_not_a_file", url=shown_url(media_url)))
     return f"{api_base.rstrip('/')}{FILES_PATH}{name}"
 
 
-def _media_needs(job: MediaJob) -> Optional[str]:
+def _media_needs(job: MediaJob) -> Optional[Text]:
     return None if job.url else _NO_FILE
 
 
@@ -717,7 +716,8 @@ def fetch_media(job: MediaJob, out, config, tick):
             raise
         # Only a redirect can be refused here: WAHA_BASE_URL is the operator's own.
         raise DownloadError(f"WAHA sent its file elsewhere, and WAHA files are taken from WAHA_BASE_URL only "
-                            f"(where the key goes): {exc}", kind="refused") from None
+                            f"(where the key goes): {exc}", kind="refused",
+                            text=say("media_error.waha_redirected")) from None
     raise_for_provider(response, LABEL, gone_hint=_GONE_HINT)
     return stream_plain(response, out, config, tick, file_sha256=decode_digest(job.file_sha256),
                         file_length=job.file_length)
@@ -728,12 +728,13 @@ def _refuse_foreign(url: str, allowed, api_base: str) -> None:
     place, base = entry_for_url(url), entry_for_url(api_base)
     if place is not None and base is not None and (place.host, place.port) == (base.host, base.port):
         raise DownloadError(f"media.url {shown_url(url)!r} is on the WAHA server but not one of its files "
-                            f"({FILES_PATH}...): not fetched", kind="refused")
+                            f"({FILES_PATH}...): not fetched", kind="refused",
+                            text=say("media_error.waha_not_a_file", url=shown_url(url)))
     try:
         check_url(url, allowed)
     except DownloadError as exc:
         raise DownloadError(f"media.url is neither a WAHA file ({FILES_PATH}...) nor on an allowed media host: "
-                            f"{exc}", kind="refused") from None
+                            f"{exc}", kind="refused", text=say("media_error.waha_foreign", reason=exc.text)) from None
 
 
 # --- webhook registration -------------------------------------------------------------

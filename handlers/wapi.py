@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Mapping, Optional
 from urllib.parse import quote
 
+from codes import Text, say
 from storage.decrypt import decode_digest
 from storage.fetch import MediaJob, provider_message, raise_for_provider, small_limits, stream_plain
 from storage.http import DownloadError, open_stream, read_json
@@ -131,10 +132,10 @@ def send_text(target: SendTarget, phone: str, text: str, delay: int = 1) -> str:
     return message_id
 
 
-def _media_needs(job: MediaJob) -> Optional[str]:
+def _media_needs(job: MediaJob) -> Optional[Text]:
     if job.media_key and job.direct_path:
         return None
-    return "the payload has no mediaKey and directPath for W-API's download"
+    return say("media_error.no_key_and_path", provider="W-API")
 
 
 def fetch_media(job: MediaJob, out, config, tick):
@@ -149,9 +150,10 @@ def fetch_media(job: MediaJob, out, config, tick):
     answer = read_json(response, small_limits(config), "W-API")
     link = answer.get("fileLink") if isinstance(answer, dict) else None
     if not link or (isinstance(answer, dict) and answer.get("error")):
-        raise DownloadError(f"W-API could not fetch it: {provider_message(answer) or 'no fileLink in its answer'}")
+        raise DownloadError(f"W-API could not fetch it: {provider_message(answer) or 'no fileLink in its answer'}",
+                            text=say("media_error.provider_could_not_fetch", provider="W-API"))
     response = open_stream("GET", link, allowed=allowed, limits=config.limits)
-    raise_for_provider(response, "W-API's file link")
+    raise_for_provider(response, say("media_error.who.file_link", provider="W-API"))
     return stream_plain(response, out, config, tick, file_sha256=decode_digest(job.file_sha256),
                         file_length=job.file_length)
 

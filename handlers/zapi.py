@@ -49,6 +49,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import quote
 
+from codes import Text, say
 from security import redact_values
 from storage.fetch import MediaJob, Unavailable, raise_for_provider, stream_plain
 from storage.http import open_stream
@@ -566,8 +567,8 @@ def send_text(target: SendTarget, phone: str, text: str) -> str:
     return message_id
 
 
-def _media_needs(job: MediaJob) -> Optional[str]:
-    return None if job.url else "the payload has no Z-API file URL"
+def _media_needs(job: MediaJob) -> Optional[Text]:
+    return None if job.url else say("media_error.no_file_url", provider="Z-API")
 
 
 def fetch_media(job: MediaJob, out, config, tick):
@@ -575,9 +576,8 @@ def fetch_media(job: MediaJob, out, config, tick):
     response = open_stream("GET", job.url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits)
     if response.status_code in (401, 403, 404, 410):
         response.close()
-        raise Unavailable(f"Z-API's file URL answered {response.status_code}: the file is gone "
-                          "(Z-API deletes them 30 days after the message)", response.status_code)
-    raise_for_provider(response, "Z-API's file URL")
+        raise Unavailable(say("media_error.zapi_file_gone", status=response.status_code), response.status_code)
+    raise_for_provider(response, say("media_error.who.file_url", provider="Z-API"))
     return stream_plain(response, out, config, tick, file_length=job.file_length)
 
 

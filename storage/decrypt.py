@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from codes import Text, say
+
 log = logging.getLogger(__name__)
 
 Bytes = Union[bytes, bytearray, memoryview]
@@ -123,6 +125,15 @@ class VerificationError(Exception):
         else:
             message = "verification failed"
         super().__init__(message)
+
+    @property
+    def text(self) -> Text:
+        """The first failed check, and the others, as a code for the dashboard."""
+        first = self.checks[0] if self.checks else None
+        if first not in CHECK_MESSAGES:
+            return say("media_error.failed", reason=str(self))
+        text = say(f"media_error.check.{first}")
+        return text if len(self.checks) == 1 else say("media_error.checks", first=text, others=", ".join(self.checks[1:]))
 
 
 def _check_rank(name: str) -> int:

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 
+from codes import Text, say
 from storage.decrypt import MediaDecryptor, PlainVerifier, VerificationError, decode_digest, derive_keys
 from storage.files import AtomicFile
 from storage.http import (
@@ -50,10 +51,16 @@ Tick = Optional[Callable[[], None]]
 
 
 class Unavailable(Exception):
-    """The source no longer has the media (403/404/410): another way may still have it."""
+    """The source no longer has the media (403/404/410): another way may still have it.
 
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
+    ``message`` as in :class:`storage.http.DownloadError`: a Text, or English with ``text`` beside it.
+    """
+
+    def __init__(self, message: Union[str, Text], status: Optional[int] = None, text: Optional[Text] = None) -> None:
+        if isinstance(message, Text):
+            text, message = message, message.english
         super().__init__(message)
+        self.text = text or say("media_error.failed", reason=message)
         self.status = status
 
 
@@ -140,6 +147,7 @@ class Outcome:
     sha256: Optional[str] = None
     error: Optional[str] = None
     failed_check: Optional[str] = None
+    text: Optional[Text] = None  # the error as a code for the dashboard (codes.py)
 
 
 def _now() -> datetime:
@@ -155,12 +163,15 @@ def fetch(job: MediaJob, target: Path, config: FetchConfig, tick: Tick = None, t
     """
     limits = config.limits
     if job.file_length and job.file_length > limits.max_bytes:
-        return Outcome("failed", error=str(too_large(job.file_length, limits.max_bytes)))
+        refusal = too_large(job.file_length, limits.max_bytes)
+        return Outcome("failed", error=str(refusal), text=refusal.text)
     ways = plan(job, config)
     if not ways:
-        return Outcome("failed", error=f"no way to download it: {missing_means(job, config)}")
+        why = say("media_error.no_way", reasons=missing_means_texts(job, config))
+        return Outcome("failed", error=why.english, text=why)
 
     attempts: list[Attempt] = []
+    texts: list[Text] = []
     retryable: Optional[DownloadError] = None
     refused: Optional[Exception] = None
     rejected: Optional[VerificationError] = None
@@ -174,14 +185,17 @@ def fetch(job: MediaJob, target: Path, config: FetchConfig, tick: Tick = None, t
         except VerificationError as exc:
             rejected = rejected or exc
             attempts.append(Attempt(name, "next", started, _now(), error=str(exc)))
+            texts.append(exc.text)
         except Unavailable as exc:
             gone = gone or exc
             attempts.append(Attempt(name, "next", started, _now(), exc.status, str(exc)))
+            texts.append(exc.text)
         except DownloadError as exc:
             attempts.append(Attempt(name, "next", started, _now(), exc.status, str(exc)))
+            texts.append(exc.text)
             if exc.kind == "too_large":
                 attempts[-1].outcome = "failed"
-                return Outcome("failed", attempts, error=str(exc))
+                return Outcome("failed", attempts, error=str(exc), text=exc.text)
             if exc.retryable:
                 retryable = retryable or exc
             else:
@@ -191,14 +205,16 @@ def fetch(job: MediaJob, target: Path, config: FetchConfig, tick: Tick = None, t
             return Outcome("done", attempts, way=name, size=result.size, sha256=result.sha256)
 
     errors = "; ".join(attempt.error for attempt in attempts if attempt.error)
+    text = texts[0] if len(texts) == 1 else say("media_error.each_way", reasons=texts)
     if retryable is not None:
-        outcome = Outcome("retry", attempts, error=errors)
+        outcome = Outcome("retry", attempts, error=errors, text=text)
     elif rejected is not None:
-        outcome = Outcome("failed", attempts, error=errors, failed_check=rejected.checks[0] if rejected.checks else None)
+        outcome = Outcome("failed", attempts, error=errors, failed_check=rejected.checks[0] if rejected.checks else None,
+                          text=text)
     elif refused is not None:
-        outcome = Outcome("failed", attempts, error=errors)
+        outcome = Outcome("failed", attempts, error=errors, text=text)
     else:
-        outcome = Outcome("expired", attempts, error=errors)
+        outcome = Outcome("expired", attempts, error=errors, text=text)
     attempts[-1].outcome = outcome.state
     return outcome
 
@@ -233,18 +249,23 @@ def _has_credentials(job: MediaJob) -> bool:
 
 def missing_means(job: MediaJob, config: FetchConfig) -> str:
     """Why no way applies, in the words of the settings a person can change."""
+    return "; ".join(text.english for text in missing_means_texts(job, config))
+
+
+def missing_means_texts(job: MediaJob, config: FetchConfig) -> list[Text]:
+    """:func:`missing_means`, one Text per reason (a provider's ``needs`` may answer a Text or English)."""
     reasons = []
     if not job.media_key:
-        reasons.append("the payload has no mediaKey for the WhatsApp CDN")
+        reasons.append(say("media_error.no_media_key"))
     elif not cdn_url(job, config):
-        reasons.append("the payload has no directPath or WhatsApp URL")
+        reasons.append(say("media_error.no_direct_path"))
     if job.api_way is not None:
         if not _has_credentials(job):
-            reasons.append(f"no {job.provider} API credentials (set {job.api_settings_hint}, or the instance's "
-                           "api_token with PATCH /api/instances/<id>)")
+            reasons.append(say("media_error.no_credentials", provider=job.provider, settings=job.api_settings_hint))
         elif job.api_way.needs(job):
-            reasons.append(job.api_way.needs(job))
-    return "; ".join(reasons) or f"nothing in the payload says where the {job.media_type} is"
+            need = job.api_way.needs(job)
+            reasons.append(need if isinstance(need, Text) else say("media_error.provider_needs", reason=need))
+    return reasons or [say("media_error.nothing_in_payload", media_type=job.media_type)]
 
 
 # --- the ways ----------------------------------------------------------------
@@ -253,7 +274,7 @@ def _stream_file(path: Path, verifier, tick: Tick):
     try:
         source = open(path, "rb")
     except FileNotFoundError:
-        raise DownloadError(f"the file {path.name} is gone") from None
+        raise DownloadError(say("media_error.file_gone", name=path.name)) from None
     with source:
         while True:
             chunk = source.read(CHUNK_SIZE)
@@ -280,17 +301,17 @@ def from_cdn(job: MediaJob, out: BinaryIO, config: FetchConfig, tick: Tick):
     try:
         media_key = base64.b64decode(job.media_key, validate=False)
     except (binascii.Error, ValueError):
-        raise DownloadError("the payload's mediaKey is not base64") from None
+        raise DownloadError(say("media_error.media_key_not_base64")) from None
     if len(media_key) != 32:
-        raise DownloadError("the payload's mediaKey is not 32 bytes")
+        raise DownloadError(say("media_error.media_key_size"))
     keys = derive_keys(media_key, job.media_type)
     response = open_stream("GET", url, allowed=config.allowed_hosts(job.api_base_url), limits=config.limits,
                            headers={"Origin": WHATSAPP_ORIGIN})
     status = response.status_code
     if status in (403, 404, 410):
         response.close()
-        raise Unavailable(f"CDN answered {status}: the media expired; ask the sender to resend", status)
-    _raise_for_status(response, "the WhatsApp CDN")
+        raise Unavailable(say("media_error.cdn_expired", status=status), status)
+    _raise_for_status(response, say("media_error.who.cdn"))
     with MediaDecryptor(keys, out, file_enc_sha256=decode_digest(job.file_enc_sha256),
                         file_sha256=decode_digest(job.file_sha256), file_length=job.file_length) as decryptor:
         for chunk in read_chunks(response, config.limits, tick, allowance=ENCRYPTION_OVERHEAD):
@@ -313,28 +334,30 @@ def small_limits(config: FetchConfig) -> Limits:
     return Limits(config.limits.connect_timeout, config.limits.read_timeout, SMALL_ANSWER)
 
 
-def _raise_for_status(response, who: str) -> None:
+def _raise_for_status(response, who: Union[str, Text]) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
     response.close()
     if status == 429 or status >= 500:
-        raise DownloadError(f"{who} answered {status}: trying again later", status=status, retryable=True)
-    raise DownloadError(f"{who} answered {status}", status=status)
+        raise DownloadError(say("media_error.retry_later", who=who, status=status), status=status, retryable=True)
+    raise DownloadError(say("media_error.http_status", who=who, status=status), status=status)
 
 
-def raise_for_provider(response, who: str, gone_hint: str = "") -> None:
+def raise_for_provider(response, who: Union[str, Text], gone_hint: Union[str, Text] = "") -> None:
+    """A provider's error answer as an exception; ``who`` names it (a label, or a Text such as its file link)."""
     status = response.status_code
     if status in (401, 403):
         response.close()
-        raise DownloadError(f"{who} refused the credentials ({status}): check the instance's api token",
-                            status=status)
+        raise DownloadError(say("media_error.credentials_refused", who=who, status=status), status=status)
     if status in (400, 404, 410):
         message = provider_message(_json_or_none(response))
         response.close()
         detail = f" ({message})" if message else ""
         hint = f"; {gone_hint}" if gone_hint else ""
-        raise Unavailable(f"{who} answered {status}: it does not have this media{detail}{hint}", status)
+        text = (say("media_error.provider_gone_hint", who=who, status=status, hint=gone_hint)
+                if isinstance(gone_hint, Text) else say("media_error.provider_gone", who=who, status=status))
+        raise Unavailable(f"{who} answered {status}: it does not have this media{detail}{hint}", status, text)
     _raise_for_status(response, who)
 
 

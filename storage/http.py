@@ -49,6 +49,7 @@ from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameReso
 from urllib3.util import parse_url
 from urllib3.util.connection import allowed_gai_family, create_connection
 
+from codes import Text, say
 from security import is_secret_key
 
 CHUNK_SIZE = 1024 * 1024
@@ -74,11 +75,16 @@ class DownloadError(Exception):
 
     ``retryable`` marks passing trouble (timeouts, refused connections, 5xx,
     429) worth another try later; ``status`` is the HTTP status when there was one.
+    ``message`` is a :class:`codes.Text` (its English is the exception's text), or
+    English only; ``text`` is then a shorter coded version for the dashboard.
     """
 
-    def __init__(self, message: str, *, status: Optional[int] = None, retryable: bool = False,
-                 kind: str = "error") -> None:
+    def __init__(self, message: Union[str, Text], *, status: Optional[int] = None, retryable: bool = False,
+                 kind: str = "error", text: Optional[Text] = None) -> None:
+        if isinstance(message, Text):
+            text, message = message, message.english
         super().__init__(message)
+        self.text = text or say("media_error.failed", reason=message)
         self.status = status
         self.retryable = retryable
         self.kind = kind
@@ -257,8 +263,9 @@ def shown_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-def _refused(reason: str) -> DownloadError:
-    return DownloadError(f"refused: {reason}", kind="refused")
+def _refused(reason: str, text: Optional[Text] = None) -> DownloadError:
+    """A URL zaphook will not fetch; ``text`` says why to the dashboard (else a general refusal)."""
+    return DownloadError(f"refused: {reason}", kind="refused", text=text or say("media_error.url_refused"))
 
 
 # Anything a resolver reads as a number: 2130706433, 0x7f.1, 017700000001, 127.1.
@@ -310,8 +317,10 @@ def _check_prepared(prepared_url: str, allowed: tuple[AllowedHost, ...]) -> Targ
         if any(_host_matches(host, entry.host) for entry in allowed):
             with_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             raise _refused(f"{host} is allowed, but not on port {port} (add {with_port} to MEDIA_ALLOWED_HOSTS "
-                           "if you trust it)")
-        raise _refused(f"{host} is not an allowed media host (add it to MEDIA_ALLOWED_HOSTS if you trust it)")
+                           "if you trust it)", say("media_error.port_not_allowed", host=host, port=port,
+                                                   host_port=with_port))
+        raise _refused(f"{host} is not an allowed media host (add it to MEDIA_ALLOWED_HOSTS if you trust it)",
+                       say("media_error.host_not_allowed", host=host))
     may_be_private = (any(entry.configured for entry in matching)
                       and not any(_host_matches(host, domain) for domain in PUBLIC_SERVICE_DOMAINS))
     return Target(prepared_url, scheme, host, port, may_be_private)
@@ -495,12 +504,12 @@ def open_stream(method: str, url: str, *, allowed: Allowed, limits: Limits,
         location = response.headers.get("Location")
         response.close()
         if not location:
-            raise DownloadError(f"{target.host} answered {response.status_code} without a Location",
-                                status=response.status_code)
+            raise DownloadError(say("media_error.redirect_without_location", host=target.host,
+                                    status=response.status_code), status=response.status_code)
         url = urljoin(target.url, location)
         if response.status_code == 303 or (response.status_code in (301, 302) and method != "GET"):
             method, json_body, data = "GET", None, None
-    raise DownloadError(f"more than {MAX_REDIRECTS} redirects", kind="refused")
+    raise DownloadError(say("media_error.too_many_redirects", count=MAX_REDIRECTS), kind="refused")
 
 
 def _send(prepared: requests.PreparedRequest, target: Target, limits: Limits) -> requests.Response:
@@ -510,21 +519,22 @@ def _send(prepared: requests.PreparedRequest, target: Target, limits: Limits) ->
                                                    allow_redirects=False)
     except AddressRefused:
         raise _refused(f"{target.host} resolves to no public address (only hosts you configure may be "
-                       "on a private network)") from None
+                       "on a private network)", say("media_error.no_public_address", host=target.host)) from None
     except requests.Timeout:
-        raise DownloadError(f"{target.host} did not answer in time", retryable=True, kind="timeout") from None
+        raise DownloadError(say("media_error.timeout", host=target.host), retryable=True, kind="timeout") from None
     except requests.ConnectionError as exc:
-        raise DownloadError(f"could not connect to {target.host}: {type(exc).__name__}",
+        raise DownloadError(say("media_error.connect_failed", host=target.host, error=type(exc).__name__),
                             retryable=True, kind="connection") from None
     except requests.RequestException as exc:
-        raise DownloadError(f"request to {target.host} failed: {type(exc).__name__}", kind="error") from None
+        raise DownloadError(say("media_error.request_failed", host=target.host, error=type(exc).__name__),
+                            kind="error") from None
 
 
 # --- reading ----------------------------------------------------------------------
 
 def too_large(size: int, limit: int) -> DownloadError:
-    return DownloadError(f"too large: {size / 1_000_000:.0f} MB > MEDIA_MAX_MB {limit / 1_000_000:.0f}",
-                         kind="too_large")
+    return DownloadError(say("media_error.too_large", size_mb=f"{size / 1_000_000:.0f}",
+                             limit_mb=f"{limit / 1_000_000:.0f}"), kind="too_large")
 
 
 def read_chunks(response: requests.Response, limits: Limits,
@@ -549,10 +559,10 @@ def read_chunks(response: requests.Response, limits: Limits,
             if tick is not None:
                 tick()
     except (requests.Timeout, requests.ConnectionError) as exc:
-        raise DownloadError(f"{host_of(response.url)} stopped sending mid-download ({type(exc).__name__})",
-                            retryable=True, kind="timeout") from None
+        raise DownloadError(say("media_error.stopped_mid_download", host=host_of(response.url),
+                                error=type(exc).__name__), retryable=True, kind="timeout") from None
     except requests.RequestException as exc:
-        raise DownloadError(f"download from {host_of(response.url)} broke off: {type(exc).__name__}",
+        raise DownloadError(say("media_error.broke_off", host=host_of(response.url), error=type(exc).__name__),
                             retryable=True, kind="connection") from None
     finally:
         response.close()
@@ -565,4 +575,4 @@ def read_json(response: requests.Response, limits: Limits, what: str, allowance:
     try:
         return json.loads(body)
     except ValueError:
-        raise DownloadError(f"{what} answered something that is not JSON", status=response.status_code) from None
+        raise DownloadError(say("media_error.not_json", who=what), status=response.status_code) from None

@@ -81,7 +81,8 @@ def test_the_self_check_says_when_acknowledged_webhooks_wait_too_long(client, ap
         WebhookEvent.update(received_at=models.utcnow().replace(year=2020)).where(
             WebhookEvent.id == answer["event_id"]).execute()
     checks = {check["name"]: check for check in client.get("/test").get_json()["checks"]}
-    assert checks["applier"]["ok"] is False and "1 acknowledged webhook(s) not applied yet" in checks["applier"]["detail"]
+    assert checks["applier"]["ok"] is False and "1 acknowledged webhook not applied yet" in checks["applier"]["detail"]
+    assert checks["applier"]["params"]["count"] == 1 and checks["applier"]["code"].startswith("qa.applier.")
     client.post("/webhook/", json=evolution_message("LATE-2"))  # waits: applies both, oldest first
     checks = {check["name"]: check for check in client.get("/test").get_json()["checks"]}
     assert checks["applier"]["ok"] is True

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sys.platform == "win32", reason="the fake agent is started through a POSIX script")]
 
 ADMIN = "admin-token-for-the-boundary-tests-0123456789"
-BOUNDARY_404 = {"error": "not found", "detail": None}
+BOUNDARY_404 = {"error": "not found", "detail": None, "code": "error.not_found", "params": {}}
 PUBLIC_HOST = "zaphook-test.ngrok-free.app"
 
 

@@ -6,6 +6,8 @@ phone, in English and in Brazilian Portuguese.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import server
@@ -95,3 +97,28 @@ def test_the_campaign_form_does_not_offer_demo_instances(dashboard, run_demo):
     options = web.page.locator("#campaign-instance option")
     expect(options.first).to_have_text("evolution · Shop", timeout=LIVE)
     assert options.all_inner_texts() == ["evolution · Shop"]
+
+
+def test_qa_stays_free_of_failures_with_the_demo_and_after_its_removal(dashboard, run_demo, monkeypatch):
+    web = dashboard(WEBHOOK_TOKEN="a-good-long-webhook-token")  # a token, so "webhook token" passes too
+    monkeypatch.setenv("WEBHOOK_TOKEN", "a-good-long-webhook-token")  # the demo command posts with it
+    run_demo(web.url)
+    answer = web.client.get("/test").get_json()
+    demo_checks = [check for check in answer["checks"] if check.get("demo")]
+    assert len(demo_checks) == 7 and {check["level"] for check in demo_checks} <= {"ok", "warning"}
+    assert answer["failures"] == 0, [check for check in answer["checks"] if check["level"] == "failure"]
+
+    web.open("#/qa")
+    page = web.page
+    expect(page.locator(".qa-summary")).to_have_attribute("data-level", re.compile("ok|warning"), timeout=LIVE)
+    assert page.locator(".checklist li[data-level=failure]").count() == 0
+    expect(page.locator(".checklist li", has_text="demo-evolution")).to_be_visible()
+
+    web.open()
+    page.locator("#demo-clear").click()
+    page.locator("#demo-clear-yes").click()
+    expect(page.locator("tr[data-instance]")).to_have_count(0, timeout=LIVE)
+    assert web.client.get("/test").get_json()["failures"] == 0
+    web.open("#/qa")
+    expect(page.locator(".qa-summary")).to_have_attribute("data-level", "ok", timeout=LIVE)
+    expect(page.locator(".checklist li", has_text="demo-")).to_have_count(0)

@@ -323,6 +323,7 @@ def test_an_app_that_fails_three_times_gets_every_event_once_it_recovers_in_orde
     assert [(a["outcome"], a["http_status"]) for a in delivery["attempt_log"]] == [
         ("retry", 500), ("retry", 500), ("retry", 500), ("delivered", 200)]
     assert delivery["attempt_log"][0]["response_excerpt"] == "busy"
+    assert delivery["attempt_log"][0]["error_text"] == {"code": "forward.http_status", "params": {"status": 500}}
 
 
 def test_two_forwarders_on_one_database_send_each_delivery_once_and_each_chat_in_order(served, app_server):
@@ -443,6 +444,8 @@ def test_a_delivery_that_keeps_failing_is_given_up_after_the_configured_time(ser
         return items and items[0]["state"] == "failed" and items[0]
     delivery = wait_until(failed, "given up")
     assert delivery["attempts"] >= 2 and delivery["last_error"].startswith("gave up after")
+    assert delivery["last_error_text"] == {"code": "forward.gave_up", "params": {
+        "count": delivery["attempts"], "reason": {"code": "forward.http_status", "params": {"status": 503}}}}
     assert all(attempt["http_status"] == 503 for attempt in delivery["attempt_log"])
 
 
@@ -615,6 +618,8 @@ def test_the_api_adds_lists_changes_and_removes_destinations_and_says_what_is_wr
     for body, code in bad:
         response = requests.post(base, json=body, timeout=10)
         assert response.status_code in (400, 409) and response.json()["code"] == code, (body, response.text)
+    refused = requests.post(base, json={"url": "http://localhost/", "types": ["message.exploded"]}, timeout=10).json()
+    assert refused["params"]["type"] == "message.exploded" and "message.exploded" in refused["error"]
     assert requests.delete(f"{base}/bot", timeout=10).status_code == 204
     assert requests.get(f"{base}/bot", timeout=10).json()["code"] == "forward.no_destination"
     schema = requests.get(f"{zaphook.url}/api/forward/schema", timeout=10)

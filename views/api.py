@@ -5,11 +5,15 @@ Reachable from this machine; through the tunnel only with the ADMIN_TOKEN.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from typing import NoReturn, Union
+
+from flask import Blueprint, current_app, jsonify, request
 from peewee import JOIN, fn
+from werkzeug.exceptions import default_exceptions
 
 import demo
 import status as status_report
+from codes import Text, error_body, say
 from handlers import REGISTRY
 from models import (
     Chat,
@@ -35,12 +39,23 @@ MAX_LIMIT = 500
 
 
 class BadRequest(ValueError):
-    pass
+    """A 400: a Text (English only is still accepted: it travels as error.bad_request)."""
+
+    def __init__(self, reason: Union[Text, str]) -> None:
+        self.text = reason if isinstance(reason, Text) else say("error.bad_request", reason=reason)
+        super().__init__(self.text.english)
 
 
 @bp.app_errorhandler(BadRequest)
 def bad_request(exc: BadRequest):
-    return jsonify(error=str(exc), detail=None), 400
+    return jsonify(error_body(exc.text)), 400
+
+
+def abort_with(status: int, text: Text) -> NoReturn:
+    """Flask's abort, answered with ``text``'s English, code and params (server.py's error handler)."""
+    error = default_exceptions[status](description=text.english)
+    error.text = text
+    raise error
 
 
 def _pipeline():
@@ -58,9 +73,10 @@ def _int_arg(name: str, default=None, low: int = 1, high: int | None = None):
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
+        raise BadRequest(say("error.whole_number", name=name)) from None
     if value < low or (high is not None and value > high):
-        raise BadRequest(f"{name} must be between {low} and {high}" if high else f"{name} must be at least {low}")
+        raise BadRequest(say("error.number_between", name=name, low=low, high=high) if high
+                         else say("error.number_at_least", name=name, low=low))
     return value
 
 
@@ -117,7 +133,7 @@ def list_instances():
 def _json_object() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise BadRequest("send a JSON object")
+        raise BadRequest(say("error.json_object"))
     return data
 
 
@@ -128,15 +144,15 @@ def _instance_changes(data: dict) -> dict:
         if name in data:
             value = data[name]
             if value is not None and not isinstance(value, str):
-                raise BadRequest(f"{name} must be text or null")
+                raise BadRequest(say("error.text_or_null", name=name))
             changes[name] = (value or "").strip() or None
     if changes.get("api_base_url") and not changes["api_base_url"].startswith(("http://", "https://")):
-        raise BadRequest("api_base_url must start with http:// or https://")
+        raise BadRequest(say("error.http_url", name="api_base_url"))
     if changes.get("api_base_url"):
         changes["api_base_url"] = changes["api_base_url"].rstrip("/")
     if "client" in data:
         if not isinstance(data["client"], str) or not data["client"].strip():
-            raise BadRequest("client must be a client name")
+            raise BadRequest(say("error.client_name"))
         changes["client"] = Client.named(data["client"].strip())
     return changes
 
@@ -161,9 +177,8 @@ def _keep_credentials_with_their_host(changes: dict, provider: str, current_base
     if new_base and not same_api_base(new_base, default_base):
         unit = REGISTRY.get(provider)
         api = unit.api if unit is not None else None
-        default_key = f" ({api.token_setting}, which only goes to {api.base_url_setting})" if api else ""
-        raise BadRequest("a changed api_base_url needs its own api_token in the same request: "
-                         f"the default credential{default_key} is never sent to another host")
+        raise BadRequest(say("error.credential_stays_setting", token_setting=api.token_setting,
+                             base_setting=api.base_url_setting) if api else say("error.credential_stays"))
     changes["api_token"] = None
 
 
@@ -172,15 +187,15 @@ def create_instance():
     data = _json_object()
     provider, external_id = data.get("provider"), data.get("instance_id")
     if REGISTRY.get(provider) is None:
-        raise BadRequest(f"provider must be one of {', '.join(REGISTRY.names)}")
+        raise BadRequest(say("error.one_of", name="provider", choices=", ".join(REGISTRY.names)))
     if not isinstance(external_id, str) or not external_id.strip():
-        raise BadRequest("instance_id (the provider's instance id or name) is required")
+        raise BadRequest(say("error.instance_id_required"))
     changes = _instance_changes(data)
     _keep_credentials_with_their_host(changes, provider, current_base=None)
     instance, created = Instance.register(provider, external_id.strip(), changes)
     if not created:
-        return jsonify(error=f"instance {provider}/{external_id} already exists: PATCH /api/instances/{instance.id}",
-                       detail=instance_json(instance)), 409
+        return jsonify(error_body(say("error.instance_exists", provider=provider, instance=external_id,
+                                      id=instance.id), instance_json(instance))), 409
     return jsonify(instance_json(instance)), 201
 
 
@@ -188,7 +203,7 @@ def create_instance():
 def update_instance(instance_id: int):
     instance = Instance.get_or_none(Instance.id == instance_id)
     if instance is None:
-        abort(404, description=f"no instance {instance_id}")
+        abort_with(404, say("error.no_instance", id=instance_id))
     changes = _instance_changes(_json_object())
     _keep_credentials_with_their_host(changes, instance.provider, current_base=instance.api_base_url)
     if changes:
@@ -209,7 +224,7 @@ def list_chats():
     kind = request.args.get("kind")
     if kind:
         if kind not in Chat.KINDS:
-            raise BadRequest(f"kind must be one of {', '.join(Chat.KINDS)}")
+            raise BadRequest(say("error.one_of", name="kind", choices=", ".join(Chat.KINDS)))
         query = query.where(Chat.of_kind(kind))
     rows, next_before = page(query, Chat)
     last = _last_messages([row.id for row in rows])
@@ -257,7 +272,7 @@ def list_messages():
     direction = request.args.get("direction")
     if direction:
         if direction not in ("in", "out"):
-            raise BadRequest("direction must be in or out")
+            raise BadRequest(say("error.direction"))
         query = query.where(Message.direction == direction)
     for name in ("type", "status"):
         if request.args.get(name):
@@ -270,7 +285,7 @@ def list_messages():
 def show_message(message_id: int):
     message = _messages_query().where(Message.id == message_id).first()
     if message is None:
-        abort(404, description=f"no message {message_id}")
+        abort_with(404, say("error.no_message", id=message_id))
     data = _shown_message(message)
     changes = (MessageStatusChange.select()
                .where((MessageStatusChange.instance == message.instance_id)

@@ -8,11 +8,12 @@ the codes into sentences in the page's language.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from peewee import JOIN
 
 from campaign_lists import ListError
 from campaigns import contact_list, create_planned, plan_campaign
+from codes import say
 from models import (
     CONTACT_STATES,
     CAMPAIGN_STATES,
@@ -23,7 +24,7 @@ from models import (
     campaign_json,
     campaign_log_json,
 )
-from views.api import BadRequest, instance_filter, page
+from views.api import BadRequest, abort_with, instance_filter, page
 
 bp = Blueprint("campaigns_api", __name__)
 
@@ -31,7 +32,7 @@ bp = Blueprint("campaigns_api", __name__)
 def _campaign_or_404(campaign_id: int) -> Campaign:
     campaign = Campaign.get_or_none(Campaign.id == campaign_id)
     if campaign is None:
-        abort(404, description=f"no campaign {campaign_id}")
+        abort_with(404, say("error.no_campaign", id=campaign_id))
     return campaign
 
 
@@ -42,8 +43,7 @@ def _read_request():
         return request.form.to_dict(), _contacts(raw=upload.read())
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise BadRequest("send a JSON object {name, instance_id, text, contacts: [{phone, name}]} "
-                         "or a multipart form with a CSV file (phone,name columns)")
+        raise BadRequest(say("error.campaign_shape"))
     if isinstance(data.get("csv"), str):
         return data, _contacts(text=data["csv"])
     return data, _contacts(items=data.get("contacts"))
@@ -78,7 +78,7 @@ def check_campaign():
 @bp.post("/api/campaigns/<int:campaign_id>/<action>")
 def change_state(campaign_id: int, action: str):
     if action not in Campaign.MOVES:
-        abort(404, description=f"no action {action!r}: start, pause, resume or cancel")
+        abort_with(404, say("error.no_action", action=repr(action)))
     campaign = _campaign_or_404(campaign_id)
     if not Campaign.move(campaign.id, action):
         current = Campaign.get_by_id(campaign.id).state
@@ -100,7 +100,7 @@ def list_campaigns():
     state = request.args.get("state")
     if state:
         if state not in CAMPAIGN_STATES:
-            raise BadRequest(f"state must be one of {', '.join(CAMPAIGN_STATES)}")
+            raise BadRequest(say("error.one_of", name="state", choices=", ".join(CAMPAIGN_STATES)))
         query = query.where(Campaign.state == state)
     query = instance_filter(query, Campaign.instance)
     rows, next_before = page(query, Campaign)
@@ -119,7 +119,7 @@ def list_contacts(campaign_id: int):
     state = request.args.get("state")
     if state:
         if state not in CONTACT_STATES:
-            raise BadRequest(f"state must be one of {', '.join(CONTACT_STATES)}")
+            raise BadRequest(say("error.one_of", name="state", choices=", ".join(CONTACT_STATES)))
         query = query.where(CampaignContact.state == state)
     rows, next_before = page(query, CampaignContact)
     return jsonify(items=[campaign_contact_json(row) for row in rows], next_before_id=next_before)

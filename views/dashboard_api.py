@@ -14,6 +14,7 @@ from datetime import datetime, time as day_start, timezone
 from flask import Blueprint, jsonify, request
 from peewee import fn
 
+from codes import say
 from models import Campaign, CampaignLog, Client, Instance, MediaFile, Message, WebhookEvent, instance_json, iso, utcnow
 from views.api import BadRequest
 
@@ -55,7 +56,7 @@ def changes():
     """The current cursor, and which parts differ from ``?since=`` (all of them without one)."""
     since = request.args.get("since", "")
     if since and not _CURSOR.match(since):
-        raise BadRequest(f"since must be a cursor from an earlier answer ({len(CURSOR_PARTS)} numbers joined by '.')")
+        raise BadRequest(say("error.changes_cursor", parts=len(CURSOR_PARTS)))
     now = current_cursor()
     before = [int(part) for part in since.split(".")] if since else [None] * len(CURSOR_PARTS)
     changed = [name for name, old, new in zip(CURSOR_PARTS, before, now, strict=True) if old != new]
@@ -70,7 +71,7 @@ def _day_start() -> datetime:
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest("since must be an ISO 8601 time, e.g. 2025-06-02T03:00:00.000Z") from None
+        raise BadRequest(say("error.iso_time")) from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
     return parsed

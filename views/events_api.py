@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from peewee import JOIN
 
+from codes import say
 from handlers import REGISTRY
 from ingest import STORED, edit_refusal, replay_refusal
 from models import OUTCOMES, Chat, Instance, WebhookEvent, event_json, event_response
 from security import redact, redact_base64, redact_body, redact_text, redact_values
-from views.api import DEFAULT_LIMIT, MAX_LIMIT, BadRequest, _int_arg, instance_filter
+from views.api import DEFAULT_LIMIT, MAX_LIMIT, BadRequest, _int_arg, abort_with, instance_filter
 from views.webhooks import applied_answer
 
 bp = Blueprint("events_api", __name__)
@@ -44,7 +45,7 @@ def list_events():
     fields = _LISTED_EVENT_FIELDS + ((WebhookEvent.search_text,) if text else ())
     query = WebhookEvent.select(*fields, Instance).join(Instance, JOIN.LEFT_OUTER)
     if request.args.get("outcome") and request.args["outcome"] not in OUTCOMES:
-        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
+        raise BadRequest(say("error.one_of", name="outcome", choices=", ".join(OUTCOMES)))
     for name in ("provider", "kind", "outcome"):
         if request.args.get(name):
             query = query.where(getattr(WebhookEvent, name) == request.args[name])
@@ -52,7 +53,7 @@ def list_events():
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     before, after = _int_arg("before_id"), _int_arg("after_id")
     if before is not None and after is not None:
-        raise BadRequest("give before_id (older events) or after_id (newer events), not both")
+        raise BadRequest(say("error.before_or_after"))
     page = EventPage(query, text, _secrets())
     rows, older, newer = page.read(limit, before, after)
     return jsonify(items=_summaries(rows), next_before_id=older, next_after_id=newer)
@@ -159,7 +160,7 @@ def _event_summary(event: WebhookEvent) -> dict:
 def _event_or_404(event_id: int) -> WebhookEvent:
     event = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
     if event is None:
-        abort(404, description=f"no event {event_id}")
+        abort_with(404, say("error.no_event", id=event_id))
     return event
 
 
@@ -211,14 +212,14 @@ def replay_edited(event_id: int):
     event = _event_or_404(event_id)
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or ("body" in data) == ("payload" in data):
-        raise BadRequest('send {"body": "<the edited body, JSON text>"} or {"payload": <a JSON object>}')
+        raise BadRequest(say("error.edit_shape"))
     if "body" in data:
         if not isinstance(data["body"], str):
-            raise BadRequest("body must be text (the edited request body)")
+            raise BadRequest(say("error.edit_body_text"))
         body = data["body"].encode("utf-8", "surrogatepass")
     else:
         if not isinstance(data["payload"], dict):
-            raise BadRequest("payload must be a JSON object")
+            raise BadRequest(say("error.edit_payload_object"))
         body = json.dumps(data["payload"], ensure_ascii=False).encode("utf-8")
     answer = _pipeline().replay_edited(event, body, g.request_id, request.remote_addr)
     if answer.outcome == STORED:

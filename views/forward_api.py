@@ -2,14 +2,15 @@
 
 Like the rest of the API, reachable from this machine, or through the tunnel
 only with the ADMIN_TOKEN (the request hooks in server.py enforce it). Errors
-carry a ``code`` (``forward.*``) and its parameters in ``detail``, which the
-dashboard translates.
+are ``codes.error_body``: the English ``error`` and a ``code`` (``forward.*``)
+with its ``params``, which the dashboard translates.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from codes import error_body, say
 from forward_schema import SCHEMA_FILE
 from forwarding import (
     ForwardError,
@@ -30,7 +31,7 @@ bp = Blueprint("forward_api", __name__)
 
 @bp.app_errorhandler(ForwardError)
 def forward_error(exc: ForwardError):
-    return jsonify(error=str(exc), code=exc.code, detail=exc.params or None), exc.status
+    return jsonify(error_body(exc.text)), exc.status
 
 
 def _forwarder():
@@ -40,7 +41,7 @@ def _forwarder():
 def _json_body() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise ForwardError("forward.not_json", "send a JSON object")
+        raise ForwardError(say("forward.not_json"))
     return data
 
 
@@ -91,7 +92,7 @@ def list_deliveries():
 def show_delivery(delivery_id: int):
     delivery = ForwardDelivery.get_or_none(ForwardDelivery.id == delivery_id)
     if delivery is None:
-        raise ForwardError("forward.no_delivery", f"no delivery {delivery_id}", 404, delivery=delivery_id)
+        raise ForwardError(say("forward.no_delivery", delivery=delivery_id), 404)
     attempts = ForwardAttempt.select().where(ForwardAttempt.delivery == delivery.id).order_by(ForwardAttempt.id)
     return jsonify(delivery_json(delivery, attempts))
 
@@ -99,7 +100,7 @@ def show_delivery(delivery_id: int):
 @bp.get("/api/forward/events/<int:event_id>")
 def show_event_forwarding(event_id: int):
     if not WebhookEvent.select().where(WebhookEvent.id == event_id).exists():
-        raise ForwardError("forward.no_event", f"no event {event_id}", 404, event_id=event_id)
+        raise ForwardError(say("forward.no_event", event_id=event_id), 404)
     return jsonify(event_forwarding(event_id))
 
 
@@ -110,14 +111,13 @@ def replay():
     destination = find_destination(data.get("destination"))
     event_ids = data.get("event_ids") or ([data["event_id"]] if data.get("event_id") is not None else [])
     if not isinstance(event_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in event_ids):
-        raise ForwardError("forward.bad_event_ids", "event_id must be a number, event_ids a list of numbers")
+        raise ForwardError(say("forward.bad_event_ids"))
     times = {}
     for name in ("since", "until"):
         if data.get(name) not in (None, ""):
             times[name] = parse_timestamp(data[name])
             if times[name] is None:
-                raise ForwardError("forward.bad_time", f"{name} must be an ISO 8601 time or Unix seconds",
-                                   field=name)
+                raise ForwardError(say("forward.bad_time", field=name))
     replayed = _forwarder().replay(destination, event_ids=event_ids, since=times.get("since"),
                                    until=times.get("until"), provider=data.get("provider") or None,
                                    instance=data.get("instance") or None, kind=data.get("kind") or None)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, jsonify, request, send_file
+from flask import Blueprint, current_app, jsonify, request, send_file
 
+from codes import error_body, say
 from models import MediaAttempt, MediaFile, bare_mimetype, media_detail_json, served_inline
-from views.api import BadRequest, instance_filter, page
+from views.api import BadRequest, abort_with, instance_filter, page
 
 bp = Blueprint("media_api", __name__)
 
@@ -28,7 +29,7 @@ FILE_SECURITY_HEADERS = {
 def _media_or_404(media_id: int) -> MediaFile:
     media = MediaFile.get_or_none(MediaFile.id == media_id)
     if media is None:
-        abort(404, description=f"no media {media_id}")
+        abort_with(404, say("error.no_media", id=media_id))
     return media
 
 
@@ -43,7 +44,7 @@ def list_media():
     state = request.args.get("status") or request.args.get("state")
     if state:
         if state not in MediaFile.STATES:
-            raise BadRequest(f"status must be one of {', '.join(MediaFile.STATES)}")
+            raise BadRequest(say("error.one_of", name="status", choices=", ".join(MediaFile.STATES)))
         query = query.where(MediaFile.state == state)
     if request.args.get("type"):
         query = query.where(MediaFile.media_type == request.args["type"])
@@ -61,11 +62,11 @@ def show_media(media_id: int):
 def media_file(media_id: int):
     media = _media_or_404(media_id)
     if media.state != "done" or not media.local_path:
-        abort(404, description=f"media {media_id} is {media.state}, not downloaded")
+        abort_with(404, say("error.media_not_downloaded", id=media_id, state=say(f"state.{media.state}")))
     media_dir = Path(current_app.config["MEDIA_DIR"]).resolve()
     path = (media_dir / media.local_path).resolve()
     if not path.is_relative_to(media_dir) or not path.is_file():
-        abort(404, description=f"the file of media {media_id} is missing from the media folder")
+        abort_with(404, say("error.media_file_missing", id=media_id))
     # The sender declares the mimetype: only the allow-list is served as itself and
     # inline; anything else (HTML, SVG, XML, scripts, unknown) is a bare download.
     inline = served_inline(media.mimetype)
@@ -80,7 +81,7 @@ def retry_media(media_id: int):
     media = _media_or_404(media_id)
     if not MediaFile.retry(media.id):
         current = MediaFile.get_by_id(media.id)
-        return jsonify(error=f"media {media_id} is {current.state}: only failed or expired downloads are retried",
-                       detail=_detail(current)), 409
+        return jsonify(error_body(say("error.media_not_retryable", id=media_id, state=say(f"state.{current.state}")),
+                                  _detail(current))), 409
     current_app.extensions["zaphook.media"].notify()
     return jsonify(_detail(MediaFile.get_by_id(media.id))), 202

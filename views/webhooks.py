@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from access import origin_allowed
+from codes import error_body, say
 from handlers import REGISTRY
 from handlers.base import RouteHint
 from handlers.provider import Registry
@@ -99,8 +100,7 @@ def database_busy(exc: Exception) -> Response:
     """503 after a transient database error: nothing was stored, and the provider's retry will be."""
     current_app.logger.warning("webhook not stored, the database failed for a moment: %s", exc)
     g.log_fields = {"outcome": "unavailable"}
-    response = jsonify(error="the database is busy or unreachable for a moment: nothing was stored, send it again",
-                       detail=None)
+    response = jsonify(error_body(say("error.database_busy")))
     response.status_code = 503
     response.headers["Retry-After"] = "2"
     return response
@@ -131,8 +131,7 @@ def subscription_check() -> Response:
     """A provider's GET handshake on its webhook URL (Meta's hub.challenge); 405 for any other GET."""
     answer = REGISTRY.subscription_answer(request.args.to_dict(), current_app.config)
     if answer is None:
-        response = jsonify(error="method not allowed: webhooks accept POST (GET only for a provider's "
-                                 "subscription check, such as Meta's hub.mode=subscribe)", detail=None)
+        response = jsonify(error_body(say("error.webhook_get")))
         response.status_code = 405
         response.headers["Allow"] = "POST"
         return response
@@ -140,7 +139,7 @@ def subscription_check() -> Response:
     g.log_fields = {"provider": provider, "kind": "verification",
                     "outcome": "processed" if status == 200 else "rejected"}
     if status != 200:
-        response = jsonify(error=body, detail=None)
+        response = jsonify(error_body(say("error.subscription_refused", reason=body)))
         response.status_code = status
         return response
     return Response(body, status=200, mimetype="text/plain")

@@ -1,8 +1,10 @@
 // The JSON API, the dashboard's only source of data.
+import {tText} from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(status, body) {
-    super((body && body.error) || `HTTP ${status}`);
+    // The error in the page's language when the server sent its code, else the server's English.
+    super((body && body.code ? tText(body, body.error) : body && body.error) || `HTTP ${status}`);
     this.status = status;
     this.body = body;
   }

@@ -3,7 +3,7 @@
 // The events page calls renderForwarding(container, eventId) in its detail.
 import {del, get, patch, post} from "./api.js";
 import {formatDateTime, formatNumber, h, replaceChildren} from "./dom.js";
-import {currentLanguage, t} from "./i18n.js";
+import {currentLanguage, t, tText} from "./i18n.js";
 
 // Delivery states shown with the dashboard's existing badge colours.
 const BADGES = {delivered: "state-done", failed: "state-failed", pending: "state-pending",
@@ -24,15 +24,6 @@ const OUTCOMES = {
   failed: () => t("forward.outcome.failed"),
 };
 const FORMATS = {raw: () => t("forward.format.raw"), normalised: () => t("forward.format.normalised")};
-// The server's error codes this panel can meet, with their parameters; others show the server's text.
-const ERRORS = {
-  "forward.bad_url": (detail) => t("forward.bad_url", detail),
-  "forward.bad_name": () => t("forward.bad_name"),
-  "forward.name_taken": (detail) => t("forward.name_taken", detail),
-  "forward.env_managed": () => t("forward.env_managed"),
-  "forward.no_destination": (detail) => t("forward.no_destination", detail),
-  "forward.no_event": (detail) => t("forward.no_event", detail),
-};
 
 /** A catalogue text chosen by Intl.PluralRules: key.one or key.other. */
 function tn(key, count, params = {}) {
@@ -44,9 +35,9 @@ function text(table, value) {
   return table[value] ? table[value]() : value;
 }
 
+/** An API error in the page's language: its {code, params} (codes.py), else the server's English. */
 function errorText(error) {
-  const code = error.body && error.body.code;
-  return ERRORS[code] ? ERRORS[code](error.body.detail || {}) : error.message;
+  return error.body && error.body.code ? tText(error.body, error.message) : error.message;
 }
 
 function attemptRows(attempts) {
@@ -56,7 +47,8 @@ function attemptRows(attempts) {
     h("td", {}, text(OUTCOMES, attempt.outcome)),
     h("td", {class: "num"}, attempt.http_status === null ? "—" : String(attempt.http_status)),
     h("td", {class: "num"}, String(attempt.duration_ms)),
-    h("td", {class: "forward-answer"}, [attempt.error, attempt.response_excerpt].filter(Boolean).join(" · "))));
+    h("td", {class: "forward-answer"},
+      [tText(attempt.error_text, attempt.error), attempt.response_excerpt].filter(Boolean).join(" · "))));
 }
 
 function deliveryBlock(delivery) {
@@ -65,7 +57,7 @@ function deliveryBlock(delivery) {
   if (delivery.state === "pending" && delivery.next_attempt_at) {
     facts.push(t("forward.next_attempt", {time: formatDateTime(delivery.next_attempt_at)}));
   }
-  if (delivery.last_error && delivery.state === "failed") facts.push(delivery.last_error);
+  if (delivery.last_error && delivery.state === "failed") facts.push(tText(delivery.last_error_text, delivery.last_error));
   return h("li", {class: "forward-delivery", dataset: {deliveryId: delivery.id, state: delivery.state}},
     h("span", {class: `badge ${BADGES[delivery.state] || ""}`}, text(STATES, delivery.state)), " ",
     h("code", {}, delivery.type), facts.length ? ` · ${facts.join(" · ")}` : null,

@@ -213,9 +213,11 @@ def test_the_self_check_reports_each_check(client, post_webhook):
     assert names["webhook token"]["ok"] is True  # not set, but only this machine listens
     assert "WEBHOOK_TOKEN is not set" in names["webhook token"]["detail"]
     tigo = names["instance evolution/tigo1"]
-    assert tigo["ok"] is False  # the sample's last event is from 2025
-    assert "last event 2025-05-01T20:51:13.000Z" in tigo["detail"]
-    assert report["ok"] is False
+    # The sample's last event is from 2025 and it never said it was connected: quiet, a warning.
+    assert (tigo["ok"], tigo["level"], tigo["code"]) == (True, "warning", "qa.instance.quiet")
+    assert tigo["last_event_at"] == "2025-05-01T20:51:13.000Z"
+    assert tigo["params"]["last_event_ago"] > 86400 and " ago" in tigo["detail"]
+    assert (report["ok"], report["level"], report["warnings"]) == (True, "warning", 1)
 
 
 def test_the_self_check_passes_on_a_sane_setup(make_app):

@@ -92,6 +92,7 @@ TEMPLATE_KEYS = {
     "event_kind.${code}": [*ingest.SUMMARY_KINDS, *handlers.base.REQUEST_KINDS],
     "events.presence.${summary.state}": list(handlers.base.PRESENCE_STATES),
     "events.replay_refusal.${code}": list(ingest.REPLAY_REFUSALS),
+    "qa.level.${level}": ["ok", "warning", "failure"],
 }
 
 
@@ -115,11 +116,16 @@ def used_keys() -> set[str]:
     keys.update(re.findall(r'data-i18n(?:-placeholder|-label)?="([^"]+)"', (STATIC / "index.html").read_text()))
     keys.update(re.findall(r'live\.\w+', (STATIC / "index.html").read_text()))
     keys.update(re.findall(r't\["([^"]+)"\]', (ROOT / "templates" / "login.html").read_text()))
-    return keys
+    # A plural (t("qa.summary_warnings", {count})) is its forms: key.one, key.other (Intl.PluralRules).
+    english = catalogue("en")
+    plurals = {key for key in keys if key not in english and f"{key}.other" in english}
+    return (keys - plurals) | {form for key in plurals for form in english if form.rsplit(".", 1)[0] == key}
 
 
 def api_values() -> set[str]:
-    """Every state, outcome and type the API hands out: the pages translate them with tState / tType."""
+    """Every state, outcome and type the API hands out (the pages translate them with tState / tType),
+    and every text code the server sends (codes.py; the pages translate them with tText)."""
+    import codes
     from models import CAMPAIGN_STATES, CONTACT_STATES, OUTCOMES, MediaFile
 
     states = {*CAMPAIGN_STATES, *CONTACT_STATES, *OUTCOMES, *MediaFile.STATES,
@@ -128,7 +134,8 @@ def api_values() -> set[str]:
               "off", "starting", "open", "closed"}  # tunnel states
     types = {"text", "image", "video", "audio", "document", "sticker", "location", "contact", "reaction",
              "interactive", "poll", "unknown"}
-    return {f"state.{value}" for value in states} | {f"type.{value}" for value in types}
+    server_texts = {key for code in codes.registered() for key in codes.catalogue_keys(code)}
+    return {f"state.{value}" for value in states} | {f"type.{value}" for value in types} | server_texts
 
 
 def test_both_catalogues_have_the_same_keys():
@@ -162,7 +169,7 @@ def test_without_admin_token_the_dashboard_and_login_do_not_exist_through_the_tu
     for path in ("/", "/login", "/static/js/app.js", "/api/changes"):
         response = client.get(path, headers=TUNNELLED)
         assert response.status_code == 404, path
-        assert response.get_json() == {"error": "not found", "detail": None}
+        assert response.get_json() == {"error": "not found", "detail": None, "code": "error.not_found", "params": {}}
     assert client.post("/login", data={"token": "x"}, headers=TUNNELLED).status_code == 404
 
 
@@ -257,7 +264,8 @@ def test_a_state_change_from_another_origin_is_refused(client, method, path, ori
     response = client.open(path, method=method, json={"provider": "wapi", "instance_id": "x"},
                            headers={"Origin": origin})
     assert response.status_code == 403
-    assert response.get_json() == {"error": "cross-origin request refused", "detail": None}
+    assert response.get_json() == {"error": "cross-origin request refused", "detail": None, "code": "error.cross_origin",
+                                   "params": {}}
 
 
 def test_the_guard_lets_same_origin_and_originless_requests_through(client):

@@ -214,7 +214,10 @@ def test_status_and_self_check_report_media(downloaded):
     assert status["media"]["workers"] == 1 and status["media"]["alive"] == 1
     checks = {check["name"]: check for check in client.get("/test").get_json()["checks"]}
     assert checks["media dir writable"]["ok"] is True
-    assert checks["media workers"] == {"name": "media workers", "ok": True, "detail": "1 of 1 download threads alive"}
+    workers = checks["media workers"]
+    assert {name: workers[name] for name in ("name", "ok", "level", "detail", "code", "params")} == {
+        "name": "media workers", "ok": True, "level": "ok", "detail": "1 of 1 download threads alive",
+        "code": "qa.media_workers.alive", "params": {"alive": 1, "size": 1}}
 
 
 def test_the_self_check_fails_when_the_pool_is_dead(downloaded):

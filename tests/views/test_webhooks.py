@@ -356,7 +356,7 @@ def test_through_the_tunnel_only_webhooks_exist(client, path):
     assert client.get(path).status_code == 200
     response = client.get(path, headers=TUNNELLED)
     assert response.status_code == 404
-    assert response.get_json() == {"error": "not found", "detail": None}
+    assert response.get_json() == {"error": "not found", "detail": None, "code": "error.not_found", "params": {}}
 
 
 def test_a_remote_address_is_treated_like_the_tunnel(client):

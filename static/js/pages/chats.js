@@ -304,7 +304,7 @@ export function mount(container, params) {
     const sorted = [...chats].sort((a, b) => (b.last_message_at || "").localeCompare(a.last_message_at || ""));
     const talks = sorted.filter((chat) => !BROADCAST_KINDS.includes(chat.kind));
     const posts = sorted.filter((chat) => BROADCAST_KINDS.includes(chat.kind));
-    const empty = instanceFilter ? t("chats.none_for_instance") : t("chats.none");
+    const empty = instanceFilter ? t("chats.none_for_instance") : t("empty.chats");
     replaceChildren(list, talks.length ? talks.map(chatItem) : h("li", {class: "muted empty-list"}, empty));
     replaceChildren(broadcastList, posts.map(chatItem));
     broadcasts.hidden = posts.length === 0;

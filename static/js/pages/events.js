@@ -344,7 +344,8 @@ export function mount(container, params) {
     syncKeyed(rows, data.items, rendered, (event) => eventRow(event, labels));
     markSelected();
     if (!data.items.length && !rows.querySelector(".empty")) {
-      rows.append(h("tr", {class: "empty"}, h("td", {colspan: 4, class: "muted"}, t("events.none"))));
+      const filtered = [provider.value, kind.value, outcome.value, instance.value, text.value.trim()].some(Boolean);
+      rows.append(h("tr", {class: "empty"}, h("td", {colspan: 4, class: "muted"}, filtered ? t("events.none") : t("empty.events"))));
     }
     if (data.items.length) rows.querySelector(".empty")?.remove();
     newest.disabled = !cursor.before_id && !cursor.after_id;

@@ -1,7 +1,7 @@
 // Media: every attachment as a card, by type and state, with retry for failed downloads.
 import {get, post, query} from "../api.js";
 import {formatBytes, formatDateTime, h, syncKeyed} from "../dom.js";
-import {t, tState, tType} from "../i18n.js";
+import {t, tState, tText, tType} from "../i18n.js";
 
 const TYPES = ["image", "video", "audio", "document", "sticker"];
 const STATES = ["pending", "downloading", "done", "failed", "expired"];
@@ -58,7 +58,8 @@ export function mount(container) {
         h("span", {class: "muted"}, [formatBytes(media.stored_size ?? media.file_length), media.mimetype]
           .filter(Boolean).join(" · ")),
         h("span", {class: "muted"}, formatDateTime(media.created_at)),
-        media.error ? h("span", {class: "error small-text", title: media.error}, media.error) : null,
+        media.error ? h("span", {class: "error small-text", title: media.error},
+          tText({code: media.error_code, params: media.error_params}, media.error)) : null,
         h("div", {class: "row"},
           fileLink(media),
           RETRYABLE.includes(media.state)
@@ -67,7 +68,7 @@ export function mount(container) {
 
   async function load() {
     const data = await get(`/api/media${query({type: type.value, status: state.value, limit: LIMIT})}`);
-    message.textContent = data.items.length ? "" : t("media.none");
+    message.textContent = data.items.length ? "" : type.value || state.value ? t("media.none") : t("empty.media");
     syncKeyed(grid, data.items, rendered, card);
   }
 

@@ -1,7 +1,8 @@
 // Overview: instances with their numbers today, the tunnel and webhook URLs, the last events.
 import {del, get, query} from "../api.js";
 import {formatDateTime, formatNumber, formatTime, h, replaceChildren} from "../dom.js";
-import {t, tState} from "../i18n.js";
+import {t, tState, tText} from "../i18n.js";
+import {overviewGuide} from "../guide.js";
 
 const LAST_EVENTS = 10;
 const STATUS_EVERY_MS = 10000;
@@ -91,6 +92,12 @@ function urlRows(urls) {
     h("span", {class: "url-label"}, label), h("code", {}, url), copyButton(url)));
 }
 
+/** /status's URL rows (newer servers): the provider and what the URL is for, in the page's language. */
+function labelledUrlRows(rows) {
+  return urlRows(Object.fromEntries(rows.map((row) => [
+    [row.provider_label, tText({code: row.label_code, params: {}}, row.label)].filter(Boolean).join(" · "), row.url])));
+}
+
 export function eventLine(event) {
   return h("li", {class: "event-line", dataset: {eventId: event.id}},
     h("a", {href: `#/events/${event.id}`},
@@ -122,16 +129,18 @@ export function mount(container) {
       h("section", {class: "card"}, h("h2", {}, t("overview.last_events")), lastEvents)));
 
   let statusFetchedAt = 0;
+  let publicUrl = null;
 
   async function loadStatus() {
     const status = await get("/status");
     statusFetchedAt = Date.now();
     const info = status.tunnel || {};
+    publicUrl = status.public_url || info.public_url || null;
     replaceChildren(tunnel,
       h("p", {}, h("span", {class: `badge tunnel-${info.state}`}, tState(info.state)), " ",
         info.public_url ? h("code", {}, info.public_url) : h("span", {class: "muted"}, t("overview.no_tunnel"))),
-      info.reason ? h("p", {class: info.state === "failed" ? "error" : "muted"}, info.reason) : null);
-    replaceChildren(urls, urlRows(status.webhook_urls));
+      info.reason ? h("p", {class: info.state === "failed" ? "error" : "muted"}, tText(info.message, info.reason)) : null);
+    replaceChildren(urls, status.webhook_url_rows ? labelledUrlRows(status.webhook_url_rows) : urlRows(status.webhook_urls));
   }
 
   async function load() {
@@ -139,11 +148,11 @@ export function mount(container) {
       get(`/api/overview${query({since: localMidnight()})}`),
       get(`/api/events?limit=${LAST_EVENTS}`),
     ]);
+    if (Date.now() - statusFetchedAt > STATUS_EVERY_MS) await loadStatus();
     replaceChildren(instancesBody, data.instances.length ? data.instances.map(instanceRow)
-      : h("tr", {}, h("td", {colspan: 6, class: "muted"}, t("overview.no_instances"))));
+      : h("tr", {class: "empty"}, h("td", {colspan: 6}, overviewGuide(publicUrl))));
     replaceChildren(lastEvents, events.items.map(eventLine));
     demo.show(data.instances.some((instance) => instance.demo));
-    if (Date.now() - statusFetchedAt > STATUS_EVERY_MS) await loadStatus();
   }
 
   return {ready: load(), refresh: load};

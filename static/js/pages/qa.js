@@ -1,7 +1,29 @@
-// QA: the /test self-check as a checklist.
+// QA: the /test self-check as a checklist, failures and warnings first, in the page's language.
 import {get} from "../api.js";
 import {h, replaceChildren} from "../dom.js";
-import {t} from "../i18n.js";
+import {t, tText} from "../i18n.js";
+
+const MARKS = {ok: "✓", warning: "!", failure: "✗"};
+const ORDER = {failure: 0, warning: 1, ok: 2};
+
+/** A check's level; a server older than levels sent only ok. */
+function levelOf(check) {
+  return check.level || (check.ok ? "ok" : "failure");
+}
+
+function summaryText(report) {
+  if (report.failures || report.ok === false) return t("qa.summary_failures", {count: report.failures || 1});
+  if (report.warnings) return t("qa.summary_warnings", {count: report.warnings});
+  return t("qa.all_ok");
+}
+
+function checkItem(check) {
+  const level = levelOf(check);
+  const name = tText({code: check.name_code, params: check.name_params}, check.name);
+  return h("li", {class: `check-${level} ${level === "failure" ? "bad" : level}`, dataset: {level, code: check.code || ""}},
+    h("span", {class: "check-mark", role: "img", "aria-label": t(`qa.level.${level}`)}, MARKS[level]),
+    h("div", {}, h("strong", {}, name), h("div", {class: "muted", title: check.detail}, tText(check, check.detail))));
+}
 
 export function mount(container) {
   const summary = h("p", {class: "qa-summary", role: "status"});
@@ -11,11 +33,12 @@ export function mount(container) {
 
   async function load() {
     const report = await get("/test");
-    summary.className = `qa-summary ${report.ok ? "ok" : "bad"}`;
-    summary.textContent = report.ok ? t("qa.all_ok") : t("qa.some_failed");
-    replaceChildren(list, report.checks.map((check) => h("li", {class: check.ok ? "ok" : "bad"},
-      h("span", {class: "check-mark", "aria-label": check.ok ? t("qa.passed") : t("qa.failed")}, check.ok ? "✓" : "✗"),
-      h("div", {}, h("strong", {}, check.name), h("div", {class: "muted"}, check.detail)))));
+    const level = report.level || (report.ok ? "ok" : "failure");
+    summary.className = `qa-summary ${level === "failure" ? "bad" : level}`;
+    summary.dataset.level = level;
+    summary.textContent = summaryText(report);
+    const checks = [...report.checks].sort((a, b) => ORDER[levelOf(a)] - ORDER[levelOf(b)]);
+    replaceChildren(list, checks.map(checkItem));
   }
 
   again.addEventListener("click", load);
