@@ -32,6 +32,7 @@ from typing import Optional
 
 from peewee import PostgresqlDatabase, SqliteDatabase
 
+import forwarding
 from handlers import REGISTRY
 from handlers.base import Normalised
 from ingest import Pipeline, normalise, parse_json, searchable_text
@@ -222,6 +223,7 @@ class Applier:
             return "failed", event.failure, False
         instance = self._instance(event.instance_id)
         outcome, error = self.pipeline.apply_safely(event.normalised, instance, event.event_id, event.received_at)
+        forwarding.queue_event(event.event_id, event.normalised, instance, event.received_at)  # in this transaction
         return outcome, error, outcome == "processed" and self.pipeline.has_media(event.normalised)
 
     def _instance(self, instance_id: Optional[int]) -> Optional[Instance]:

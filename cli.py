@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, TextIO
 import click
 
 import demo
+import forward_cli
 from handlers import REGISTRY, UNKNOWN_PROVIDER
 from handlers.provider import Provider
 
@@ -993,6 +994,9 @@ def instances_list(settings: dict, as_json: bool) -> int:
 
 
 # --- migrate -------------------------------------------------------------------------
+
+
+commands.add_command(forward_cli.forward)  # forward list|add|remove|replay: forward_cli.py
 
 
 @commands.command(help="Bring the database's schema to this release (start-up does it too), one process at a "

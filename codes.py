@@ -46,7 +46,7 @@ from typing import Any, Mapping, Union
 English = Union[str, Mapping[str, str]]  # a sentence, or a plural {"one": ..., "other": ...}
 
 # Modules outside this one that call define() when imported.
-CODE_MODULES: tuple[str, ...] = ()
+CODE_MODULES: tuple[str, ...] = ("forwarding",)
 
 _REGISTRY: dict[str, English] = {}
 _PREFIXES: set[str] = set()

@@ -120,6 +120,23 @@ def _tunnel_mode(value: Any) -> str:
     return parse_tunnel_mode(value)
 
 
+def _forward_url(value: str) -> str:
+    """A destination URL, kept as written (a trailing slash is part of the app's route)."""
+    value = value.strip()
+    if value and not value.lower().startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    if "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+        raise ValueError("must not carry a user name or password (user:password@host)")
+    return value
+
+
+def _forward_format(value: str) -> str:
+    value = value.strip().lower().replace("normalized", "normalised")
+    if value not in ("raw", "normalised"):
+        raise ValueError(f"must be raw or normalised, got {value!r}")
+    return value
+
+
 # name: (default, parser). Defaults are strings, parsed like environment values.
 SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "HOST": ("127.0.0.1", _host),
@@ -163,6 +180,16 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "CAMPAIGN_DELIVERY_TIMEOUT_HOURS": ("24", _positive_number),
     "CAMPAIGN_SEND_TIMEOUT": ("30", _positive_number),
     "CAMPAIGN_OPT_OUT_WORDS": ("SAIR,PARAR,STOP,CANCELAR", _word_list),
+    # Forwarding every webhook to the app you are building (forwarding.py)
+    "FORWARD_URL": ("", _forward_url),
+    "FORWARD_FORMAT": ("raw", _forward_format),
+    "FORWARD_SECRET": ("", _optional_secret),
+    "FORWARD_WORKERS": ("4", _int_between(0, 64)),
+    "FORWARD_TIMEOUT": ("10", _positive_number),
+    "FORWARD_RETRY_SECONDS": ("5", _positive_number),
+    "FORWARD_RETRY_MAX_SECONDS": ("600", _positive_number),
+    "FORWARD_GIVE_UP_HOURS": ("24", _positive_number),
+    "FORWARD_MEDIA_BASE_URL": ("", _public_url),
 }
 
 # Each provider's own settings (its API's base URL and credentials, its webhook

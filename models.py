@@ -1702,10 +1702,94 @@ class _SlotNotDue(Exception):
     """Rolls back a send slot claim that found one of its scopes not yet due."""
 
 
+# --- forwarding (see forwarding.py) ------------------------------------------------
+
+FORWARD_FORMATS = ("raw", "normalised")
+DELIVERY_STATES = ("waiting", "pending", "delivering", "delivered", "failed")
+
+
+class ForwardDestination(BaseModel):
+    """An app zaphook forwards webhooks to: its URL, format, filter and signing secret.
+
+    ``origin`` is "env" for the one FORWARD_URL configures (kept in step with
+    the settings at start-up), "api" for those made through the API, the
+    dashboard or the command line. The secret is shared with the app (it
+    verifies the signatures with it), so the API shows it.
+    """
+
+    name = CharField(unique=True)
+    url = TextField()
+    format = CharField(default="raw")  # raw | normalised
+    secret = CharField()  # whsec_<base64>, Standard Webhooks
+    instance = CharField(null=True)  # only this instance (the provider's id), or any
+    provider = CharField(null=True)  # only this provider, or any
+    types = TextField(null=True)  # only these normalised event types, comma-separated, or any
+    enabled = BooleanField(default=True)
+    origin = CharField(default="api")  # api | env
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    @property
+    def type_list(self) -> tuple[str, ...]:
+        return tuple(part for part in (self.types or "").split(",") if part)
+
+
+class ForwardDelivery(BaseModel):
+    """One event to deliver to one destination, and where its delivery stands.
+
+    ``waiting`` rows are "media.ready" events whose download has not finished;
+    ``pending`` ones are due at ``next_attempt_at``; ``delivering`` ones are
+    leased by a worker (taken over when the lease runs out). Deliveries of one
+    destination and ``order_key`` (a chat) go out in id order.
+    """
+
+    destination = ForeignKeyField(ForwardDestination, backref="deliveries", on_delete="CASCADE")
+    event = ForeignKeyField(WebhookEvent, null=True, on_delete="CASCADE")
+    media = ForeignKeyField(MediaFile, null=True, on_delete="CASCADE")  # a media.ready event's file
+    type = CharField()  # "raw" or a normalised event type
+    webhook_id = CharField()  # the webhook-id header: the same for every attempt and replay
+    order_key = CharField()
+    payload = TextField(null=True)  # the normalised event's JSON; raw: the stored request
+    replay = BooleanField(default=False)
+    state = CharField(default="pending")
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(null=True)
+    lease_owner = CharField(null=True)
+    lease_until = DateTimeField(null=True)
+    last_status = IntegerField(null=True)
+    last_error = TextField(null=True)
+    last_error_code = CharField(null=True)  # the same reason for the dashboard (codes.py)...
+    last_error_params = TextField(null=True)  # ...and its parameters, JSON
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("state", "next_attempt_at"), False),
+            (("destination", "order_key", "state"), False),
+        )
+
+
+class ForwardAttempt(BaseModel):
+    """One HTTP request of a delivery: what the app answered (or why there was no answer)."""
+
+    delivery = ForeignKeyField(ForwardDelivery, backref="attempt_log", on_delete="CASCADE")
+    number = IntegerField()
+    outcome = CharField()  # delivered | retry | failed
+    http_status = IntegerField(null=True)
+    error = TextField(null=True)
+    error_code = CharField(null=True)  # the same reason for the dashboard (codes.py)...
+    error_params = TextField(null=True)  # ...and its parameters, JSON
+    response_excerpt = TextField(null=True)
+    duration_ms = IntegerField(default=0)
+    started_at = DateTimeField(default=utcnow)
+
+
 MODELS: Iterable[type[BaseModel]] = (
     Client, Instance, WebhookEvent, Chat, Contact, Message, MessageStatusChange, Presence, JidAlias,
     MediaFile, MediaAttempt, Campaign, CampaignContact, CampaignLog, OptOut, DashboardSession, DeploymentFact,
-    RoleLease, SendSlot,
+    RoleLease, SendSlot, ForwardDestination, ForwardDelivery, ForwardAttempt,
 )
 
 

@@ -63,11 +63,12 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
 
     import models
     from applier import Applier
+    from forwarding import Forwarder, sync_env_destination
     from ingest import Pipeline
     from media import MediaWorkers, check_media_dir
     from roles import Roles
     from tunnel import Tunnel
-    from views import api, campaigns_api, dashboard, dashboard_api, events_api, media_api, webhooks
+    from views import api, campaigns_api, dashboard, dashboard_api, events_api, forward_api, media_api, webhooks
     from campaigns import CampaignSender
 
     app.extensions["zaphook.own_hosts"] = own_host_names(settings)
@@ -80,6 +81,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         models.create_schema()
         shared, detail = check_media_dir(Path(settings["MEDIA_DIR"]))
         app.config["WEBHOOK_TOKEN"] = settings["WEBHOOK_TOKEN"] = share_generated_webhook_token(settings)
+        sync_env_destination(settings)  # FORWARD_URL's destination, in step with .env
     _install_secret_filter([settings.get(name) for name in SECRET_SETTINGS])
     if not shared:
         log.warning("MEDIA_DIR: %s", detail)
@@ -89,6 +91,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
                                                              auth_failures=app.extensions["zaphook.auth_failures"])
     applier = app.extensions["zaphook.applier"] = Applier(pipeline, app.extensions["zaphook.database"])
     pipeline.on_stored = applier.wake  # started by the serving code (serve, tests' ServedApp)
+    # Forwarding to the developer's app: queued by the applier, delivered by this service (started by serve()).
+    app.extensions["zaphook.forwarding"] = Forwarder(settings, app.extensions["zaphook.database"])
     # The deployment-wide roles (campaign sender, tunnel owner, registrar): leases in the database.
     roles = app.extensions["zaphook.roles"] = Roles(app.extensions["zaphook.database"],
                                                     settings["ROLE_LEASE_SECONDS"])
@@ -101,6 +105,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(media_api.bp)
     app.register_blueprint(campaigns_api.bp)
     app.register_blueprint(dashboard_api.bp)
+    app.register_blueprint(forward_api.bp)
     app.register_blueprint(dashboard.bp)
     _register_request_hooks(app, webhook_endpoints | PUBLIC_ENDPOINTS, webhook_endpoints,
                             dashboard.LOGIN_ENDPOINTS)
@@ -276,6 +281,7 @@ def serve(app: Flask) -> int:
     applier = app.extensions["zaphook.applier"]
     roles = app.extensions["zaphook.roles"]
     applier.start()  # first of all: what an earlier run acknowledged and did not apply
+    app.extensions["zaphook.forwarding"].start(base)  # and what it did not forward yet
     try:
         take_deployment_roles(app, listeners.tunnel.effective_port)
         listeners.run()
@@ -287,6 +293,7 @@ def serve(app: Flask) -> int:
         roles.stop()  # the other processes take the roles over at their next look
         listeners.close()
         applier.stop()
+        app.extensions["zaphook.forwarding"].stop()  # a delivery waiting for an answer is given back
         app.extensions["zaphook.media"].shutdown(timeout=3)  # a download blocked in a read is given back
         app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()

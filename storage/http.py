@@ -1,7 +1,9 @@
 """Outbound HTTP: only to allowed hosts and ports, only to addresses that are safe, always with timeouts.
 
 Every request of zaphook to the outside (media downloads, campaign sends,
-webhook registration) goes through :func:`open_stream`. What it checks, and where:
+webhook registration, forwarding to the developer's app, whose allow-list is
+exactly the destination URL's host and port) goes through :func:`open_stream`.
+What it checks, and where:
 
 * **The URL** (:func:`check_url`), at every hop: the raw text first (an
   http(s) scheme, nothing in the authority that parsers read differently:
@@ -473,20 +475,23 @@ CREDENTIAL_HEADERS = ("authorization", "apikey", "cookie", "proxy-authorization"
 
 
 def open_stream(method: str, url: str, *, allowed: Allowed, limits: Limits,
-                headers: Optional[dict] = None, json_body: Optional[dict] = None) -> requests.Response:
+                headers: Optional[dict] = None, json_body: Optional[dict] = None,
+                data: Optional[bytes] = None, follow_redirects: bool = True) -> requests.Response:
     """Send a request and return the streaming response of the last hop, whatever its status.
 
     Every hop is checked by :func:`check_url` rules before anything is sent,
     and its addresses when connecting. Credentials in ``headers`` are only
     sent to the scheme, host and port they were meant for: a redirect
-    elsewhere (even to an allowed host) goes without them.
+    elsewhere (even to an allowed host) goes without them. ``data`` is a body
+    sent as it is (forwarding); ``follow_redirects=False`` returns a redirect
+    as the answer (a webhook that is signed for one URL is not re-sent to another).
     """
     allowed = _as_entries(allowed)
     headers = dict(headers or {})
     first_origin = None
     for _hop in range(MAX_REDIRECTS + 1):
         _check_raw(url)
-        prepared = _prepare(requests.Request(method, url, headers=headers, json=json_body))
+        prepared = _prepare(requests.Request(method, url, headers=headers, json=json_body, data=data))
         target = _check_prepared(prepared.url, allowed)
         first_origin = first_origin or target.origin
         if target.origin != first_origin:
@@ -494,7 +499,7 @@ def open_stream(method: str, url: str, *, allowed: Allowed, limits: Limits,
                 if name.lower() in CREDENTIAL_HEADERS or is_secret_key(name):  # X-Api-Key, Client-Token...
                     del prepared.headers[name]
         response = _send(prepared, target, limits)
-        if response.status_code not in REDIRECTS:
+        if response.status_code not in REDIRECTS or not follow_redirects:
             return response
         location = response.headers.get("Location")
         response.close()
@@ -503,7 +508,7 @@ def open_stream(method: str, url: str, *, allowed: Allowed, limits: Limits,
                                     status=response.status_code), status=response.status_code)
         url = urljoin(target.url, location)
         if response.status_code == 303 or (response.status_code in (301, 302) and method != "GET"):
-            method, json_body = "GET", None
+            method, json_body, data = "GET", None, None
     raise DownloadError(say("media_error.too_many_redirects", count=MAX_REDIRECTS), kind="refused")
 
 

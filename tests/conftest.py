@@ -47,6 +47,7 @@ def make_app(tmp_path):
 
     yield factory
     for app in apps:
+        app.extensions["zaphook.forwarding"].stop()
         app.extensions["zaphook.media"].shutdown()
         app.extensions["zaphook.campaigns"].shutdown()
         app.extensions["zaphook.database"].close_all()

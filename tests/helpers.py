@@ -96,6 +96,8 @@ class ServedApp:
         self.tunnel_url = self.listeners.tunnel_url
         self.applier = app.extensions["zaphook.applier"]
         self.applier.start()  # as server.serve() does
+        self.forwarder = app.extensions["zaphook.forwarding"]
+        self.forwarder.start(self.url)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="served-app", daemon=True)
         self._thread.start()
@@ -111,3 +113,4 @@ class ServedApp:
         self._thread.join(timeout=10)
         self.listeners.close()
         self.applier.stop()
+        self.forwarder.stop()

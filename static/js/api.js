@@ -30,6 +30,7 @@ async function call(method, path, body, extraHeaders) {
 
 export const get = (path) => call("GET", path);
 export const post = (path, body) => call("POST", path, body);
+export const patch = (path, body) => call("PATCH", path, body);
 export const del = (path) => call("DELETE", path);
 
 export function query(params) {

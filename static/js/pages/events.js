@@ -7,6 +7,7 @@ import {get, post, query} from "../api.js";
 import {debounce, formatBytes, formatDateTime, formatTime, h, replaceChildren, syncKeyed} from "../dom.js";
 import {currentLanguage, t, tState, tType} from "../i18n.js";
 import {providers} from "../providers.js";
+import {renderForwarding} from "../forwarding.js";
 
 // Stored on events no provider recognised.
 const UNKNOWN_PROVIDER = "unknown";
@@ -592,6 +593,7 @@ export function mount(container, params) {
 
     const response = event.response || {status: event.http_status, body: null};
     const headers = Object.entries(event.headers || {});
+    const forwarded = h("section", {class: "event-forwarding"});
 
     replaceChildren(detail,
       h("div", {class: "detail-head"},
@@ -617,7 +619,8 @@ export function mount(container, params) {
         `HTTP ${response.status}`), " ", h("span", {class: "muted"}, t("events.response_then"))),
       response.body ? jsonTree(response.body, t("events.response"))
         : h("p", {class: "muted"}, t("events.response_not_kept")),
-      commands);
+      commands, forwarded);
+    renderForwarding(forwarded, event.id);  // forwarding.js: each destination's attempts, and sending again
   }
 
   async function dryRun() {
