@@ -197,6 +197,7 @@ def _message(item: MessageEvent, media: Optional[dict]) -> dict:
         "caption": item.caption,
         "status": item.status,
         "quoted_message_id": item.quoted_message_id,
+        "quoted_text": item.quoted_text,
         "forwarded": item.forwarded,
         "edited": item.edited,
         "location": location,

@@ -230,6 +230,16 @@ def test_the_schema_refuses_what_an_app_must_not_receive():
         assert errors(broken, SCHEMA), broken
 
 
+def test_a_reply_reaches_the_app_with_the_quoted_message_id_and_text():
+    from tests.handlers.test_quoted_and_group_names import BAILEYS_REPLY, QUOTED_ID, evolution_reply
+
+    normalised = handlers.normalise(evolution_reply(BAILEYS_REPLY), handlers.REGISTRY.hint_for_path("/api/webhooks/evolution/"))
+    [event] = forwarded_events(normalised, Envelope(1, "evolution", "tigo1", utcnow()))
+    assert errors(event.payload, SCHEMA) == []
+    assert event.payload["data"]["quoted_message_id"] == QUOTED_ID
+    assert event.payload["data"]["quoted_text"] == "Posso passar às 15h?"
+
+
 def test_normalised_events_of_every_provider_reach_the_app_valid_against_the_schema(served, app_server):
     zaphook = served()
     add_destination(zaphook, app_server.url + "/hook", format="normalised")
