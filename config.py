@@ -213,6 +213,17 @@ SETTINGS.update(settings_table())
 SECRET_SETTINGS = tuple(name for name, (_default, parse) in SETTINGS.items() if parse is _optional_secret)
 
 
+def _problems_text(problems: Mapping[str, list[str]]) -> str:
+    """Every bad setting in one message, so a copied .env.example is not fixed one start-up at a time."""
+    parts = []
+    for problem, names in problems.items():
+        if len(names) == 1:
+            parts.append(f"{names[0]} {problem}")
+        else:
+            parts.append(f"{', '.join(names)}: each {problem}")
+    return "; ".join(parts)
+
+
 def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> dict:
     """Return the parsed settings.
 
@@ -232,6 +243,7 @@ def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optiona
         source = override
 
     settings: dict[str, Any] = {}
+    problems: dict[str, list[str]] = {}  # what is wrong -> the settings it is wrong with
     for name, (default, parse) in settings_table().items():
         raw = source.get(name)
         if raw is None:
@@ -240,9 +252,11 @@ def load_settings(override: Optional[Mapping[str, Any]] = None, environ: Optiona
             try:
                 settings[name] = parse(raw)
             except ValueError as exc:
-                raise ConfigError(f"{name} {exc}") from None
+                problems.setdefault(str(exc), []).append(name)
         else:
             settings[name] = raw  # already typed by a test override
+    if problems:
+        raise ConfigError(_problems_text(problems))
     settings["DATA_DIR"] = str(Path(settings["DATA_DIR"]).expanduser().resolve())
     settings["MEDIA_DIR"] = str(Path(settings["MEDIA_DIR"] or Path(settings["DATA_DIR"]) / "media_storage")
                                 .expanduser().resolve())

@@ -68,6 +68,17 @@ def test_env_example_documents_every_setting_with_placeholder_secrets():
         assert documented[secret] == "change-me"
 
 
+def test_a_copied_env_example_names_every_placeholder_secret_in_one_message(tmp_path):
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    environ = dict(re.findall(r"^([A-Z_]+)=(.*)$", text, flags=re.MULTILINE), DATA_DIR=str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ=environ)
+    message = str(raised.value)
+    assert message.count("change-me") == 1  # one sentence, not one start-up per secret
+    named = set(message.split(":")[0].split(", "))
+    assert named == set(SECRET_SETTINGS)
+
+
 def test_the_app_factory_does_no_work_at_import_and_opens_its_own_database(tmp_path):
     first = create_app({"DATA_DIR": str(tmp_path / "one"), "MEDIA_WORKERS": 0})
     second = create_app({"DATA_DIR": str(tmp_path / "two"), "MEDIA_WORKERS": 0})
