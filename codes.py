@@ -347,7 +347,7 @@ define("url_label.", {
     "url_label.all_events": "all events",
     "url_label.all_events_by_event": "all events (\"webhook by events\" works too)",
     "url_label.every_callback": "every callback (in each webhook field)",
-    "url_label.callback_verify_token": "callback URL (verify token: META_VERIFY_TOKEN)",
+    "url_label.callback_verify_token": "callback URL (its verify token is META_VERIFY_TOKEN)",
     "url_label.received": "received",
     "url_label.delivery": "delivery",
     "url_label.message_status": "message status",

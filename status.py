@@ -49,7 +49,7 @@ URL_LABEL_CODES = {
     "all events": "url_label.all_events",
     'all events ("webhook by events" works too)': "url_label.all_events_by_event",
     "every callback (in each webhook field)": "url_label.every_callback",
-    "callback URL (verify token: META_VERIFY_TOKEN)": "url_label.callback_verify_token",
+    "callback URL (its verify token is META_VERIFY_TOKEN)": "url_label.callback_verify_token",
     "received": "url_label.received",
     "delivery": "url_label.delivery",
     "message-status": "url_label.message_status",

@@ -365,7 +365,7 @@ def fetch_media(job: MediaJob, out, config, tick):
                         file_length=size if isinstance(size, int) else None)
 
 
-CALLBACK_URL = WebhookUrl("callback", "callback URL (verify token: META_VERIFY_TOKEN)", CATCH_ALL_PATH)
+CALLBACK_URL = WebhookUrl("callback", "callback URL (its verify token is META_VERIFY_TOKEN)", CATCH_ALL_PATH)
 
 
 def register_by_hand(urls: Mapping[str, str], settings: Mapping[str, Any]) -> list[str]:

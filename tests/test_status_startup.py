@@ -16,6 +16,7 @@ def test_the_log_says_where_the_dashboard_is_in_one_line(tmp_path):
     log = stop_with_ctrl_c(process)
     lines = DASHBOARD_LINE.findall(log)
     assert lines == [(f"http://127.0.0.1:{port}/", "open it in a browser on this machine")], log
+    assert "[redacted]" not in log  # with no secret set, nothing in the start-up lines looks like one
 
 
 def test_from_elsewhere_the_line_says_to_sign_in_with_admin_token_and_never_shows_it(tmp_path):
