@@ -249,6 +249,10 @@ define("qa.", {
         "one": "{count} acknowledged webhook waiting to be applied; lag p99 {p99_ms} ms",
         "other": "{count} acknowledged webhooks waiting to be applied; lag p99 {p99_ms} ms",
     },
+    "qa.applier.ok_no_lag_yet": {
+        "one": "{count} acknowledged webhook waiting to be applied; nothing applied since start-up yet",
+        "other": "{count} acknowledged webhooks waiting to be applied; nothing applied since start-up yet",
+    },
     "qa.applier.behind": {
         "one": "{count} acknowledged webhook not applied yet, waiting for {oldest_seconds} s",
         "other": "{count} acknowledged webhooks not applied yet, the oldest for {oldest_seconds} s",

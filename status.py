@@ -315,6 +315,8 @@ def check_applier(app: Flask) -> dict:
     if oldest is not None and oldest > APPLIER_LAG_LIMIT_SECONDS:
         code = "qa.applier.behind" if state["running"] else "qa.applier.not_running"
         return _check(name, FAILURE, say(code, count=state["pending"], oldest_seconds=round(oldest)))
+    if state["lag_ms"]["p99"] is None:
+        return _check(name, OK, say("qa.applier.ok_no_lag_yet", count=state["pending"]))
     return _check(name, OK, say("qa.applier.ok", count=state["pending"], p99_ms=state["lag_ms"]["p99"]))
 
 

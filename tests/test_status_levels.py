@@ -93,3 +93,10 @@ def test_status_lists_the_webhook_urls_with_coded_labels_and_the_tunnel_as_a_tex
     wapi = [row for row in rows if row["provider"] == "wapi"]
     assert [row["label_code"] for row in wapi][:2] == ["url_label.received", "url_label.delivery"]
     assert status["tunnel"]["message"] == {"code": "qa.tunnel.off_by_setting", "params": {}}
+
+
+def test_the_applier_check_of_a_fresh_start_says_nothing_was_applied_yet_not_none(make_app):
+    check = next(check for check in make_app().test_client().get("/test").get_json()["checks"]
+                 if check["name_code"] == "qa.check.applier")
+    assert check["level"] == "ok" and check["code"] == "qa.applier.ok_no_lag_yet"
+    assert "None" not in check["detail"], check["detail"]
