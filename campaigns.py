@@ -458,10 +458,6 @@ class CampaignSender:
         self._next_send = 0.0  # monotonic time before which no send slot is due
         self._last_sweep = 0.0
 
-    @property
-    def interval(self) -> float:
-        return 60.0 / self.rate
-
     def start(self) -> None:
         if self._thread is not None:
             return

@@ -101,15 +101,9 @@ class Roles:
     def give_back(self, name: str) -> None:
         """Stop competing for one role and free it at once (the campaign sender when it shuts down)."""
         wanted = self._wanted.pop(name, None)
-        if wanted is None:
-            return
-        wanted.held_until = 0.0
-        try:
-            with self.database.connection_context(), write_transaction():
-                RoleLease.release(self.holder, name)
-        except Exception as exc:  # noqa: BLE001 - the lease runs out by itself
-            log.warning("could not give the %s role back (it expires within %.0f s): %s",
-                        name, self.lease_seconds, exc)
+        if wanted is not None:
+            wanted.held_until = 0.0
+            self._release(name)
 
     def stop(self) -> None:
         """Stop renewing and give every role back, so another process takes over at its next look."""
@@ -118,13 +112,18 @@ class Roles:
             self._thread.join(self.renew_seconds + 5)
         for wanted in list(self._wanted.values()):
             wanted.held_until = 0.0
+        released = self._release()
+        if released:
+            log.info("gave back %s role(s) for another process to take", released)
+
+    def _release(self, name: Optional[str] = None) -> int:
+        """Delete this process's lease of one role (or of all): how many were given back."""
         try:
             with self.database.connection_context(), write_transaction():
-                released = RoleLease.release(self.holder)
-            if released:
-                log.info("gave back %s role(s) for another process to take", released)
+                return RoleLease.release(self.holder, name)
         except Exception as exc:  # noqa: BLE001 - stopping goes on; the leases run out by themselves
             log.warning("could not give the roles back (they expire within %.0f s): %s", self.lease_seconds, exc)
+            return 0
 
     def tell(self, name: str, detail: Optional[str]) -> None:
         """Publish what the other processes should know about a role this process holds (the tunnel's URL)."""

@@ -335,13 +335,14 @@ def take_deployment_roles(app: Flask, tunnel_port: int) -> None:
             log.warning("REGISTER_WEBHOOKS is on but there is no public URL (no tunnel and no PUBLIC_URL): "
                         "no webhooks registered")
         else:
-            registered: list[Optional[str]] = [None]
+            registered: Optional[str] = None
 
             def register_when_the_url_changes() -> None:
+                nonlocal registered
                 with app.extensions["zaphook.database"].connection_context():
                     url = deployment_public_url(settings, roles, tunnel)
-                if url and url != registered[0]:
-                    registered[0] = url
+                if url and url != registered:
+                    registered = url
                     register_webhooks_in_background(app, url)
 
             roles.want(REGISTRAR, while_held=register_when_the_url_changes)
