@@ -1909,7 +1909,7 @@ def media_json(media: Optional[MediaFile]) -> Optional[dict]:
         "file_length": media.file_length,
         "error": media.error,
         "error_code": media.error_code,
-        "error_params": json.loads(media.error_params) if media.error_params else {},
+        "error_params": _json_or_none(media.error_params) or {},
         "file_url": f"/api/media/{media.id}/file" if media.state == "done" else None,
         "inline": served_inline(media.mimetype),
     }

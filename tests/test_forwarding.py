@@ -600,7 +600,9 @@ def test_a_slow_app_does_not_slow_the_webhooks_answers(served, app_server):
     print(f"acknowledgement p99 without forwarding {p99(without) * 1000:.1f} ms, with a slow app "
           f"{p99(with_slow_app) * 1000:.1f} ms (medians {statistics.median(without) * 1000:.1f} / "
           f"{statistics.median(with_slow_app) * 1000:.1f} ms)")
-    assert p99(with_slow_app) <= 3 * p99(without) + 0.05
+    # Generous: a loaded CI machine adds spikes of a few hundred ms to either run, while an answer that
+    # waited for the app would wait the app's 5 s (it is released only after the measurement).
+    assert p99(with_slow_app) <= 3 * p99(without) + 0.5
 
 
 # --- destinations: the API, the settings and the command line -----------------------------------------
