@@ -7,7 +7,6 @@ it with waitress.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import threading
@@ -38,9 +37,7 @@ from tunnel import format_url_table, share_generated_webhook_token, webhook_url_
 VERSION = "0.1.0"
 
 log = logging.getLogger("zaphook")
-access_log = logging.getLogger("zaphook.access")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PUBLIC_ENDPOINTS = {"health"}
 STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -111,7 +108,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
                             dashboard.LOGIN_ENDPOINTS)
     _register_error_handlers(app)
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
-    app.wsgi_app = _MergeSlashes(app.wsgi_app)
+    # Webhook POSTs are answered in front of Flask (see views/webhooks.py); "//" is merged before either.
+    app.wsgi_app = _MergeSlashes(webhooks.WebhookFront(app, app.wsgi_app, webhook_endpoints))
     workers.start()
     if sender.enabled:
         sender.start()
@@ -139,14 +137,14 @@ class _MergeSlashes:
 def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endpoints: set[str],
                             login_endpoints: set[str]) -> None:
     import models
+    from views.webhooks import log_access, new_request_id
 
     own_hosts = app.extensions["zaphook.own_hosts"]
     auth_failures = app.extensions["zaphook.auth_failures"]
 
     @app.before_request
     def start_request():
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else os.urandom(6).hex()
+        g.request_id = new_request_id(request.headers.get("X-Request-Id"))
         g.started = time.perf_counter()
         g.log_fields = {}
         models.db.connect(reuse_if_open=True)  # before the checks: a session cookie is looked up
@@ -171,15 +169,9 @@ def _register_request_hooks(app: Flask, tunnel_endpoints: set[str], webhook_endp
 
     @app.after_request
     def log_request(response):
-        fields = getattr(g, "log_fields", None) or {}
-        elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
         response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
-        access_log.info(
-            "rid=%s %s %s provider=%s kind=%s outcome=%s status=%s ms=%.1f",
-            getattr(g, "request_id", "-"), request.method, request.path,
-            fields.get("provider") or "-", fields.get("kind") or "-", fields.get("outcome") or "-",
-            response.status_code, elapsed,
-        )
+        log_access(getattr(g, "request_id", "-"), request.method, request.path, getattr(g, "log_fields", None) or {},
+                   response.status_code, getattr(g, "started", time.perf_counter()))
         return response
 
 

@@ -223,6 +223,6 @@ def replay_edited(event_id: int):
         body = json.dumps(data["payload"], ensure_ascii=False).encode("utf-8")
     answer = _pipeline().replay_edited(event, body, g.request_id, request.remote_addr)
     if answer.outcome == STORED:
-        answer = applied_answer(answer)
+        answer = applied_answer(answer, _pipeline(), current_app.extensions["zaphook.applier"])
     g.log_fields = {"provider": answer.provider, "kind": answer.kind, "outcome": answer.outcome}
     return jsonify(answer.body), 201 if answer.event_id and answer.status == 200 else answer.status

@@ -44,6 +44,67 @@ def test_each_answer_carries_a_request_id(post_webhook):
     assert last_event().request_id == "abc-123"
 
 
+# --- the front that answers webhook posts before Flask (views/webhooks.WebhookFront) ----------
+
+def test_a_webhook_answer_from_waitress_is_json_with_its_length_and_request_id(live_server):
+    import requests
+
+    response = requests.post(f"{live_server}/webhook/", data=SAMPLE_BYTES, timeout=10,
+                             headers={"Content-Type": "application/json", "X-Request-Id": "front-1"})
+    assert response.status_code == 200 and response.reason == "OK"
+    assert response.headers["Content-Type"] == "application/json"
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    assert response.headers["X-Request-Id"] == "front-1"
+    assert response.json()["outcome"] == "stored" and response.json()["event_id"] == last_event().id
+
+
+def test_a_webhook_post_writes_one_access_log_line_like_every_other_request(post_webhook, caplog):
+    with caplog.at_level("INFO", logger="zaphook.access"):
+        post_webhook("/webhook/", load_sample(EVOLUTION_TEXT), headers={"X-Request-Id": "front-2"})
+    lines = [record.getMessage() for record in caplog.records if record.name == "zaphook.access"]
+    assert len(lines) == 1
+    assert lines[0].startswith("rid=front-2 POST /webhook/ provider=evolution kind=message outcome=processed "
+                               "status=200 ms=")
+
+
+def test_an_unexpected_error_while_receiving_is_a_json_500_with_the_request_id(client, monkeypatch, caplog):
+    from ingest import Pipeline
+
+    def broken(self, incoming):
+        raise RuntimeError("a bug in the pipeline")
+
+    monkeypatch.setattr(Pipeline, "receive", broken)
+    with caplog.at_level("ERROR", logger="zaphook"):
+        response = client.post("/webhook/", data=SAMPLE_BYTES, headers={"X-Request-Id": "front-3"},
+                               content_type="application/json")
+    assert response.status_code == 500
+    assert response.get_json()["code"] == "error.internal"
+    assert response.get_json()["detail"] == {"request_id": "front-3"}
+    assert any("rid=front-3" in record.getMessage() and record.exc_info for record in caplog.records)
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("POST", "/webhook/x/y", 404),           # no webhook route has two segments after it
+    ("POST", "/webhookx", 404),
+    ("POST", "/api/webhooks/nowhere/", 404),
+    ("PUT", "/webhook/", 405),                # not a POST: Flask answers
+    ("POST", "/api/events/1/replay", 404),   # another route's POST: Flask's (no such event)
+])
+def test_what_is_not_a_webhook_post_is_left_to_flask(client, method, path, status):
+    response = client.open(path, method=method, data=b"{}", content_type="application/json")
+    assert response.status_code == status
+    assert "error" in response.get_json()
+    assert WebhookEvent.select().count() == 0
+
+
+def test_a_repeated_query_parameter_counts_by_its_first_value(token_client):
+    accepted = token_client.post("/webhook/?token=the-webhook-token-0123&token=wrong", data=SAMPLE_BYTES,
+                                 content_type="application/json")
+    refused = token_client.post("/webhook/?token=wrong&token=the-webhook-token-0123", data=SAMPLE_BYTES,
+                                content_type="application/json")
+    assert (accepted.status_code, refused.status_code) == (200, 403)
+
+
 # --- bad input -------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw, error", [
