@@ -357,3 +357,18 @@ def test_storing_is_tried_again_after_a_lock_and_answered_503_when_the_database_
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
     assert "nothing was stored" in busy.get_json()["error"]
     assert WebhookEvent.select().count() == 1  # the provider's retry will be the first copy, not a duplicate
+
+
+@pytest.mark.parametrize("applied, gathers", [
+    (0, False),     # nothing to do: it waits to be woken instead
+    (1, False),     # a quiet moment's webhook: the next is applied at once
+    (3, False),
+    (4, True),      # webhooks arriving fast: let the next ones gather into a bigger batch
+    (199, True),
+    (200, False),   # a full batch: more is waiting already
+])
+def test_the_applier_lets_events_gather_only_when_they_arrive_fast(applied, gathers):
+    from applier import BATCH_SIZE, gathers_after
+
+    assert BATCH_SIZE == 200
+    assert gathers_after(applied, BATCH_SIZE) is gathers
