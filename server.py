@@ -93,7 +93,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     # The deployment-wide roles (campaign sender, tunnel owner, registrar): leases in the database.
     roles = app.extensions["zaphook.roles"] = Roles(app.extensions["zaphook.database"],
                                                     settings["ROLE_LEASE_SECONDS"])
-    sender = app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"], roles)
+    app.extensions["zaphook.campaigns"] = CampaignSender(settings, app.extensions["zaphook.database"], roles)
 
     webhooks_bp, webhook_endpoints = webhooks.blueprint()
     app.register_blueprint(webhooks_bp)
@@ -110,10 +110,20 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.add_url_rule("/health", "health", lambda: jsonify(status="ok"))
     # Webhook POSTs are answered in front of Flask (see views/webhooks.py); "//" is merged before either.
     app.wsgi_app = _MergeSlashes(webhooks.WebhookFront(app, app.wsgi_app, webhook_endpoints))
-    workers.start()
+    return app
+
+
+def start_background_work(app: Flask) -> None:
+    """Start the media downloads and the campaign sender: the serving code's job, not the factory's.
+
+    An app made only to read or change the database (a CLI command, a test of
+    one request) starts no threads and takes no deployment role. The applier,
+    the forwarder and the roles are started by serve() (and the tests' ServedApp).
+    """
+    app.extensions["zaphook.media"].start()
+    sender = app.extensions["zaphook.campaigns"]
     if sender.enabled:
         sender.start()
-    return app
 
 
 class _MergeSlashes:
@@ -273,6 +283,7 @@ def serve(app: Flask) -> int:
     applier = app.extensions["zaphook.applier"]
     roles = app.extensions["zaphook.roles"]
     applier.start()  # first of all: what an earlier run acknowledged and did not apply
+    start_background_work(app)
     app.extensions["zaphook.forwarding"].start(base)  # and what it did not forward yet
     try:
         take_deployment_roles(app, listeners.tunnel.effective_port)

@@ -13,7 +13,7 @@ import os
 import pytest
 
 import models
-from server import create_app
+from server import create_app, start_background_work
 from tests.helpers import AppliedWebhooksClient
 
 def _reset_postgres(url: str) -> None:
@@ -41,6 +41,7 @@ def make_app(tmp_path):
             config["DATABASE_URL"] = postgres_url
         config.update(overrides)
         app = create_app(config)
+        start_background_work(app)  # as serve() does: the tests that ask for workers or a sender get them
         app.test_client_class = AppliedWebhooksClient
         apps.append(app)
         return app

@@ -87,6 +87,28 @@ def test_the_app_factory_does_no_work_at_import_and_opens_its_own_database(tmp_p
     assert first.extensions["zaphook.database"] is not second.extensions["zaphook.database"]
 
 
+def test_the_app_factory_starts_no_background_work_the_serving_code_does(tmp_path):
+    import threading
+
+    from server import start_background_work
+
+    def background() -> set[str]:
+        return {thread.name.rstrip("0123456789") for thread in threading.enumerate()
+                if thread.name.startswith(("zaphook-media-", "zaphook-campaigns"))}
+
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "MEDIA_WORKERS": 2, "CAMPAIGN_SENDER": True,
+                      "TUNNEL": "off"})
+    try:
+        assert background() == set()
+        start_background_work(app)
+        assert background() == {"zaphook-media-", "zaphook-campaigns"}
+    finally:
+        app.extensions["zaphook.media"].shutdown()
+        app.extensions["zaphook.campaigns"].shutdown()
+        app.extensions["zaphook.roles"].stop()
+        app.extensions["zaphook.database"].close_all()
+
+
 def test_the_settings_page_documents_every_setting():
     page = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     documented = re.findall(r"^\| `([A-Z_]+)` \|", page, flags=re.MULTILINE)
