@@ -283,8 +283,8 @@ def serve(app: Flask) -> int:
     applier = app.extensions["zaphook.applier"]
     roles = app.extensions["zaphook.roles"]
     applier.start()  # first of all: what an earlier run acknowledged and did not apply
-    start_background_work(app)
     app.extensions["zaphook.forwarding"].start(base)  # and what it did not forward yet
+    start_background_work(app)  # media downloads, campaign sender
     try:
         take_deployment_roles(app, listeners.tunnel.effective_port)
         listeners.run()
