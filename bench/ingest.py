@@ -5,7 +5,9 @@ itself (`python server.py`, SQLite in a temporary DATA_DIR), a Flask app whose
 only route reads the body and answers (the no-op, the reference), and, with
 --store-only, the no-op plus one INSERT and COMMIT of the raw body under
 zaphook's waitress (the least any design that commits each event first can
-cost: the ceiling of the acknowledgement ratio). One load generator drives
+cost: the ceiling of the acknowledgement ratio), and with --ack-only zaphook
+with its applier never started (its acknowledgement alone: the most its own
+acknowledgement ratio can be, wherever the applier runs). One load generator drives
 them in rounds that alternate between the servers, each request a new event
 from a mix of real samples, over 16 keep-alive connections, and prints per
 round and as the median (with the spread) of the rounds:
@@ -22,6 +24,7 @@ round and as the median (with the spread) of the rounds:
     zaphook p99 <= 2x the no-op's p99, every 200 applied.
 
 Run by hand:  .venv/bin/python bench/ingest.py [--rounds 3] [--requests 4000] [--connections 16]
+              [--store-only] [--ack-only]
               [--baseline ../zaphook-main]  (another checkout, measured in the same rounds)
 """
 
@@ -104,6 +107,19 @@ def receive():
         connection.execute("COMMIT")
     return jsonify(ok=True)
 serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
+"""
+
+
+# zaphook with its applier never started: what its acknowledgement alone costs (the most the
+# acknowledgement ratio can be, wherever the applier runs). A benchmark-only way to start it:
+# `python server.py` itself always starts the applier.
+ACK_ONLY_SERVER = """
+import runpy, sys
+sys.path.insert(0, sys.argv[1])
+import applier
+applier.Applier.start = lambda self: None
+sys.argv = [sys.argv[1] + "/server.py"]
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
@@ -259,6 +275,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of every server")
     parser.add_argument("--generator-processes", type=int, default=2)
     parser.add_argument("--store-only", action="store_true", help="also measure the store-only server")
+    parser.add_argument("--ack-only", action="store_true",
+                        help="also measure zaphook with its applier stopped (its acknowledgement alone)")
     parser.add_argument("--media-workers", type=int, default=0,
                         help="MEDIA_WORKERS of zaphook (default 0: the samples' media cannot be fetched here, "
                              "and failing downloads would measure retries, not the webhook path)")
@@ -273,7 +291,7 @@ def main() -> int:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="zaphook-bench-") as temp:
         data_dirs = {name: Path(temp) / ("data" if name == "zaphook" else name) for name in zaphooks}
-        ports = {name: free_port() for name in (*zaphooks, "noop", "store")}
+        ports = {name: free_port() for name in (*zaphooks, "noop", "store", "ack-only")}
         env = dict(os.environ, HOST="127.0.0.1", DATABASE_URL="", WEBHOOK_TOKEN="", ADMIN_TOKEN="", META_APP_SECRET="",
                    META_VERIFY_TOKEN="", THREADS=str(args.threads), LOG_LEVEL="WARNING", TUNNEL="off",
                    MEDIA_WORKERS=str(args.media_workers), CAMPAIGN_SENDER="off")
@@ -282,9 +300,12 @@ def main() -> int:
         if args.store_only:
             servers["store"] = ["-c", STORE_ONLY_SERVER, str(ports["store"]), str(args.threads),
                                 str(Path(temp) / "store-only.db"), str(ROOT)]
+        if args.ack_only:
+            servers["ack-only"] = ["-c", ACK_ONLY_SERVER, str(ROOT)]
+            data_dirs["ack-only"] = Path(temp) / "ack-only"
         if args.baseline:
             servers["baseline"] = [str(zaphooks["baseline"] / "server.py")]
-        envs = {name: dict(env, PORT=str(ports[name]), DATA_DIR=str(data_dirs[name])) if name in zaphooks else env
+        envs = {name: dict(env, PORT=str(ports[name]), DATA_DIR=str(data_dirs[name])) if name in data_dirs else env
                 for name in servers}
         rounds = []
         with open(Path(temp) / "server.log", "w") as log:
@@ -354,6 +375,10 @@ def main() -> int:
     print(f"  full pipeline ratio   {spread(mine['full'])}   target >= {FULL_FLOOR}")
     print(f"  applier lag p99 ms    {spread(mine['lag99'])}   target <= {LAG_P99_CEILING_MS:.0f}")
     print(f"  p99 / no-op p99       {spread(mine['p99'])}   target <= {P99_FACTOR_CEILING:.0f}")
+    if args.ack_only:
+        alone = [result["ack-only"]["per_second"] / result["noop"]["per_second"] for result in rounds]
+        print(f"  ack-only / no-op      {spread(alone)}   "
+              "(zaphook's acknowledgement with no applier: the most its acknowledgement ratio can be)")
     if args.store_only:
         ceiling = [result["store"]["per_second"] / result["noop"]["per_second"] for result in rounds]
         print(f"  store-only / no-op    {spread(ceiling)}   "
