@@ -78,6 +78,7 @@ from models import (
     insert_row,
     iso,
     is_transient,
+    json_or_none,
     run_sql,
     savepoint,
     still_bound,
@@ -903,10 +904,7 @@ def coded(code: Optional[str], params: Optional[str]) -> Optional[dict]:
     """A stored reason as the dashboard reads it: {code, params} (codes.py), or None."""
     if not code:
         return None
-    try:
-        return {"code": code, "params": json.loads(params or "{}")}
-    except ValueError:
-        return {"code": code, "params": {}}
+    return {"code": code, "params": json_or_none(params) or {}}
 
 
 def attempt_json(attempt: ForwardAttempt) -> dict:

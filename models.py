@@ -1835,7 +1835,7 @@ def event_json(event: WebhookEvent) -> dict:
         "duplicate_of": event.duplicate_of_id,
         "replay_count": event.replay_count,
         "replay_of": event.replay_of_id,
-        "summary": _json_or_none(event.summary),
+        "summary": json_or_none(event.summary),
     }
 
 
@@ -1844,7 +1844,7 @@ def event_response(event: WebhookEvent) -> Optional[dict]:
 
     None for events stored before answers were kept.
     """
-    body = _json_or_none(event.response)
+    body = json_or_none(event.response)
     if not isinstance(body, dict):
         return None
     if "event_id" in body and body["event_id"] is None:
@@ -1854,7 +1854,7 @@ def event_response(event: WebhookEvent) -> Optional[dict]:
     return body
 
 
-def _json_or_none(text: Optional[str]) -> Any:
+def json_or_none(text: Optional[str]) -> Any:
     if not text:
         return None
     try:
@@ -1909,7 +1909,7 @@ def media_json(media: Optional[MediaFile]) -> Optional[dict]:
         "file_length": media.file_length,
         "error": media.error,
         "error_code": media.error_code,
-        "error_params": _json_or_none(media.error_params) or {},
+        "error_params": json_or_none(media.error_params) or {},
         "file_url": f"/api/media/{media.id}/file" if media.state == "done" else None,
         "inline": served_inline(media.mimetype),
     }
@@ -2022,7 +2022,7 @@ def campaign_json(campaign: Campaign) -> dict:
         "text": campaign.text,
         "state": campaign.state,
         "state_reason": campaign.state_reason,
-        "state_detail": _json_or_none(campaign.state_detail),
+        "state_detail": json_or_none(campaign.state_detail),
         "total_contacts": campaign.total_contacts,
         "sent_count": campaign.sent_count,
         "delivered_count": campaign.delivered_count,
@@ -2060,9 +2060,9 @@ def campaign_contact_json(contact: CampaignContact) -> dict:
         "replied_at": iso(contact.replied_at),
         "error": contact.error,
         "error_code": contact.error_code,
-        "error_params": _json_or_none(contact.error_params),
+        "error_params": json_or_none(contact.error_params),
         "reply": contact.reply,
-        "fields": _json_or_none(contact.fields),
+        "fields": json_or_none(contact.fields),
     }
 
 
@@ -2076,6 +2076,6 @@ def campaign_log_json(line: CampaignLog, contact: Optional[dict] = None) -> dict
         "contact": contact,
         "whatsapp_message_id": line.whatsapp_message_id,
         "detail": line.detail,
-        "params": _json_or_none(line.params),
+        "params": json_or_none(line.params),
         "event_id": line.event_id,
     }

@@ -38,7 +38,7 @@ from handlers.provider import Registry
 from ingest import STORED, Answer, BodyEncodingError, IncomingRequest, Pipeline, decode_content
 from models import is_transient
 
-log = logging.getLogger("zaphook")
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("zaphook.access")
 
 # How long ?wait=1 waits for the applier before answering "stored" anyway.
@@ -104,13 +104,15 @@ class WebhookFront:
         models.db.connect(reuse_if_open=True)
         try:
             answer = self.answer(environ, path, request_id)
-        except DatabaseBusy as busy:
-            log.warning("webhook not stored, the database failed for a moment: %s", busy.__cause__)
-            answer = Answer(503, error_body(say("error.database_busy")), outcome="unavailable")
-            headers.append(("Retry-After", "2"))
-        except Exception:  # noqa: BLE001 - the provider gets JSON, the log the traceback
-            log.exception("unhandled error in rid=%s", request_id)
-            answer = Answer(500, error_body(say("error.internal"), {"request_id": request_id}))
+        except Exception as exc:  # noqa: BLE001 - the provider gets JSON, the log the traceback
+            if is_transient(exc):
+                # Nothing was stored (Pipeline.store_retrying tried again first): the provider's retry will be.
+                log.warning("rid=%s webhook not stored, the database failed for a moment: %s", request_id, exc)
+                answer = Answer(503, error_body(say("error.database_busy")), outcome="unavailable")
+                headers.append(("Retry-After", "2"))
+            else:
+                log.exception("unhandled error in rid=%s", request_id)
+                answer = Answer(500, error_body(say("error.internal"), {"request_id": request_id}))
         finally:
             if not models.db.is_closed():
                 models.db.close()
@@ -171,19 +173,10 @@ class WebhookFront:
             # posts here (a plain-text form post needs no CORS preflight).
             return pipeline.reject(incoming, 403, "cross-site post refused: webhooks take no posts from web "
                                    "pages of other sites (the request carried an Origin header)", trusted=False)
-        try:
-            answer = pipeline.receive(incoming)
-        except Exception as exc:
-            if is_transient(exc):
-                raise DatabaseBusy from exc
-            raise
+        answer = pipeline.receive(incoming)
         if answer.outcome == STORED and query.get("wait") in WAIT_WORDS:
             answer = applied_answer(answer, pipeline, self.app.extensions["zaphook.applier"])
         return answer
-
-
-class DatabaseBusy(Exception):
-    """The event could not be stored for a transient database error: 503, and the provider's retry will be."""
 
 
 def first_values(query_string: str) -> dict[str, str]:

@@ -74,7 +74,7 @@ def test_an_unexpected_error_while_receiving_is_a_json_500_with_the_request_id(c
         raise RuntimeError("a bug in the pipeline")
 
     monkeypatch.setattr(Pipeline, "receive", broken)
-    with caplog.at_level("ERROR", logger="zaphook"):
+    with caplog.at_level("ERROR", logger="views.webhooks"):
         response = client.post("/webhook/", data=SAMPLE_BYTES, headers={"X-Request-Id": "front-3"},
                                content_type="application/json")
     assert response.status_code == 500
