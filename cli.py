@@ -244,7 +244,7 @@ def _known_provider(name: Optional[str], option: str = "--provider", extra: tupl
 
 
 def _base_url(args_base: Optional[str], settings: Mapping[str, Any]) -> str:
-    base = (args_base or settings.get("PUBLIC_URL") or running_tunnel_url(settings) or "").strip().rstrip("/")
+    base = (args_base or settings.get("PUBLIC_URL") or running_public_url(settings) or "").strip().rstrip("/")
     if not base:
         raise bad_input("no public URL for the webhooks: start zaphook with its tunnel first, "
                         "or pass --base-url https://..., or set PUBLIC_URL")
@@ -253,14 +253,14 @@ def _base_url(args_base: Optional[str], settings: Mapping[str, Any]) -> str:
     return base
 
 
-def running_tunnel_url(settings: Mapping[str, Any]) -> Optional[str]:
-    """The public URL of the tunnel the zaphook running on this machine's PORT has open, if any."""
+def running_public_url(settings: Mapping[str, Any]) -> Optional[str]:
+    """The public URL the zaphook running on this machine's PORT reports for its deployment, if any:
+    its own tunnel's, the tunnel another process owns (status.py: ``public_url``), or its PUBLIC_URL."""
     try:
         response = _http().get(f"http://127.0.0.1:{settings['PORT']}/status", timeout=3)
-        tunnel = response.json().get("tunnel") or {}
+        return response.json().get("public_url")
     except Exception:  # noqa: BLE001 - no server, another program on the port: no URL
         return None
-    return tunnel.get("public_url") if tunnel.get("state") == "open" else None
 
 
 def _credentials(provider: Provider, instance_id: str, settings: Mapping[str, Any]) -> tuple[str, str]:
@@ -557,7 +557,6 @@ def _event_query(provider=None, kind=None, outcome=None, instance=None):
 
     from models import Instance, WebhookEvent
 
-    _check_filters(provider, outcome)
     query = WebhookEvent.select(WebhookEvent, Instance).join(Instance, JOIN.LEFT_OUTER)
     for name, value in (("provider", provider), ("kind", kind), ("outcome", outcome)):
         if value:

@@ -15,6 +15,7 @@ from peewee import fn
 
 from codes import Text, params_json, say
 from handlers import REGISTRY
+from handlers.base import CONNECTION_STATES
 from handlers.provider import CATCH_ALL_PATH, CATCH_ALL_ROUTE
 from models import DEMO_CLIENT, Client, Instance, MediaFile, Message, WebhookEvent, db, instance_json, iso, utcnow
 from roles import deployment_public_url
@@ -25,7 +26,6 @@ MIN_FREE_BYTES = 200 * 1024 * 1024
 # An instance whose last event is older than this is quiet (a warning); if it says it is connected,
 # the self-check fails: a connected number sends at least status and presence events within a day.
 QUIET_INSTANCE_AFTER = timedelta(hours=24)
-CONNECTION_STATES = ("unknown", "connecting", "connected", "disconnected")
 MIN_TOKEN_LENGTH = 16
 
 

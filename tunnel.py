@@ -369,21 +369,6 @@ class Tunnel:
                           if self.opened_at else None),
         }
 
-    def as_check(self) -> dict:
-        """A /test self-check entry: {"name", "ok", "detail"}."""
-        self._notice_dead_agent()
-        if self.state == "open":
-            return {"name": "tunnel", "ok": True, "detail": f"open at {self.public_url}"}
-        if self.state == "off":
-            return {"name": "tunnel", "ok": True, "detail": f"no tunnel: {self.reason or 'not started'}"}
-        if self.state == "starting":
-            return {"name": "tunnel", "ok": False, "detail": "the ngrok agent is still starting"}
-        if self.state == "closed":
-            return {"name": "tunnel", "ok": False, "detail": "closed (zaphook is stopping)"}
-        if self.state == "elsewhere":
-            return {"name": "tunnel", "ok": True, "detail": self.reason}
-        return {"name": "tunnel", "ok": False, "detail": self.reason or "failed"}
-
     # --- opening ----------------------------------------------------------------
 
     def _open(self, port: int, host: str, began: float) -> None:

@@ -166,9 +166,13 @@ def test_register_meta_prints_callback_and_verify_token(env, capsys, monkeypatch
     assert code == 2 and err.startswith("zaphook: META_VERIFY_TOKEN is not set")
 
 
-def test_register_without_base_url_uses_the_running_servers_tunnel(env, fake, capsys, monkeypatch):
-    running = FakeServer()  # stands in for the zaphook already running on PORT, its tunnel open
-    running.serve("GET", "/status", json_reply({"tunnel": {"state": "open", "public_url": "https://t.example"}}))
+@pytest.mark.parametrize("tunnel", [
+    {"state": "open", "public_url": "https://t.example"},  # the process on PORT owns the tunnel
+    {"state": "elsewhere", "public_url": None},            # another process of the deployment owns it
+])
+def test_register_without_base_url_uses_the_running_deployments_public_url(env, fake, capsys, monkeypatch, tunnel):
+    running = FakeServer()  # stands in for the zaphook already running on PORT (/status as status.py writes it)
+    running.serve("GET", "/status", json_reply({"tunnel": tunnel, "public_url": "https://t.example"}))
     monkeypatch.setenv("PORT", running.url.rsplit(":", 1)[1])
     for kind in WAPI_KINDS:
         fake.serve("PUT", f"/v1/webhook/update-webhook-{kind}", json_reply({"error": False}))

@@ -90,12 +90,12 @@ def test_every_code_said_in_the_server_code_is_registered():
 def test_codes_built_from_names_are_registered():
     """The codes the server builds with an f-string: each name it can be built from is registered."""
     from models import MediaFile
-    from status import CONNECTION_STATES
+    from handlers.base import CONNECTION_STATES
     from storage.decrypt import CHECK_MESSAGES
 
     registered = codes.registered()
     built = ([f"media_error.check.{name}" for name in CHECK_MESSAGES]
-             + [f"state.{state}" for state in (*CONNECTION_STATES, *MediaFile.STATES)])
+             + [f"state.{state}" for state in ("unknown", *CONNECTION_STATES, *MediaFile.STATES)])
     assert [code for code in built if code not in registered] == []
 
 

@@ -104,7 +104,7 @@ def test_the_portuguese_qa_page_has_no_english_left(dashboard, viewport):
     demo = page.locator(".checklist li", has_text="instância evolution/demo-evo")
     expect(demo).to_have_attribute("data-level", "ok")
     expect(demo).to_contain_text("dados de demonstração (último evento há 1 ano)")
-    expect(page.locator(".checklist li", has_text="loja-centro")).to_contain_text("há 12 minutos, conectada")
+    expect(page.locator(".checklist li", has_text="loja-centro")).to_contain_text(re.compile(r"há 1[23] minutos, conectada"))  # a slow machine may pass the minute
     expect(page.locator(".checklist li", has_text="loja-praia")).to_contain_text("desconectada: último evento há 3 dias")
     silent = page.locator(".checklist li", has_text="loja-norte")
     expect(silent).to_have_attribute("data-level", "failure")
