@@ -40,12 +40,14 @@ from models import (
     clean,
     database_clock,
     db,
+    json_or_none,
     row_lock,
     run_sql,
     still_bound,
     utcnow,
     write_transaction,
 )
+from roles import CAMPAIGN_SENDER
 from campaign_lists import (
     PHONE_PROBLEMS,
     ContactList,
@@ -204,7 +206,7 @@ def check_contacts(raw: list, rows: Optional[list] = None) -> tuple[list, list, 
         seen[phone] = row_number
         name = item.get("name")
         valid.append({"phone": phone, "name": clean(name.strip(), 255) if isinstance(name, str) and name.strip() else None,
-                      "fields": stored_fields(item.get("fields")), "row": row_number, "given": given})
+                      "fields": stored_fields(item.get("fields")), "row": row_number})
     return valid, duplicates, invalid
 
 
@@ -238,15 +240,9 @@ class CampaignPlan:
 
 def merge_contact(contact) -> dict:
     """What merge fields read of a contact: a planned one (dict) or a stored CampaignContact (its JSON fields)."""
-    if isinstance(contact, dict):
-        return {"phone": contact.get("given") or contact.get("phone"), "name": contact.get("name"),
-                "fields": contact.get("fields") or {}}
-    fields = {}
-    if contact.fields:
-        try:
-            fields = json.loads(contact.fields)
-        except ValueError:
-            fields = {}
+    if isinstance(contact, dict):  # the phone as it will be sent (normalised), not as the list wrote it
+        return {"phone": contact.get("phone"), "name": contact.get("name"), "fields": contact.get("fields") or {}}
+    fields = json_or_none(contact.fields)
     return {"phone": contact.phone, "name": contact.name, "fields": fields if isinstance(fields, dict) else {}}
 
 
@@ -270,7 +266,8 @@ def plan_campaign(data: Mapping[str, Any], contacts: "ContactList | list | ListE
         instance = sending_instance(data.get("instance_id"))
     except CampaignProblem as exc:
         problems.append(exc.problem)
-    if isinstance(contacts, ListError):
+    unreadable = isinstance(contacts, ListError)  # said once: no "no valid contact" after it
+    if unreadable:
         problems.append(problem(contacts.code, **contacts.params))
         contacts = ContactList()
     elif isinstance(contacts, list):
@@ -281,7 +278,7 @@ def plan_campaign(data: Mapping[str, Any], contacts: "ContactList | list | ListE
         raw, rows = raw[:MAX_CONTACTS], rows[:MAX_CONTACTS]
     valid, duplicates, invalid = check_contacts(raw, rows)
     same_columns(valid)
-    if not valid and not any(item["code"].startswith("list_") for item in problems):
+    if not valid and not unreadable:
         problems.append(problem("no_valid_contact"))
     text = text if isinstance(text, str) else ""
     warnings = []
@@ -462,8 +459,6 @@ class CampaignSender:
         if self._thread is not None:
             return
         if self.roles is not None:
-            from roles import CAMPAIGN_SENDER
-
             self.roles.want(CAMPAIGN_SENDER, on_gain=self.notify)
             self.roles.start()
         self._thread = threading.Thread(target=self._run, name="zaphook-campaigns", daemon=True)
@@ -474,8 +469,6 @@ class CampaignSender:
         """Whether this process is the deployment's campaign sender now."""
         if self.roles is None:
             return True
-        from roles import CAMPAIGN_SENDER
-
         return self.roles.holds(CAMPAIGN_SENDER)
 
     def notify(self) -> None:
@@ -490,8 +483,6 @@ class CampaignSender:
             if self._thread.is_alive():
                 log.warning("the campaign sender did not stop within %.0f s", timeout)
         if self.roles is not None and self._thread is not None:
-            from roles import CAMPAIGN_SENDER
-
             self.roles.give_back(CAMPAIGN_SENDER)  # another process sends from its next look
 
     @property

@@ -70,6 +70,9 @@ class Roles:
         self.holder = holder or process_name()
         self._wanted: dict[str, _Wanted] = {}
         self._lock = threading.Lock()
+        # One look at a time: want() looks from the caller's thread while the renewing thread may be
+        # looking too, and two looks at once would both see "held, not announced" and gain it twice.
+        self._looking = threading.RLock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -100,10 +103,11 @@ class Roles:
 
     def give_back(self, name: str) -> None:
         """Stop competing for one role and free it at once (the campaign sender when it shuts down)."""
-        wanted = self._wanted.pop(name, None)
-        if wanted is not None:
-            wanted.held_until = 0.0
-            self._release(name)
+        with self._looking:  # a look in flight must not claim the lease again after it is freed
+            wanted = self._wanted.pop(name, None)
+            if wanted is not None:
+                wanted.held_until = 0.0
+                self._release(name)
 
     def stop(self) -> None:
         """Stop renewing and give every role back, so another process takes over at its next look."""
@@ -163,6 +167,11 @@ class Roles:
 
     def _look(self, wanted: _Wanted) -> None:
         """Claim or renew one role, and run its callbacks when whether we hold it has changed."""
+        with self._looking:
+            if self._wanted.get(wanted.name) is wanted:  # not given back meanwhile
+                self._look_now(wanted)
+
+    def _look_now(self, wanted: _Wanted) -> None:
         asked_at = time.monotonic()
         try:
             with self.database.connection_context(), write_transaction():

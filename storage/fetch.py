@@ -247,13 +247,9 @@ def _has_credentials(job: MediaJob) -> bool:
     return not job.api_way.credentials or bool(job.api_token and job.api_base_url)
 
 
-def missing_means(job: MediaJob, config: FetchConfig) -> str:
-    """Why no way applies, in the words of the settings a person can change."""
-    return "; ".join(text.english for text in missing_means_texts(job, config))
-
-
 def missing_means_texts(job: MediaJob, config: FetchConfig) -> list[Text]:
-    """:func:`missing_means`, one Text per reason (a provider's ``needs`` may answer a Text or English)."""
+    """Why no way applies, in the words of the settings a person can change: one Text per reason
+    (a provider's ``needs`` may answer a Text or English)."""
     reasons = []
     if not job.media_key:
         reasons.append(say("media_error.no_media_key"))

@@ -105,7 +105,7 @@ def post_json(target: SendTarget, url: str, headers: dict, body: dict) -> tuple[
     return response.status_code, data
 
 
-def network_error(exc: DownloadError, url: str, read_timeout: float, what: str = "") -> SendError:
+def network_error(exc: DownloadError, url: str, read_timeout: float) -> SendError:
     """A SendError for a call that did not get its answer.
 
     Refused before sending (host not allowed) cannot have gone out; a timeout or
@@ -113,14 +113,14 @@ def network_error(exc: DownloadError, url: str, read_timeout: float, what: str =
     """
     host = host_of(url)
     if exc.kind == "timeout":
-        return SendError(f"{what}{host} did not answer in time ({read_timeout:g} s)", status=exc.status,
+        return SendError(f"{host} did not answer in time ({read_timeout:g} s)", status=exc.status,
                          maybe_sent=True, code="timeout", params={"host": host, "seconds": read_timeout})
     if exc.kind == "connection":
-        return SendError(f"{what}the connection to {host} failed: {exc}", status=exc.status, maybe_sent=True,
+        return SendError(f"the connection to {host} failed: {exc}", status=exc.status, maybe_sent=True,
                          code="connection", params={"host": host})
     if exc.kind == "refused":
-        return SendError(f"{what}{exc}", status=exc.status, code="address_refused", params={"host": host})
-    return SendError(f"{what}{exc}", status=exc.status)
+        return SendError(str(exc), status=exc.status, code="address_refused", params={"host": host})
+    return SendError(str(exc), status=exc.status)
 
 
 # --- what the provider said ------------------------------------------------------------------

@@ -149,6 +149,23 @@ def test_merge_fields_take_each_contacts_value(text, contact, expected):
     assert render(text, contact) == expected
 
 
+def test_the_preview_shows_the_number_as_it_will_be_sent_not_as_the_list_wrote_it(app):
+    from campaigns import message_for, plan_campaign
+    from models import CampaignContact
+
+    plan = plan_campaign({"name": "Inverno", "text": "Seu número {telefone}"}, [{"phone": "(11) 98765-4321"}])
+    sent = message_for(plan.text, CampaignContact(phone=plan.contacts[0]["phone"], name=None, fields=None))
+    assert plan.preview()[0]["text"] == sent == "Seu número 5511987654321"
+
+
+def test_an_unreadable_list_is_reported_once(app):
+    from campaigns import plan_campaign
+    from campaign_lists import ListError
+
+    plan = plan_campaign({"name": "Inverno", "text": "Oi"}, ListError("contacts_not_list"))
+    assert [item["code"] for item in plan.problems if item["code"] != "instance_required"] == ["contacts_not_list"]
+
+
 def test_merge_fields_are_listed_once_each_in_order():
     assert merge_fields("{nome} {cidade} {nome} {} {Nome}") == ["nome", "cidade", "Nome"]
 

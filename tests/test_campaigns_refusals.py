@@ -266,7 +266,7 @@ def test_every_code_the_server_sends_has_a_sentence_in_both_catalogues():
     assert english.keys() == portuguese.keys()
 
 
-def test_the_form_never_stores_a_field_the_list_had_not(make_app, providers, serve):
+def test_a_json_list_gives_every_contact_every_column(make_app, providers, serve):
     """A JSON list whose contacts have different keys: every contact gets every column, empty where it had none."""
     web = serve(campaign_app(make_app, providers, CAMPAIGN_SENDER=False))
     instance_id = new_instance(web, "evolution")

@@ -145,12 +145,13 @@ def test_a_holder_that_stops_renewing_loses_the_role_to_the_other_after_the_leas
         alive.stop()
 
 
-def test_only_the_holder_of_the_sender_role_sends(make_app):
+def test_the_sender_holds_its_role_alone_and_gives_it_back_when_it_shuts_down(make_app):
     app = make_app(CAMPAIGN_SENDER=True, ROLE_LEASE_SECONDS=30.0)
     sender = app.extensions["zaphook.campaigns"]
     wait_until(lambda: sender.sends_here, "the only process becomes the sender")
     other = Roles(app.extensions["zaphook.database"], 30.0, holder="other")
     assert not other.want(CAMPAIGN_SENDER)
+    assert sender.sends_here
     sender.shutdown()  # gives the role back
     assert other.want(CAMPAIGN_SENDER)
     with app.extensions["zaphook.database"].connection_context():
