@@ -34,6 +34,7 @@ import binascii
 import email.utils
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -278,15 +279,19 @@ def create_destination(data: Mapping[str, Any]) -> ForwardDestination:
     now = utcnow()
     name = values.pop("name", None)
     with write_transaction():
-        if name is not None and ForwardDestination.select().where(ForwardDestination.name == name).exists():
+        if name is None:  # the first free "app-N" (a person may have named one "app-2" already)
+            name = next(candidate for candidate in (f"app-{n}" for n in itertools.count(1))
+                        if not _name_taken(candidate))
+        elif _name_taken(name):
             raise ForwardError(say("forward.name_taken", name=name), 409)
-        destination = ForwardDestination.create(name=name or f"new-{uuid.uuid4().hex}", created_at=now,
-                                                updated_at=now, origin="api", **values)
-        if name is None:
-            destination.name = f"app-{destination.id}"
-            destination.save(only=[ForwardDestination.name])
+        destination = ForwardDestination.create(name=name, created_at=now, updated_at=now, origin="api", **values)
     destinations_changed()
     return destination
+
+
+def _name_taken(name: str, but: Optional[int] = None) -> bool:
+    query = ForwardDestination.select().where(ForwardDestination.name == name)
+    return (query.where(ForwardDestination.id != but) if but is not None else query).exists()
 
 
 def update_destination(destination: ForwardDestination, data: Mapping[str, Any]) -> ForwardDestination:
@@ -295,8 +300,7 @@ def update_destination(destination: ForwardDestination, data: Mapping[str, Any])
         raise ForwardError(say("forward.env_managed"), 409)
     if values:
         with write_transaction():
-            if "name" in values and ForwardDestination.select().where(
-                    (ForwardDestination.name == values["name"]) & (ForwardDestination.id != destination.id)).exists():
+            if "name" in values and _name_taken(values["name"], but=destination.id):
                 raise ForwardError(say("forward.name_taken", name=values["name"]), 409)
             ForwardDestination.update(updated_at=utcnow(), **values).where(
                 ForwardDestination.id == destination.id).execute()
@@ -678,8 +682,8 @@ class Forwarder:
             try:
                 with db.connection_context():
                     delivery = self.claim_next()
-                    if delivery is not None:
-                        self.deliver(delivery)
+                if delivery is not None:
+                    self.deliver(delivery)
             except Exception as exc:  # noqa: BLE001 - a worker outlives any one bad row or outage
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if is_transient(exc):
@@ -717,17 +721,26 @@ class Forwarder:
         return None
 
     def deliver(self, delivery: ForwardDelivery) -> Outcome:
-        """Send one claimed delivery, record the attempt, settle the row."""
-        destination = ForwardDestination.get_by_id(delivery.destination_id)
+        """Send one claimed delivery, record the attempt, settle the row.
+
+        No database connection is held while the app answers (up to
+        FORWARD_TIMEOUT): a slow app must not hold the pooled connections the
+        webhooks need.
+        """
         started_at, started = utcnow(), time.monotonic()
-        try:
-            body, headers = self.request_for(delivery)
-        except Gone as exc:
-            outcome = Outcome("failed", text=exc.text)
-        else:
-            headers.update(signed_headers(destination.secret, delivery.webhook_id, body))
+        with db.connection_context():
+            destination = ForwardDestination.get_by_id(delivery.destination_id)
+            try:
+                body, headers = self.request_for(delivery)
+            except Gone as exc:
+                outcome = Outcome("failed", text=exc.text)
+            else:
+                headers.update(signed_headers(destination.secret, delivery.webhook_id, body))
+                outcome = None
+        if outcome is None:
             outcome = self.send(destination.url, body, headers)
-        self.settle(delivery, outcome, started_at, int((time.monotonic() - started) * 1000))
+        with db.connection_context():
+            self.settle(delivery, outcome, started_at, int((time.monotonic() - started) * 1000))
         return outcome
 
     def send(self, url: str, body: bytes, headers: dict) -> Outcome:

@@ -71,9 +71,10 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.extensions["zaphook.own_hosts"] = own_host_names(settings)
     app.extensions["zaphook.login_attempts"] = SlidingWindow(settings["LOGIN_ATTEMPTS_PER_MIN"])
     app.extensions["zaphook.auth_failures"] = AuthFailures(settings["AUTH_FAILURES_STORED_PER_MIN"])
-    # One connection per waitress thread, media worker and background service, and a few to spare.
+    # One connection per waitress thread, media worker, forwarding worker and background service, and a few to spare.
     app.extensions["zaphook.database"] = models.open_database(
-        settings["DATABASE_URL"], max_connections=int(settings["THREADS"]) + int(settings["MEDIA_WORKERS"]) + 6)
+        settings["DATABASE_URL"], max_connections=int(settings["THREADS"]) + int(settings["MEDIA_WORKERS"])
+        + int(settings["FORWARD_WORKERS"]) + 6)
     with models.db.connection_context():
         models.create_schema()
         shared, detail = check_media_dir(Path(settings["MEDIA_DIR"]))

@@ -9,7 +9,6 @@ import hmac
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import threading
 import time
@@ -296,17 +295,21 @@ def test_a_media_message_is_followed_by_media_ready_with_a_url_the_app_can_fetch
 
 def test_a_destination_gets_only_what_its_filter_lets_through(served, app_server):
     zaphook = served()
-    add_destination(zaphook, app_server.url + "/statuses", format="normalised", types=["message.status"])
-    add_destination(zaphook, app_server.url + "/other-instance", format="raw", instance="someone-else")
+    statuses = add_destination(zaphook, app_server.url + "/statuses", format="normalised", types=["message.status"])
+    other = add_destination(zaphook, app_server.url + "/other-instance", format="raw", instance="someone-else")
     app_server.route("POST", "/statuses", answering([204]))
     app_server.route("POST", "/other-instance", answering([204]))
     post_webhook(zaphook, plain_message("FILTER1", "not a status"), "/webhook/receive-message/")
     post_webhook(zaphook, load_sample("seeds/endpoint_message_status.json"), "/webhook/message-status/")
 
+    # Both were applied (?wait=1), and a delivery is queued in the transaction that applies its event.
+    def queued(destination: dict) -> list:
+        return requests.get(f"{zaphook.url}/api/forward/deliveries", params={"destination": destination["id"]},
+                            timeout=10).json()["items"]
+    assert [item["type"] for item in queued(statuses)] == ["message.status"]
+    assert queued(other) == []
     [status] = delivered(app_server, 1, "/statuses")
     assert status.json()["type"] == "message.status"
-    # The message was applied first: had the filter let it through, it would have been delivered first.
-    assert len(app_server.hits("POST", "/statuses")) == 1
     assert app_server.hits("POST", "/other-instance") == []
 
 
@@ -443,7 +446,7 @@ def test_an_answer_that_is_not_worth_retrying_fails_at_once_and_the_chat_goes_on
 
 
 def test_a_delivery_that_keeps_failing_is_given_up_after_the_configured_time(served, app_server):
-    zaphook = served(FORWARD_GIVE_UP_HOURS=0.3 / 3600)  # 0.3 s
+    zaphook = served(FORWARD_GIVE_UP_HOURS=2 / 3600)  # 2 s: several attempts even on a loaded machine
     app_server.route("POST", "/hook", answering([503]))
     add_destination(zaphook, app_server.url + "/hook")
     answer = post_webhook(zaphook, plain_message("NEVER", "down"), "/webhook/receive-message/")
@@ -563,11 +566,6 @@ def test_a_restart_in_the_middle_of_retries_loses_nothing(tmp_path, app_server):
     assert len(app_server.hits("POST", "/hook")) > tried
 
 
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 def acknowledgement_times(zaphook: ServedApp, prefix: str, count: int) -> list[float]:
     session = requests.Session()
     times = []
@@ -591,21 +589,25 @@ def test_a_slow_app_does_not_slow_the_webhooks_answers(served, app_server):
     app_server.route("POST", "/slow", slow)
     zaphook = served(FORWARD_TIMEOUT=10.0)
     try:
-        without = acknowledgement_times(zaphook, "ALONE", 60)
         add_destination(zaphook, app_server.url + "/slow", format="normalised")
-        with_slow_app = acknowledgement_times(zaphook, "SLOW", 60)
-        wait_until(lambda: len(app_server.hits("POST", "/slow")) >= 4, "the slow app busy")
+        post_webhook(zaphook, plain_message("FIRST", "hi"), "/webhook/receive-message/")
+        wait_until(lambda: app_server.hits("POST", "/slow"), "the slow app holding a delivery")
+        with_slow_app = acknowledgement_times(zaphook, "SLOW", 60)  # all while the app holds its deliveries
     finally:
         release.set()
-    print(f"acknowledgement p99 without forwarding {p99(without) * 1000:.1f} ms, with a slow app "
-          f"{p99(with_slow_app) * 1000:.1f} ms (medians {statistics.median(without) * 1000:.1f} / "
-          f"{statistics.median(with_slow_app) * 1000:.1f} ms)")
-    # Generous: a loaded CI machine adds spikes of a few hundred ms to either run, while an answer that
-    # waited for the app would wait the app's 5 s (it is released only after the measurement).
-    assert p99(with_slow_app) <= 3 * p99(without) + 0.5
+    # An answer that waited for the app would take its 5 s; a loaded machine's spikes stay far below.
+    assert max(with_slow_app) < 2.5
 
 
 # --- destinations: the API, the settings and the command line -----------------------------------------
+
+def test_an_unnamed_destination_takes_the_first_free_app_name(served):
+    zaphook = served()
+    assert add_destination(zaphook, "http://localhost:3000/a", name="app-1")["name"] == "app-1"
+    assert add_destination(zaphook, "http://localhost:3000/b")["name"] == "app-2"
+    assert add_destination(zaphook, "http://localhost:3000/c", name="app-4")["name"] == "app-4"
+    assert add_destination(zaphook, "http://localhost:3000/d")["name"] == "app-3"
+
 
 def test_the_api_adds_lists_changes_and_removes_destinations_and_says_what_is_wrong(served, app_server):
     zaphook = served()
