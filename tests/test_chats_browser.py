@@ -9,8 +9,6 @@ clock (``page.clock.set_fixed_time``), so "Today" and "Yesterday" mean the same 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -32,12 +30,10 @@ PHONE_VIEWPORT = {"width": 390, "height": 844}
 @pytest.fixture(scope="module")
 def chromium():
     """A Chromium of this module's own, for a desktop context and a touch phone context."""
-    profile = tempfile.mkdtemp(prefix="zaphook-chats-chromium-")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,14 @@ from flask import Blueprint, jsonify, request
 from peewee import fn
 
 from codes import say
+from ingest import STORED
 from models import Campaign, CampaignLog, Client, Instance, MediaFile, Message, WebhookEvent, instance_json, iso, utcnow
 from views.api import BadRequest
 
 bp = Blueprint("dashboard_api", __name__)
 
 # The parts of a cursor, in order: what each one follows.
-CURSOR_PARTS = ("events", "media", "campaigns", "campaign_log")
+CURSOR_PARTS = ("events", "pending", "media", "campaigns", "campaign_log")
 _CURSOR = re.compile(r"^\d+(\.\d+){%d}$" % (len(CURSOR_PARTS) - 1))
 MEDIA_FAILED_STATES = ("failed", "expired")
 
@@ -39,12 +40,15 @@ def current_cursor() -> list[int]:
     """Where the data stands now, one number per part of CURSOR_PARTS.
 
     Every webhook is a new event row (messages, statuses, connection states all
-    arrive that way); download workers and the campaign sender move
+    arrive that way), and ``pending`` (how many are acknowledged and not
+    applied yet, an indexed count) moves when the applier makes their chats and
+    messages, a moment later; download workers and the campaign sender move
     ``updated_at`` and write log rows. A replay keeps its event id: the page
     that replays refreshes itself.
     """
     return [
         WebhookEvent.select(fn.MAX(WebhookEvent.id)).scalar() or 0,
+        WebhookEvent.select().where(WebhookEvent.outcome == STORED).count(),
         _as_millis(MediaFile.select(fn.MAX(MediaFile.updated_at)).scalar()),
         _as_millis(Campaign.select(fn.MAX(Campaign.updated_at)).scalar()),
         CampaignLog.select(fn.MAX(CampaignLog.id)).scalar() or 0,

@@ -18,7 +18,8 @@ from handlers import REGISTRY
 from ingest import STORED, edit_refusal, replay_refusal
 from models import OUTCOMES, Chat, Instance, WebhookEvent, event_json, event_response
 from security import redact, redact_base64, redact_body, redact_text, redact_values
-from views.api import DEFAULT_LIMIT, MAX_LIMIT, BadRequest, _int_arg, abort_with, instance_filter
+from views.api import (DEFAULT_LIMIT, MAX_LIMIT, BadRequest, _int_arg, _pipeline, _secrets, abort_with,
+                       instance_filter)
 from views.webhooks import applied_answer
 
 bp = Blueprint("events_api", __name__)
@@ -29,14 +30,6 @@ _LISTED_EVENT_FIELDS = tuple(field for field in WebhookEvent._meta.sorted_fields
 # What ?q= looks in: what identifies a request, its error and its body as shown
 # (search_text, redacted when stored), never the stored body itself.
 _SEARCHED_EVENT_FIELDS = ("route", "event_name", "message_id", "request_id", "error", "search_text")
-
-
-def _pipeline():
-    return current_app.extensions["zaphook.pipeline"]
-
-
-def _secrets() -> list:
-    return _pipeline().secrets
 
 
 @bp.get("/api/events")

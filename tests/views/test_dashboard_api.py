@@ -16,8 +16,8 @@ EVOLUTION_OUT = "evolution/v1_messages.upsert_text_outgoing_fromMe.json"
 
 def test_changes_without_a_cursor_reports_every_part_changed(client):
     answer = client.get("/api/changes").get_json()
-    assert answer["changed"] == ["events", "media", "campaigns", "campaign_log"]
-    assert answer["cursor"] == "0.0.0.0"
+    assert answer["changed"] == ["events", "pending", "media", "campaigns", "campaign_log"]
+    assert answer["cursor"] == "0.0.0.0.0"
 
 
 def test_changes_reports_nothing_until_a_webhook_arrives(client, post_webhook):
@@ -29,10 +29,20 @@ def test_changes_reports_nothing_until_a_webhook_arrives(client, post_webhook):
     assert answer["cursor"] != cursor
 
 
+def test_changes_moves_when_the_applier_applies_what_was_only_acknowledged(app, client):
+    stored = client.post("/webhook/?wait=0", json=load_sample(EVOLUTION_IN)).get_json()
+    assert stored["outcome"] == "stored"  # acknowledged; no applier runs here until asked
+    cursor = client.get("/api/changes").get_json()["cursor"]  # what a page polling right now sees
+    assert client.get(f"/api/changes?since={cursor}").get_json()["changed"] == []
+    app.extensions["zaphook.applier"].apply_through(stored["event_id"])
+    # No new webhook: the chat and message the applier made are news all the same.
+    assert client.get(f"/api/changes?since={cursor}").get_json()["changed"] == ["pending"]
+
+
 def test_changes_follows_media_rows_and_campaigns(client, post_webhook):
     post_webhook("/webhook/", load_sample("meta/fixture_image.json"))
     cursor = client.get("/api/changes").get_json()["cursor"]
-    assert cursor.split(".")[1] != "0"  # the image's media row
+    assert cursor.split(".")[2] != "0"  # the image's media row
     client.post("/api/instances", json={"provider": "evolution", "instance_id": "shop"})
     created = client.post("/api/campaigns", json={"name": "c", "instance_id": "shop", "text": "hi",
                                                   "contacts": ["5511999990001"]})
@@ -40,7 +50,7 @@ def test_changes_follows_media_rows_and_campaigns(client, post_webhook):
     assert set(client.get(f"/api/changes?since={cursor}").get_json()["changed"]) == {"campaigns", "campaign_log"}
 
 
-@pytest.mark.parametrize("since", ["abc", "1.2.3", "1.2.3.4.5", "1.2.x.4"])
+@pytest.mark.parametrize("since", ["abc", "1.2.3.4", "1.2.3.4.5.6", "1.2.x.4.5"])
 def test_changes_refuses_a_malformed_cursor(client, since):
     response = client.get(f"/api/changes?since={since}")
     assert response.status_code == 400

@@ -428,7 +428,7 @@ export function mount(container, params) {
       window.removeEventListener("resize", fitHeight);
     },
     async refresh(changed) {
-      if (!changed.includes("events") && !changed.includes("media")) return;
+      if (!["events", "pending", "media"].some((part) => changed.includes(part))) return;
       await loadInstances();
       await loadChats();
       if (messageList === null && selected) openConversation();

@@ -20,8 +20,6 @@ const OUTCOMES = ["stored", "processed", "duplicate", "ignored", "failed", "reje
 const LIMIT = 100;
 const NARROW = "(max-width: 720px)";
 const OPEN_DEPTH = 3;  // JSON deeper than this starts folded
-const STORED_RECHECK_MS = 700;
-const MAX_RECHECKS = 10;
 const NEXT_KEYS = ["ArrowDown", "j"];
 const PREVIOUS_KEYS = ["ArrowUp", "k"];
 
@@ -298,8 +296,6 @@ export function mount(container, params) {
   let listScroll = 0;  // where the list was on a phone when an event was opened
   let restore = null;  // the row to go back to when the detail is closed
   let detailToken = 0;
-  let recheck = null;
-  let rechecks = 0;
 
   const narrow = window.matchMedia(NARROW);
   const topbar = document.querySelector(".topbar");
@@ -351,24 +347,11 @@ export function mount(container, params) {
     newest.disabled = !cursor.before_id && !cursor.after_id;
     newer.disabled = pageCursors.newer === null;
     older.disabled = pageCursors.older === null;
-    if (data.items.some((item) => item.outcome === "stored")) settleLater();
-    else rechecks = 0;
     return data;
   }
 
   function detailIsStored() {
     return Boolean(detail.querySelector("#event-outcome.outcome-stored"));
-  }
-
-  /** The applier settles a stored event a moment after it shows up: look again shortly (no event may follow). */
-  function settleLater() {
-    if (recheck || rechecks >= MAX_RECHECKS) return;  // an applier that is stopped is /test's business
-    rechecks += 1;
-    recheck = setTimeout(async () => {
-      recheck = null;
-      await loadList();
-      if (detailIsStored()) await loadDetail({reveal: false});
-    }, STORED_RECHECK_MS);
   }
 
   async function goTo(next) {
@@ -471,7 +454,6 @@ export function mount(container, params) {
     detail.dataset.eventId = event.id;
     if (another) detail.scrollTop = 0;  // a new event is read from its top
     if (reveal) showDetail();
-    if (event.outcome === "stored") settleLater();
   }
 
   function renderDetail(event) {
@@ -660,10 +642,9 @@ export function mount(container, params) {
     // Providers first: the rows name them by their labels.
     ready: loadProviders().then(() => Promise.all([loadInstances(), loadList(), loadDetail()])),
     async refresh(changed) {
-      if (!changed.includes("events")) return;
-      rechecks = 0;
+      if (!changed.includes("events") && !changed.includes("pending")) return;
       await loadList();
-      // The applier settles what it had not applied yet: the detail shows the outcome now.
+      // The applier settled what it had not applied yet ("pending" moved): the detail shows the outcome now.
       if (detailIsStored()) await loadDetail({reveal: false});
     },
     async update(newParams) {
@@ -675,7 +656,6 @@ export function mount(container, params) {
     },
     unmount() {
       if (resize) resize.disconnect();
-      clearTimeout(recheck);
       detailToken += 1;
     },
   };

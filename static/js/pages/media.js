@@ -77,7 +77,7 @@ export function mount(container) {
   return {
     ready: load(),
     async refresh(changed) {
-      if (changed.includes("media") || changed.includes("events")) await load();
+      if (["events", "pending", "media"].some((part) => changed.includes(part))) await load();
     },
   };
 }
