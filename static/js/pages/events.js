@@ -8,6 +8,7 @@ import {debounce, formatBytes, formatDateTime, formatTime, h, replaceChildren, s
 import {currentLanguage, t, tState, tType} from "../i18n.js";
 import {providers} from "../providers.js";
 import {renderForwarding} from "../forwarding.js";
+import {formatPhone} from "../phone.js";
 
 // Stored on events no provider recognised.
 const UNKNOWN_PROVIDER = "unknown";
@@ -38,21 +39,12 @@ function plural(count, one, other) {
   return new Intl.PluralRules(currentLanguage()).select(count) === "one" ? one : other;
 }
 
-/** "+55 11 98765-4321" for a Brazilian number, "+<digits>" for others. */
-function formatPhone(digits) {
-  const br = /^55(\d{2})(9?\d{4})(\d{4})$/.exec(digits);
-  if (br) return `+55 ${br[1]} ${br[2]}-${br[3]}`;
-  return `+${digits}`;
-}
-
-/** A chat as people know it: its name, a formatted number, or what kind of id it is. */
+/** A chat as people know it: its name, a formatted number (as the chats page writes it), or what kind of id it is. */
 function chatLabel(summary) {
   if (!summary || !summary.chat) return "";
   if (summary.chat_name) return summary.chat_name;
-  const [user, server] = summary.chat.split("@");
-  if (server === "s.whatsapp.net" && /^\d+$/.test(user)) return formatPhone(user);
-  if (server === "g.us") return t("events.group");
-  return summary.chat;
+  if (summary.chat.endsWith("@g.us")) return t("events.group");
+  return formatPhone(summary.chat) || summary.chat;
 }
 
 function kindOf(event) {

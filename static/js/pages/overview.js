@@ -81,21 +81,12 @@ function copyButton(text) {
   return button;
 }
 
-function urlRows(urls) {
-  // Each provider has one URL, or one per event kind ({kind: url}).
-  const rows = [];
-  for (const [name, value] of Object.entries(urls)) {
-    if (typeof value === "string") rows.push([name, value]);
-    else for (const [event, url] of Object.entries(value || {})) rows.push([`${name} ${event}`, url]);
-  }
-  return rows.map(([label, url]) => h("li", {class: "url-row"},
-    h("span", {class: "url-label"}, label), h("code", {}, url), copyButton(url)));
-}
-
-/** /status's URL rows (newer servers): the provider and what the URL is for, in the page's language. */
-function labelledUrlRows(rows) {
-  return urlRows(Object.fromEntries(rows.map((row) => [
-    [row.provider_label, tText({code: row.label_code, params: {}}, row.label)].filter(Boolean).join(" · "), row.url])));
+/** /status's URL rows: the provider and what the URL is for, in the page's language, and the URL to copy. */
+function urlRows(rows) {
+  return rows.map((row) => {
+    const label = [row.provider_label, tText({code: row.label_code, params: {}}, row.label)].filter(Boolean).join(" · ");
+    return h("li", {class: "url-row"}, h("span", {class: "url-label"}, label), h("code", {}, row.url), copyButton(row.url));
+  });
 }
 
 export function eventLine(event) {
@@ -135,12 +126,12 @@ export function mount(container) {
     const status = await get("/status");
     statusFetchedAt = Date.now();
     const info = status.tunnel || {};
-    publicUrl = status.public_url || info.public_url || null;
+    publicUrl = status.public_url || null;
     replaceChildren(tunnel,
       h("p", {}, h("span", {class: `badge tunnel-${info.state}`}, tState(info.state)), " ",
         info.public_url ? h("code", {}, info.public_url) : h("span", {class: "muted"}, t("overview.no_tunnel"))),
       info.reason ? h("p", {class: info.state === "failed" ? "error" : "muted"}, tText(info.message, info.reason)) : null);
-    replaceChildren(urls, status.webhook_url_rows ? labelledUrlRows(status.webhook_url_rows) : urlRows(status.webhook_urls));
+    replaceChildren(urls, urlRows(status.webhook_url_rows));
   }
 
   async function load() {

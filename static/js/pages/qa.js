@@ -6,19 +6,14 @@ import {t, tText} from "../i18n.js";
 const MARKS = {ok: "✓", warning: "!", failure: "✗"};
 const ORDER = {failure: 0, warning: 1, ok: 2};
 
-/** A check's level; a server older than levels sent only ok. */
-function levelOf(check) {
-  return check.level || (check.ok ? "ok" : "failure");
-}
-
 function summaryText(report) {
-  if (report.failures || report.ok === false) return t("qa.summary_failures", {count: report.failures || 1});
+  if (report.failures) return t("qa.summary_failures", {count: report.failures});
   if (report.warnings) return t("qa.summary_warnings", {count: report.warnings});
   return t("qa.all_ok");
 }
 
 function checkItem(check) {
-  const level = levelOf(check);
+  const level = check.level;
   const name = tText({code: check.name_code, params: check.name_params}, check.name);
   return h("li", {class: `check-${level} ${level === "failure" ? "bad" : level}`, dataset: {level, code: check.code || ""}},
     h("span", {class: "check-mark", role: "img", "aria-label": t(`qa.level.${level}`)}, MARKS[level]),
@@ -37,7 +32,7 @@ export function mount(container) {
     summary.className = `qa-summary ${level === "failure" ? "bad" : level}`;
     summary.dataset.level = level;
     summary.textContent = summaryText(report);
-    const checks = [...report.checks].sort((a, b) => ORDER[levelOf(a)] - ORDER[levelOf(b)]);
+    const checks = [...report.checks].sort((a, b) => ORDER[a.level] - ORDER[b.level]);
     replaceChildren(list, checks.map(checkItem));
   }
 
