@@ -53,12 +53,6 @@ MEDIA_READY = "media.ready"
 TYPES = (MESSAGE_RECEIVED, MESSAGE_SENT, MESSAGE_STATUS, MESSAGE_EDITED, MESSAGE_DELETED, REACTION, PRESENCE,
          CONNECTION, QRCODE, CONTACT, MEDIA_READY)
 
-# A media file's state: the download's (models.MediaFile.STATES), or "unknown" when zaphook has
-# no row for it (the message could not be stored).
-MEDIA_STATES = ("pending", "downloading", "done", "failed", "expired", "unknown")
-MEDIA_FINAL_STATES = ("done", "failed", "expired")
-
-
 @dataclass(frozen=True)
 class Envelope:
     """What every event made of one webhook request shares."""

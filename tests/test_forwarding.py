@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -337,6 +338,32 @@ def test_an_app_that_fails_three_times_gets_every_event_once_it_recovers_in_orde
         ("retry", 500), ("retry", 500), ("retry", 500), ("delivered", 200)]
     assert delivery["attempt_log"][0]["response_excerpt"] == "busy"
     assert delivery["attempt_log"][0]["error_text"] == {"code": "forward.http_status", "params": {"status": 500}}
+
+
+def test_a_delivery_whose_worker_died_is_taken_over_when_its_lease_runs_out_and_sent_once(served, app_server):
+    from forwarding import Forwarder
+    from models import ForwardDelivery
+
+    zaphook = served(FORWARD_WORKERS=0)  # this process forwards nothing: the row waits for the other one
+    add_destination(zaphook, app_server.url + "/hook", format="normalised")
+    post_webhook(zaphook, plain_message("ORPHAN", "hi"), "/webhook/receive-message/")
+    database = zaphook.app.extensions["zaphook.database"]
+    with database.connection_context():
+        # A worker of a process killed mid-send: its claim stands, with a lease that has run out.
+        ForwardDelivery.update(state="delivering", lease_owner="killed-process", attempts=1,
+                               lease_until=utcnow() - timedelta(seconds=1)).execute()
+    other = Forwarder({**zaphook.app.config, "FORWARD_WORKERS": 1}, database)
+    other.start(zaphook.url)
+    try:
+        [hit] = delivered(app_server, 1)
+        with database.connection_context():
+            wait_until(lambda: ForwardDelivery.get().state == "delivered", "settled by the worker that took it over")
+            delivery = ForwardDelivery.get()
+    finally:
+        other.stop()
+    assert hit.json()["data"]["id"] == "ORPHAN"
+    assert len(app_server.hits("POST", "/hook")) == 1
+    assert (delivery.attempts, delivery.lease_owner) == (2, None)
 
 
 def test_two_forwarders_on_one_database_send_each_delivery_once_and_each_chat_in_order(served, app_server):
